@@ -1,0 +1,22 @@
+// Runs `prisma generate` offline. Generation itself is WebAssembly, but the CLI
+// first downloads the native schema engine unless PRISMA_SCHEMA_ENGINE_BINARY
+// names an existing file; this machine has no route to that download.
+import { spawnSync } from "node:child_process"
+import { createRequire } from "node:module"
+import path from "node:path"
+
+const require = createRequire(import.meta.url)
+const cli = path.join(path.dirname(require.resolve("prisma/package.json")), "build", "index.js")
+const env = {
+  ...process.env,
+  PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath,
+  PRISMA_HIDE_UPDATE_MESSAGE: "1",
+  CHECKPOINT_DISABLE: "1"
+}
+const started = Date.now()
+const result = spawnSync(process.execPath, [cli, "generate"], { stdio: "inherit", env })
+if (result.status !== 0) {
+  console.error(`prisma generate failed (exit ${result.status ?? result.signal})`)
+  process.exit(result.status ?? 1)
+}
+console.log(`prisma client generated in ${Date.now() - started} ms`)
