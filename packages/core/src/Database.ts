@@ -1,0 +1,427 @@
+/**
+ * `Database`: the service every query goes through. Its layer is the warm-up:
+ * it builds the user's Prisma client, connects and probes it with `SELECT 1`
+ * (retried with a capped backoff, bounded by a timeout) and only then provides
+ * the service; releasing the scope disconnects.
+ */
+import { Clock, Config, type ConfigError, Context, Duration, Effect, Layer, Ref, Schedule, Scope, Tracer } from "effect"
+import { classify } from "./Classify.js"
+import {
+  type DatabaseError,
+  type OperationKind,
+  type RetryConfigError,
+  TimeoutError,
+  WarmupError
+} from "./Errors.js"
+import { awaitWithTimeout, callRecordingOperation, inferKind } from "./internal/attempt.js"
+import { redact } from "./internal/redact.js"
+import * as Metrics from "./Metrics.js"
+import * as RetryPolicy from "./RetryPolicy.js"
+
+/** What the layer needs of a Prisma client; `PrismaClient` satisfies it. */
+export interface PrismaClientLike {
+  $connect(): Promise<void>
+  $disconnect(): Promise<void>
+  $queryRaw(query: TemplateStringsArray, ...values: Array<any>): PromiseLike<unknown>
+  $transaction(...args: Array<any>): PromiseLike<unknown>
+}
+
+/** The client Prisma hands an interactive transaction function. */
+export type TransactionClient<C> = C extends { $transaction(fn: (tx: infer T) => Promise<any>, ...rest: any): any } ? T
+  : never
+
+/** Pool settings handed to `options.client`; pass them to `PrismaPg`/`pg.Pool`. */
+export interface PoolSettings {
+  /** DB_POOL_MAX, default 10 */
+  readonly max: number
+  /** DB_CONNECT_TIMEOUT_MS, default 2000; never pg's wait-forever 0 */
+  readonly connectionTimeoutMillis: number
+  /** DB_POOL_IDLE_TIMEOUT_MS, default 10000 */
+  readonly idleTimeoutMillis: number
+}
+
+export interface PoolStats {
+  readonly totalCount: number
+  readonly idleCount: number
+  readonly waitingCount: number
+}
+
+export interface WarmupConfig {
+  /** DB_WARMUP_TIMEOUT_MS, default 30000: the whole warm-up, all attempts */
+  readonly timeoutMs: number
+  /** DB_WARMUP_ATTEMPT_TIMEOUT_MS, default 5000: one connect + probe */
+  readonly attemptTimeoutMs: number
+  /** DB_WARMUP_BACKOFF_MS, default 100: first delay, doubled up to the cap */
+  readonly backoffMs: number
+  /** DB_WARMUP_BACKOFF_MAX_MS, default 1000 */
+  readonly backoffMaxMs: number
+  /** DB_HEALTH_TIMEOUT_MS, default 1000: the health probe's timeout */
+  readonly healthTimeoutMs: number
+  /** DB_SHUTDOWN_TIMEOUT_MS, default 5000: bound on `$disconnect` */
+  readonly shutdownTimeoutMs: number
+}
+
+const ms = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "must be a positive integer number of milliseconds", validation: (n) => n > 0 }),
+    Config.withDefault(fallback)
+  )
+
+export const poolConfig: Config.Config<PoolSettings> = Config.all({
+  max: Config.integer("DB_POOL_MAX").pipe(
+    Config.validate({ message: "must be a positive integer", validation: (n) => n > 0 }),
+    Config.withDefault(10)
+  ),
+  connectionTimeoutMillis: ms("DB_CONNECT_TIMEOUT_MS", 2000),
+  idleTimeoutMillis: ms("DB_POOL_IDLE_TIMEOUT_MS", 10_000)
+})
+
+export const warmupConfig: Config.Config<WarmupConfig> = Config.all({
+  timeoutMs: ms("DB_WARMUP_TIMEOUT_MS", 30_000),
+  attemptTimeoutMs: ms("DB_WARMUP_ATTEMPT_TIMEOUT_MS", 5000),
+  backoffMs: ms("DB_WARMUP_BACKOFF_MS", 100),
+  backoffMaxMs: ms("DB_WARMUP_BACKOFF_MAX_MS", 1000),
+  healthTimeoutMs: ms("DB_HEALTH_TIMEOUT_MS", 1000),
+  shutdownTimeoutMs: ms("DB_SHUTDOWN_TIMEOUT_MS", 5000)
+})
+
+export interface QueryOptions {
+  /** names the query in logs, spans and metrics; recorded from the client call when omitted */
+  readonly operation?: string
+  /**
+   * `read` retries after ambiguous errors; `write` does not; `idempotent-write`
+   * (e.g. an upsert keyed by an idempotency key) does. Inferred from the Prisma
+   * method when omitted: find*, count, aggregate, groupBy, $queryRaw are reads.
+   */
+  readonly kind?: Exclude<OperationKind, "transaction">
+  /** overrides of the layer's retry policy for this call */
+  readonly retry?: Partial<RetryPolicy.RetryConfig>
+}
+
+export type IsolationLevel = "ReadUncommitted" | "ReadCommitted" | "RepeatableRead" | "Serializable"
+
+export interface TransactionOptions {
+  readonly operation?: string
+  readonly isolationLevel?: IsolationLevel
+  /** ms to wait for a connection to start the transaction (Prisma's maxWait) */
+  readonly maxWait?: number
+  /**
+   * The function is re-run whole on conflicts. Declare it idempotent to have it
+   * re-run after ambiguous errors too (the commit outcome may be unknown).
+   */
+  readonly idempotent?: boolean
+  readonly retry?: Partial<RetryPolicy.RetryConfig>
+}
+
+export interface WarmupInfo {
+  readonly durationMs: number
+  readonly attempts: number
+}
+
+export type DatabaseState = "serving" | "shutting_down"
+
+export interface DatabaseService {
+  /**
+   * Runs `f` (which returns a Prisma promise) with the attempt timeout,
+   * classification and the retry policy. Annotate the client parameter with
+   * your client type: `db.query((c: PrismaClient) => c.user.findMany())`.
+   */
+  readonly query: <C, A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) => Effect.Effect<A, DatabaseError>
+  /** An interactive transaction, run again whole on transaction conflicts. */
+  readonly transaction: <C, A>(
+    f: (tx: TransactionClient<C>) => Promise<A>,
+    options?: TransactionOptions
+  ) => Effect.Effect<A, DatabaseError>
+  /** One `SELECT 1` bounded by `timeoutMs`, no retry; succeeds with its latency in ms. */
+  readonly ping: (timeoutMs?: number) => Effect.Effect<number, DatabaseError>
+  readonly warmup: WarmupInfo
+  readonly retryConfig: RetryPolicy.RetryConfig
+  readonly warmupConfig: WarmupConfig
+  readonly state: Effect.Effect<DatabaseState>
+  /** Readiness turns false (health fails `shutting_down`) while queries still work. */
+  readonly beginShutdown: Effect.Effect<void>
+  /** Current pool counts, when the layer was given `poolStats`. */
+  readonly poolStats: Effect.Effect<PoolStats | undefined>
+}
+
+export class Database extends Context.Tag("@prisma-resilience/core/Database")<Database, DatabaseService>() {
+  /** The warm-up as a scoped layer: the service exists only once the database answered. */
+  static layer<C extends PrismaClientLike>(options: LayerOptions<C>) {
+    return layer(options)
+  }
+  static query<C, A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) {
+    return query(f, options)
+  }
+  static transaction<C, A>(f: (tx: TransactionClient<C>) => Promise<A>, options?: TransactionOptions) {
+    return transaction(f, options)
+  }
+  static forClient<C extends PrismaClientLike>() {
+    return forClient<C>()
+  }
+}
+
+export interface LayerOptions<C extends PrismaClientLike> {
+  /** Builds a new client. Called again for each warm-up attempt after a failed one. */
+  readonly client: (pool: PoolSettings) => C
+  /** Reads pool counts from a client, for the pool gauges. */
+  readonly poolStats?: (client: C) => PoolStats | undefined
+  /** Settings not given here are read from the environment (see `RetryPolicy.config`, `poolConfig`, `warmupConfig`). */
+  readonly retry?: RetryPolicy.RetryConfig
+  readonly warmup?: WarmupConfig
+  readonly pool?: PoolSettings
+}
+
+// The default tracer is Effect's own no-export one; when it is still in place
+// nobody collects spans, and the query path skips creating them.
+const defaultTracer = Effect.runSync(Effect.tracer)
+const traced = <A, E>(name: string, attributes: Record<string, unknown>, self: Effect.Effect<A, E>) =>
+  Effect.tracerWith((tracer: Tracer.Tracer) =>
+    tracer === defaultTracer ? self : Effect.withSpan(self, name, { attributes, kind: "client" })
+  )
+
+const disconnectQuietly = (client: PrismaClientLike, timeoutMs: number) =>
+  Effect.tryPromise(() => client.$disconnect()).pipe(
+    Effect.timeout(Duration.millis(timeoutMs)),
+    Effect.catchAll((error) => Effect.logDebug(`disconnect failed: ${redact(String(error))}`))
+  )
+
+const warmUp = <C extends PrismaClientLike>(options: LayerOptions<C>, pool: PoolSettings, config: WarmupConfig) =>
+  Effect.gen(function*() {
+    const started = yield* Clock.currentTimeMillis
+    const attempts = yield* Ref.make(0)
+    const lastError = yield* Ref.make<DatabaseError | undefined>(undefined)
+    yield* Effect.logInfo(`Warmup started (timeout ${config.timeoutMs} ms)`)
+
+    const attempt = Effect.gen(function*() {
+      const n = yield* Ref.updateAndGet(attempts, (k) => k + 1)
+      const context = { operation: "warmup", attempt: n }
+      // A client whose connect failed may hold a broken pool: each attempt
+      // builds a fresh one and disposes of it on failure.
+      const client = yield* Effect.try({ try: () => options.client(pool), catch: (e) => classify(e, context) })
+      const probe = Effect.tryPromise({ try: () => client.$connect(), catch: (e) => classify(e, context) }).pipe(
+        Effect.zipRight(
+          Effect.tryPromise({ try: () => client.$queryRaw`SELECT 1`, catch: (e) => classify(e, context) })
+        ),
+        Effect.timeoutFail({
+          duration: Duration.millis(config.attemptTimeoutMs),
+          onTimeout: () =>
+            new TimeoutError({
+              ...context,
+              safety: "ambiguous",
+              code: "WARMUP_ATTEMPT_TIMEOUT",
+              message: `connect and probe took longer than ${config.attemptTimeoutMs} ms`,
+              cause: undefined
+            })
+        })
+      )
+      return yield* probe.pipe(
+        Effect.as(client),
+        Effect.tapError((error) =>
+          Effect.zipRight(
+            Ref.set(lastError, error),
+            Effect.zipRight(
+              Effect.logWarning(
+                `Warmup attempt ${n} failed: ${error._tag}${error.code ? ` (${error.code})` : ""}: ${error.message}`
+              ),
+              disconnectQuietly(client, config.shutdownTimeoutMs)
+            )
+          )
+        )
+      )
+    })
+
+    const backoff = Schedule.exponential(Duration.millis(config.backoffMs)).pipe(
+      Schedule.union(Schedule.spaced(Duration.millis(config.backoffMaxMs))),
+      Schedule.whileInput((error: DatabaseError) => error.safety !== "never")
+    )
+
+    const failure = (reason: string) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const cause = yield* Ref.get(lastError)
+        const n = yield* Ref.get(attempts)
+        return new WarmupError({
+          attempts: n,
+          elapsedMs: now - started,
+          message: `Warmup failed after ${n} attempt(s) in ${now - started} ms: ${reason}` +
+            (cause ? `; last error ${cause._tag}${cause.code ? ` (${cause.code})` : ""}: ${cause.message}` : ""),
+          cause
+        })
+      })
+
+    const client = yield* attempt.pipe(
+      Effect.retry(backoff),
+      Effect.catchAll((error) => Effect.flatMap(failure(error.safety === "never" ? "not retryable" : "gave up"), Effect.fail)),
+      Effect.timeoutFail({ duration: Duration.millis(config.timeoutMs), onTimeout: () => undefined }),
+      Effect.catchAll((error) =>
+        error === undefined ? Effect.flatMap(failure(`timed out after ${config.timeoutMs} ms`), Effect.fail) : Effect.fail(error)
+      ),
+      Effect.tapError((error) => Effect.logError(error.message))
+    )
+    const finished = yield* Clock.currentTimeMillis
+    const info: WarmupInfo = { durationMs: finished - started, attempts: yield* Ref.get(attempts) }
+    yield* Metrics.warmupDuration(Effect.succeed(info.durationMs / 1000))
+    yield* Effect.logInfo(`Warmup complete in ${info.durationMs} ms (${info.attempts} attempt(s))`)
+    return { client, info }
+  }).pipe(Effect.withSpan("Database.warmup"))
+
+const merge = (base: RetryPolicy.RetryConfig, override: Partial<RetryPolicy.RetryConfig> | undefined) =>
+  override === undefined ? base : { ...base, ...override }
+
+/**
+ * Builds the service around a warmed-up client. The scope owns the client:
+ * closing it marks the service shutting down, sets `db_ready` to 0 and
+ * disconnects within `shutdownTimeoutMs`.
+ */
+export const make = <C extends PrismaClientLike>(
+  options: LayerOptions<C>
+): Effect.Effect<DatabaseService, WarmupError | RetryConfigError | ConfigError.ConfigError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const retryConfig = yield* RetryPolicy.validate(options.retry ?? (yield* RetryPolicy.config))
+    const warmupSettings = options.warmup ?? (yield* warmupConfig)
+    const pool = options.pool ?? (yield* poolConfig)
+
+    const { client, info } = yield* Effect.acquireRelease(
+      warmUp(options, pool, warmupSettings),
+      ({ client }) =>
+        Effect.gen(function*() {
+          yield* Metrics.ready(Effect.succeed(0))
+          const started = yield* Clock.currentTimeMillis
+          yield* disconnectQuietly(client, warmupSettings.shutdownTimeoutMs)
+          const took = (yield* Clock.currentTimeMillis) - started
+          yield* Effect.logInfo(`Database disconnected in ${took} ms`)
+        })
+    )
+    const state = yield* Ref.make<DatabaseState>("serving")
+
+    const readStats = Effect.sync(() => (options.poolStats ? options.poolStats(client) : undefined))
+    const sampleStats = Effect.flatMap(readStats, (stats) =>
+      stats === undefined ? Effect.void : Effect.all([
+        Metrics.poolTotal(Effect.succeed(stats.totalCount)),
+        Metrics.poolIdle(Effect.succeed(stats.idleCount)),
+        Metrics.poolWaiting(Effect.succeed(stats.waitingCount))
+      ], { discard: true }))
+    if (options.poolStats) {
+      yield* Effect.forkScoped(Effect.repeat(sampleStats, Schedule.spaced(Duration.seconds(1))))
+    }
+
+    const query = <C2, A>(f: (client: C2) => PromiseLike<A>, queryOptions?: QueryOptions) =>
+      Effect.suspend(() => {
+        const started = performance.now()
+        let first: PromiseLike<A> | undefined
+        let operation = queryOptions?.operation
+        if (operation === undefined) {
+          const recorded = callRecordingOperation(client as unknown as C2, f)
+          first = recorded.result
+          operation = recorded.operation ?? "query"
+        }
+        const name = operation
+        const config = merge(retryConfig, queryOptions?.retry)
+        const attempt = ({ attempt: n, timeoutMs }: RetryPolicy.AttemptInfo) => {
+          const promise = first ?? f(client as unknown as C2)
+          first = undefined
+          return awaitWithTimeout(promise, timeoutMs, name, n).pipe(
+            Effect.tap(() => {
+              Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(name, n, "success"))
+              Metrics.queryDuration.unsafeUpdate((performance.now() - started) / 1000, Metrics.operationLabels(name))
+            }),
+            Effect.tapError((error) =>
+              Effect.sync(() => Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(name, n, error._tag)))
+            ),
+            (self) => traced("Database.attempt", { "db.operation": name, attempt: n }, self)
+          )
+        }
+        return RetryPolicy.retry(attempt, { config, operation: name, kind: queryOptions?.kind ?? inferKind(name) }).pipe(
+          Effect.tapError(() =>
+            Effect.sync(() =>
+              Metrics.queryDuration.unsafeUpdate((performance.now() - started) / 1000, Metrics.operationLabels(name))
+            )
+          ),
+          (self) => traced("Database.query", { "db.operation": name }, self)
+        )
+      })
+
+    const transaction = <C2, A>(f: (tx: TransactionClient<C2>) => Promise<A>, txOptions?: TransactionOptions) =>
+      Effect.suspend(() => {
+        const name = txOptions?.operation ?? "$transaction"
+        const started = performance.now()
+        const config = merge(retryConfig, txOptions?.retry)
+        const attempt = ({ attempt: n, timeoutMs }: RetryPolicy.AttemptInfo) =>
+          awaitWithTimeout(
+            client.$transaction(f, {
+              isolationLevel: txOptions?.isolationLevel,
+              maxWait: Math.min(txOptions?.maxWait ?? pool.connectionTimeoutMillis, timeoutMs),
+              timeout: timeoutMs
+            }) as PromiseLike<A>,
+            // Prisma's own timeout rolls the transaction back; ours is a backstop.
+            timeoutMs + 1000,
+            name,
+            n
+          ).pipe(
+            Effect.tap(() => Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(name, n, "success"))),
+            Effect.tapError((error) =>
+              Effect.sync(() => Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(name, n, error._tag)))
+            ),
+            Effect.withSpan("Database.attempt", { attributes: { "db.operation": name, attempt: n } })
+          )
+        return RetryPolicy.retry(attempt, {
+          config,
+          operation: name,
+          kind: txOptions?.idempotent ? "idempotent-write" : "transaction"
+        }).pipe(
+          Effect.ensuring(Effect.sync(() =>
+            Metrics.queryDuration.unsafeUpdate((performance.now() - started) / 1000, Metrics.operationLabels(name))
+          )),
+          Effect.withSpan("Database.transaction", { attributes: { "db.operation": name } })
+        )
+      })
+
+    const ping = (timeoutMs = warmupSettings.healthTimeoutMs) =>
+      Effect.suspend(() => {
+        const started = performance.now()
+        return Effect.map(
+          awaitWithTimeout(client.$queryRaw`SELECT 1`, timeoutMs, "ping", 1),
+          () => Math.round((performance.now() - started) * 100) / 100
+        )
+      }).pipe(Effect.withSpan("Database.ping"))
+
+    yield* sampleStats
+    yield* Metrics.ready(Effect.succeed(1))
+
+    return Database.of({
+      query,
+      transaction,
+      ping,
+      warmup: info,
+      retryConfig,
+      warmupConfig: warmupSettings,
+      state: Ref.get(state),
+      beginShutdown: Effect.zipRight(Ref.set(state, "shutting_down"), Metrics.ready(Effect.succeed(0))),
+      poolStats: readStats
+    })
+  })
+
+/** The warm-up as a scoped layer: the service exists only once the database answered. */
+export const layer = <C extends PrismaClientLike>(
+  options: LayerOptions<C>
+): Layer.Layer<Database, WarmupError | RetryConfigError | ConfigError.ConfigError> => Layer.scoped(Database, make(options))
+
+/** `query` through the service in context. */
+export const query = <C, A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) =>
+  Effect.flatMap(Database, (db) => db.query(f, options))
+
+/** `transaction` through the service in context. */
+export const transaction = <C, A>(f: (tx: TransactionClient<C>) => Promise<A>, options?: TransactionOptions) =>
+  Effect.flatMap(Database, (db) => db.transaction(f, options))
+
+/**
+ * Accessors bound to one client type, so query functions need no annotation:
+ * `const Db = Database.forClient<PrismaClient>()`, then
+ * `Db.query((c) => c.purchaseOrder.findMany())`.
+ */
+export const forClient = <C extends PrismaClientLike>() => ({
+  query: <A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) => query(f, options),
+  transaction: <A>(f: (tx: TransactionClient<C>) => Promise<A>, options?: TransactionOptions) =>
+    transaction<C, A>(f, options),
+  layer: (options: LayerOptions<C>) => layer(options)
+})

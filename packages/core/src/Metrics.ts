@@ -1,0 +1,84 @@
+/**
+ * The metrics of the resilience layer, as module-level constants. Labels are
+ * added at the call site; the query path uses cached label arrays with
+ * `unsafeUpdate` so that recording costs no allocation per query.
+ */
+import { Metric, MetricBoundaries, MetricLabel } from "effect"
+
+/** Seconds the last warm-up took, from the first connect to a successful probe. */
+export const warmupDuration = Metric.gauge("db_warmup_duration_seconds", {
+  description: "Duration of the last database warm-up in seconds"
+})
+
+/** 1 once warm-up finished and the database is in service, 0 before and after. */
+export const ready = Metric.gauge("db_ready", {
+  description: "1 when the database layer is warmed up and serving, else 0"
+})
+
+/** Duration of whole queries, retries included, by `operation`. */
+export const queryDuration = Metric.histogram(
+  "db_query_duration_seconds",
+  MetricBoundaries.fromIterable([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
+  "Duration of database operations including retries, in seconds"
+)
+
+/** Attempts by `operation`, `attempt` (1, 2, 3…) and `outcome` (success, or the error tag). */
+export const queryAttempts = Metric.counter("db_query_attempts_total", {
+  description: "Database attempts by operation, attempt number and outcome",
+  incremental: true
+})
+
+/** Retries by `operation` and the `error` tag that caused them. */
+export const queryRetries = Metric.counter("db_query_retries_total", {
+  description: "Database retries by operation and the error that caused them",
+  incremental: true
+})
+
+/** Health checks by `result` (pass, or the failure reason). */
+export const healthChecks = Metric.counter("db_health_checks_total", {
+  description: "Health checks by result",
+  incremental: true
+})
+
+export const poolTotal = Metric.gauge("db_pool_connections", {
+  description: "Connections open in the pool (idle and in use)"
+})
+export const poolIdle = Metric.gauge("db_pool_idle_connections", {
+  description: "Idle connections in the pool"
+})
+export const poolWaiting = Metric.gauge("db_pool_waiting_clients", {
+  description: "Queries waiting for a pool connection"
+})
+
+const labelCache = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+const cached = (key: string, make: () => ReadonlyArray<MetricLabel.MetricLabel>) => {
+  let labels = labelCache.get(key)
+  if (labels === undefined) {
+    // Operation names are code-defined, so the cache is bounded by the program.
+    labels = make()
+    labelCache.set(key, labels)
+  }
+  return labels
+}
+
+/** @internal */
+export const operationLabels = (operation: string) =>
+  cached(`o\0${operation}`, () => [MetricLabel.make("operation", operation)])
+
+/** @internal */
+export const attemptLabels = (operation: string, attempt: number, outcome: string) =>
+  cached(`a\0${operation}\0${attempt}\0${outcome}`, () => [
+    MetricLabel.make("operation", operation),
+    MetricLabel.make("attempt", String(attempt)),
+    MetricLabel.make("outcome", outcome)
+  ])
+
+/** @internal */
+export const retryLabels = (operation: string, error: string) =>
+  cached(`r\0${operation}\0${error}`, () => [
+    MetricLabel.make("operation", operation),
+    MetricLabel.make("error", error)
+  ])
+
+/** @internal */
+export const resultLabels = (result: string) => cached(`h\0${result}`, () => [MetricLabel.make("result", result)])

@@ -1,0 +1,217 @@
+/**
+ * The one retry layer. A `Schedule` (data, testable with `TestClock`) decides
+ * whether and when a failed database attempt runs again: a fixed list of
+ * delays (default 500 ms then 1000 ms), only for errors whose retry is safe for
+ * the operation, and never past the request's deadline.
+ */
+import {
+  Clock,
+  Config,
+  ConfigError,
+  Duration,
+  Either,
+  Effect,
+  FiberRef,
+  Schedule,
+  ScheduleDecision,
+  ScheduleIntervals
+} from "effect"
+import {
+  type DatabaseError,
+  isRetrySafe,
+  type OperationKind,
+  RetryConfigError
+} from "./Errors.js"
+import * as Metrics from "./Metrics.js"
+
+export interface RetryConfig {
+  /** delay before each retry, in ms; its length is the number of retries */
+  readonly delaysMs: ReadonlyArray<number>
+  /** the longest one attempt may take before it fails with `TimeoutError` */
+  readonly attemptTimeoutMs: number
+  /** the whole request's budget: no attempt starts and no retry sleeps past it */
+  readonly requestBudgetMs: number
+  /** how long a request may wait for warm-up before its first attempt */
+  readonly warmupWaitMs: number
+  /** ±20 % random jitter on each delay; off by default so timings are exact */
+  readonly jitter: boolean
+}
+
+export const defaults: RetryConfig = {
+  delaysMs: [500, 1000],
+  attemptTimeoutMs: 2000,
+  requestBudgetMs: 9000,
+  warmupWaitMs: 1500,
+  jitter: false
+}
+
+const delayList = (name: string) =>
+  Config.string(name).pipe(
+    Config.mapOrFail((raw): Either.Either<ReadonlyArray<number>, ConfigError.ConfigError> => {
+      const trimmed = raw.trim()
+      if (trimmed === "" || trimmed === "none") return Either.right([])
+      const parts = trimmed.split(",").map((part) => part.trim())
+      const delays = parts.map(Number)
+      return delays.every((d, i) => parts[i] !== "" && Number.isInteger(d) && d >= 0)
+        ? Either.right(delays)
+        : Either.left(
+          ConfigError.InvalidData([], `expected comma-separated non-negative integers (ms) such as "500,1000", got "${raw}"`)
+        )
+    })
+  )
+
+const positiveMs = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "must be a positive integer number of milliseconds", validation: (n) => n > 0 }),
+    Config.withDefault(fallback)
+  )
+
+/**
+ * Reads the policy from the environment: `DB_RETRY_DELAYS_MS` (default
+ * `500,1000`), `DB_ATTEMPT_TIMEOUT_MS` (2000), `DB_REQUEST_BUDGET_MS` (9000),
+ * `DB_WARMUP_WAIT_MS` (1500), `DB_RETRY_JITTER` (false).
+ */
+export const config: Config.Config<RetryConfig> = Config.all({
+  delaysMs: delayList("DB_RETRY_DELAYS_MS").pipe(Config.withDefault(defaults.delaysMs)),
+  attemptTimeoutMs: positiveMs("DB_ATTEMPT_TIMEOUT_MS", defaults.attemptTimeoutMs),
+  requestBudgetMs: positiveMs("DB_REQUEST_BUDGET_MS", defaults.requestBudgetMs),
+  warmupWaitMs: Config.integer("DB_WARMUP_WAIT_MS").pipe(
+    Config.validate({ message: "must be a non-negative integer number of milliseconds", validation: (n) => n >= 0 }),
+    Config.withDefault(defaults.warmupWaitMs)
+  ),
+  jitter: Config.boolean("DB_RETRY_JITTER").pipe(Config.withDefault(defaults.jitter))
+})
+
+export const maxAttempts = (config: RetryConfig): number => config.delaysMs.length + 1
+
+/** The longest a request can take under this policy, and how that adds up. */
+export const worstCase = (config: RetryConfig): { readonly totalMs: number; readonly arithmetic: string } => {
+  const attempts = maxAttempts(config)
+  // Jitter stretches a delay by up to 20 %.
+  const stretch = config.jitter ? 1.2 : 1
+  const delays = config.delaysMs.map((d) => Math.ceil(d * stretch))
+  const delaySum = delays.reduce((a, b) => a + b, 0)
+  const totalMs = config.warmupWaitMs + attempts * config.attemptTimeoutMs + delaySum
+  const delayText = delays.length === 0 ? "0 ms delays" : `delays ${delays.join(" + ")} ms${config.jitter ? " (with jitter)" : ""}`
+  const arithmetic =
+    `${config.warmupWaitMs} ms warm-up wait + ${attempts} attempts × ${config.attemptTimeoutMs} ms + ${delayText} = ${totalMs} ms`
+  return { totalMs, arithmetic }
+}
+
+/**
+ * The start-up check: fails when the worst case can exceed the request budget,
+ * with a message that shows the arithmetic.
+ */
+export const validate = (config: RetryConfig): Effect.Effect<RetryConfig, RetryConfigError> => {
+  const { arithmetic, totalMs } = worstCase(config)
+  return totalMs <= config.requestBudgetMs
+    ? Effect.succeed(config)
+    : Effect.fail(
+      new RetryConfigError({
+        message: `retry policy can exceed the request budget: ${arithmetic} > DB_REQUEST_BUDGET_MS ${config.requestBudgetMs} ms; ` +
+          "lower DB_ATTEMPT_TIMEOUT_MS, DB_RETRY_DELAYS_MS or DB_WARMUP_WAIT_MS, or raise DB_REQUEST_BUDGET_MS"
+      })
+    )
+}
+
+/**
+ * The absolute deadline (epoch ms, on the Effect `Clock`) of the current
+ * request, if one was set with `withBudget`.
+ */
+export const currentDeadline: FiberRef.FiberRef<number | undefined> = FiberRef.unsafeMake<number | undefined>(undefined)
+
+/** Runs `self` with a deadline `budget` from now, or the current one if it is sooner. */
+export const withBudget = (budget: Duration.DurationInput) =>
+<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.flatMap(FiberRef.get(currentDeadline), (current) => {
+      const deadline = now + Duration.toMillis(budget)
+      return Effect.locally(self, currentDeadline, current === undefined ? deadline : Math.min(current, deadline))
+    }))
+
+/**
+ * The retry schedule for one operation: outputs the delay before the next
+ * attempt; continues only while the error is safe to retry for `kind` and the
+ * next attempt would start before `deadlineMs`.
+ */
+export const schedule = (
+  config: RetryConfig,
+  options: { readonly kind: OperationKind; readonly deadlineMs: number }
+): Schedule.Schedule<Duration.Duration, DatabaseError> => {
+  const base: Schedule.Schedule<unknown> = config.delaysMs.length === 0
+    ? Schedule.stop
+    : Schedule.fromDelays(config.delaysMs[0]!, ...config.delaysMs.slice(1))
+  const delays = Schedule.delays(config.jitter ? Schedule.jittered(base) : base)
+  return delays.pipe(
+    Schedule.whileInput((error: DatabaseError) => isRetrySafe(error, options.kind)),
+    Schedule.checkEffect((_, delay) =>
+      Effect.map(Clock.currentTimeMillis, (now) => now + Duration.toMillis(delay) < options.deadlineMs)
+    )
+  )
+}
+
+export interface AttemptInfo {
+  /** 1-based */
+  readonly attempt: number
+  /** the attempt timeout, shortened so that the attempt ends by the deadline */
+  readonly timeoutMs: number
+}
+
+export interface RetryOptions {
+  readonly config: RetryConfig
+  readonly operation: string
+  readonly kind: OperationKind
+}
+
+const describe = (error: DatabaseError): string =>
+  `${error._tag}${error.code === undefined ? "" : ` (${error.code})`}: ${error.message}`
+
+/**
+ * Runs `attempt` and, only after it failed, drives the schedule. The success
+ * path costs one call: no schedule, no fiber, no driver is created until an
+ * attempt has failed.
+ */
+export const retry = <A, R>(
+  attempt: (info: AttemptInfo) => Effect.Effect<A, DatabaseError, R>,
+  options: RetryOptions
+): Effect.Effect<A, DatabaseError, R> =>
+  Effect.flatMap(FiberRef.get(currentDeadline), (inherited) =>
+    Effect.flatMap(Clock.currentTimeMillis, (start) => {
+      const { config, kind, operation } = options
+      const deadlineMs = inherited ?? start + config.requestBudgetMs
+      const total = maxAttempts(config)
+      const run = (n: number, now: number) =>
+        attempt({ attempt: n, timeoutMs: Math.max(1, Math.min(config.attemptTimeoutMs, deadlineMs - now)) })
+
+      const afterFailure = (error: DatabaseError, n: number, state: unknown): Effect.Effect<A, DatabaseError, R> =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.flatMap(
+            retrySchedule.step(now, error, state),
+            ([next, _delay, decision]): Effect.Effect<A, DatabaseError, R> => {
+              if (ScheduleDecision.isDone(decision)) {
+                return Effect.zipRight(
+                  Effect.logWarning(`${operation} attempt ${n}/${total} failed: ${describe(error)}, ${giveUpReason(error, n, now)}`),
+                  Effect.fail(error)
+                )
+              }
+              const waitMs = Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
+              Metrics.queryRetries.unsafeUpdate(1, Metrics.retryLabels(operation, error._tag))
+              return Effect.logWarning(`${operation} attempt ${n}/${total} failed: ${describe(error)}, retrying in ${waitMs} ms`).pipe(
+                Effect.zipRight(Effect.sleep(Duration.millis(waitMs))),
+                Effect.zipRight(Clock.currentTimeMillis),
+                Effect.flatMap((at) => run(n + 1, at)),
+                Effect.catchAll((e) => afterFailure(e, n + 1, next))
+              )
+            }
+          ))
+
+      const retrySchedule = schedule(config, { kind, deadlineMs })
+      const giveUpReason = (error: DatabaseError, n: number, now: number): string => {
+        if (error.safety === "never") return "not retryable"
+        if (!isRetrySafe(error, kind)) return `not retried: ${error.safety} error on a ${kind}`
+        if (n >= total) return "no retries left"
+        return `not retried: request budget ends in ${Math.max(0, deadlineMs - now)} ms`
+      }
+
+      return Effect.catchAll(run(1, start), (error) => afterFailure(error, 1, retrySchedule.initial))
+    }))
