@@ -4,7 +4,7 @@
  * (retried with a capped backoff, bounded by a timeout) and only then provides
  * the service; releasing the scope disconnects.
  */
-import { Clock, Config, type ConfigError, Context, Duration, Effect, Layer, Ref, Schedule, Scope, Tracer } from "effect"
+import { Clock, Config, type ConfigError, Context, Duration, Effect, Exit, Layer, Ref, Schedule, Scope, Tracer } from "effect"
 import { classify } from "./Classify.js"
 import {
   type DatabaseError,
@@ -219,14 +219,13 @@ const warmUp = <C extends PrismaClientLike>(options: LayerOptions<C>, pool: Pool
         Effect.tapError((error) =>
           Effect.zipRight(
             Ref.set(lastError, error),
-            Effect.zipRight(
-              Effect.logWarning(
-                `Warmup attempt ${n} failed: ${error._tag}${error.code ? ` (${error.code})` : ""}: ${error.message}`
-              ),
-              disconnectQuietly(client, config.shutdownTimeoutMs)
+            Effect.logWarning(
+              `Warmup attempt ${n} failed: ${error._tag}${error.code ? ` (${error.code})` : ""}: ${error.message}`
             )
           )
-        )
+        ),
+        // Interruption (the warm-up timeout) must not leak the client either.
+        Effect.onExit((exit) => Exit.isFailure(exit) ? disconnectQuietly(client, config.shutdownTimeoutMs) : Effect.void)
       )
     })
 
@@ -282,7 +281,9 @@ export const make = <C extends PrismaClientLike>(
     const pool = options.pool ?? (yield* poolConfig)
 
     const { client, info } = yield* Effect.acquireRelease(
-      warmUp(options, pool, warmupSettings),
+      // Acquisition is uninterruptible by default, which would keep the warm-up
+      // timeout from stopping the retries; each attempt cleans up after itself.
+      Effect.interruptible(warmUp(options, pool, warmupSettings)),
       ({ client }) =>
         Effect.gen(function*() {
           yield* Metrics.ready(Effect.succeed(0))
