@@ -5,6 +5,7 @@ export default defineProject({
     name: "core",
     include: ["test/**/*.test.ts"],
     setupFiles: ["../../vitest.setup.ts"],
+    globalSetup: ["test/support/globalSetup.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000
   }

@@ -1,0 +1,37 @@
+import { Database, type PoolSettings, RetryPolicy, type WarmupConfig } from "@prisma-resilience/core"
+import { makePrismaClient, poolStats, type PrismaClient } from "@prisma-resilience/devdb"
+import { Logger } from "effect"
+
+export const warmup: WarmupConfig = {
+  timeoutMs: 10_000,
+  attemptTimeoutMs: 3000,
+  backoffMs: 100,
+  backoffMaxMs: 500,
+  healthTimeoutMs: 1000,
+  shutdownTimeoutMs: 3000
+}
+
+export const pool: PoolSettings = { max: 10, connectionTimeoutMillis: 2000, idleTimeoutMillis: 10_000 }
+
+export const databaseLayer = (
+  url: string,
+  overrides: { retry?: Partial<RetryPolicy.RetryConfig>; warmup?: Partial<WarmupConfig>; pool?: Partial<PoolSettings> } = {}
+) =>
+  Database.layer<PrismaClient>({
+    client: (settings) => makePrismaClient(url, settings),
+    poolStats,
+    retry: { ...RetryPolicy.defaults, ...overrides.retry },
+    warmup: { ...warmup, ...overrides.warmup },
+    pool: { ...pool, ...overrides.pool }
+  })
+
+/** Collects log messages instead of printing them. */
+export const captureLogs = () => {
+  const lines: Array<string> = []
+  const logger = Logger.make(({ message }) => {
+    lines.push(Array.isArray(message) ? message.map(String).join(" ") : String(message))
+  })
+  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
+}
+
+export const Db = Database.forClient<PrismaClient>()
