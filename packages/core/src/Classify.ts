@@ -136,10 +136,12 @@ const read = (error: unknown, depth: number): Signals => {
 
   const adapter = adapterCause(error)
   const kind = str(prop(adapter, "kind"))
+  // A non-transient SQLSTATE is still the most useful code to report.
+  let sqlState: string | undefined
   if (kind === "postgres") {
-    const state = str(prop(adapter, "originalCode")) ?? str(prop(adapter, "code"))
-    const v = byCode(state)
-    if (v !== undefined) return { verdict: v, code: state }
+    sqlState = str(prop(adapter, "originalCode")) ?? str(prop(adapter, "code"))
+    const v = byCode(sqlState)
+    if (v !== undefined) return { verdict: v, code: sqlState }
   } else if (kind !== undefined && adapterKinds[kind] !== undefined) {
     return { verdict: adapterKinds[kind], code: kind }
   }
@@ -162,7 +164,7 @@ const read = (error: unknown, depth: number): Signals => {
     const inner = read(nested, depth + 1)
     if (inner.verdict !== undefined) return { verdict: inner.verdict, code: inner.code ?? code }
   }
-  return { verdict: undefined, code: code ?? metaCode ?? kind }
+  return { verdict: undefined, code: sqlState ?? code ?? metaCode ?? kind }
 }
 
 const messageOf = (error: unknown): string => {

@@ -52,8 +52,8 @@ const table: ReadonlyArray<Row> = [
     (s): Row => [`SQLSTATE ${s}`, postgres(s), "ConnectionError", "ambiguous", s]
   ),
   ["SQLSTATE 55006", postgres("55006"), "TransactionError", "ambiguous", "55006"],
-  ["SQLSTATE 23505 unique violation", postgres("23505"), "QueryError", "never", "P2010"],
-  ["SQLSTATE 42P01 missing table", postgres("42P01"), "QueryError", "never", "P2010"],
+  ["SQLSTATE 23505 unique violation", postgres("23505"), "QueryError", "never", "23505"],
+  ["SQLSTATE 42P01 missing table", postgres("42P01"), "QueryError", "never", "42P01"],
   // Prisma 5/6 P2010 with the SQLSTATE in meta.code
   ["Prisma 6 P2010 meta.code 40001", new PrismaClientKnownRequestError("Raw query failed", { code: "P2010", clientVersion, meta: { code: "40001", message: "could not serialize" } }), "TransactionError", "transaction", "40001"],
   // Prisma codes
