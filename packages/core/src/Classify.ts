@@ -136,14 +136,13 @@ const read = (error: unknown, depth: number): Signals => {
 
   const adapter = adapterCause(error)
   const kind = str(prop(adapter, "kind"))
-  // A non-transient SQLSTATE is still the most useful code to report.
-  let sqlState: string | undefined
-  if (kind === "postgres") {
-    sqlState = str(prop(adapter, "originalCode")) ?? str(prop(adapter, "code"))
-    const v = byCode(sqlState)
-    if (v !== undefined) return { verdict: v, code: sqlState }
-  } else if (kind !== undefined && adapterKinds[kind] !== undefined) {
-    return { verdict: adapterKinds[kind], code: kind }
+  // Every adapter kind carries the server's SQLSTATE in `originalCode` when
+  // there was one; it is more precise than the kind (40001 vs 40P01).
+  const sqlState = str(prop(adapter, "originalCode")) ?? (kind === "postgres" ? str(prop(adapter, "code")) : undefined)
+  const fromState = byCode(sqlState)
+  if (fromState !== undefined) return { verdict: fromState, code: sqlState }
+  if (kind !== undefined && adapterKinds[kind] !== undefined) {
+    return { verdict: adapterKinds[kind], code: sqlState ?? kind }
   }
 
   const code = str(prop(error, "code"))
@@ -164,7 +163,10 @@ const read = (error: unknown, depth: number): Signals => {
     const inner = read(nested, depth + 1)
     if (inner.verdict !== undefined) return { verdict: inner.verdict, code: inner.code ?? code }
   }
-  return { verdict: undefined, code: sqlState ?? code ?? metaCode ?? kind }
+  // Prisma's own code (P2002) is what callers match on; P2010 only says "raw
+  // query failed", so the SQLSTATE behind it says more.
+  const reported = code !== undefined && code !== "P2010" ? code : (sqlState ?? metaCode ?? code ?? kind)
+  return { verdict: undefined, code: reported }
 }
 
 const messageOf = (error: unknown): string => {
