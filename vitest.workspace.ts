@@ -3,5 +3,6 @@
 export default [
   "packages/core",
   "packages/devdb",
-  "packages/http"
+  "packages/http",
+  "test"
 ]
