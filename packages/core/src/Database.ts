@@ -4,7 +4,7 @@
  * (retried with a capped backoff, bounded by a timeout) and only then provides
  * the service; releasing the scope disconnects.
  */
-import { Clock, Config, type ConfigError, Context, Duration, Effect, Exit, Layer, Ref, Schedule, Scope, Tracer } from "effect"
+import { Clock, Config, type ConfigError, Context, Duration, Effect, Exit, Layer, Ref, Schedule, Scope } from "effect"
 import { classify } from "./Classify.js"
 import {
   type DatabaseError,
@@ -13,7 +13,7 @@ import {
   TimeoutError,
   WarmupError
 } from "./Errors.js"
-import { awaitWithTimeout, callRecordingOperation, inferKind } from "./internal/attempt.js"
+import { awaitWithTimeout, inferKind, makeRecorder, recordDuration } from "./internal/attempt.js"
 import { redact } from "./internal/redact.js"
 import * as Metrics from "./Metrics.js"
 import * as RetryPolicy from "./RetryPolicy.js"
@@ -171,13 +171,9 @@ export interface LayerOptions<C extends PrismaClientLike> {
   readonly pool?: PoolSettings
 }
 
-// The default tracer is Effect's own no-export one; when it is still in place
-// nobody collects spans, and the query path skips creating them.
+// The default tracer is Effect's own; while it is in place nobody collects
+// spans, and the query path skips creating them.
 const defaultTracer = Effect.runSync(Effect.tracer)
-const traced = <A, E>(name: string, attributes: Record<string, unknown>, self: Effect.Effect<A, E>) =>
-  Effect.tracerWith((tracer: Tracer.Tracer) =>
-    tracer === defaultTracer ? self : Effect.withSpan(self, name, { attributes, kind: "client" })
-  )
 
 const disconnectQuietly = (client: PrismaClientLike, timeoutMs: number) =>
   Effect.tryPromise(() => client.$disconnect()).pipe(
@@ -306,46 +302,61 @@ export const make = <C extends PrismaClientLike>(
       yield* Effect.forkScoped(Effect.repeat(sampleStats, Schedule.spaced(Duration.seconds(1))))
     }
 
+    const record = makeRecorder(client)
+
+    // The success path is one synchronous setup and one `Effect.async`: the
+    // retry schedule, spans and extra combinators are entered only after a
+    // failure, or when a tracer is installed.
     const query = <C2, A>(f: (client: C2) => PromiseLike<A>, queryOptions?: QueryOptions) =>
-      Effect.suspend(() => {
+      Effect.withFiberRuntime<A, DatabaseError>((fiber) => {
         const started = performance.now()
-        let first: PromiseLike<A> | undefined
+        let first: PromiseLike<A>
         let operation = queryOptions?.operation
-        if (operation === undefined) {
-          const recorded = callRecordingOperation(client as unknown as C2, f)
-          first = recorded.result
-          operation = recorded.operation ?? "query"
+        try {
+          if (operation === undefined) {
+            const recorded = record(f as unknown as (client: C) => PromiseLike<A>)
+            first = recorded.result
+            operation = recorded.operation ?? "query"
+          } else {
+            first = f(client as unknown as C2)
+          }
+        } catch (error) {
+          // A query function that throws before returning its promise is a failed attempt, not a defect.
+          first = Promise.reject(error)
+          operation ??= "query"
         }
         const name = operation
-        const config = merge(retryConfig, queryOptions?.retry)
-        const attempt = ({ attempt: n, timeoutMs }: RetryPolicy.AttemptInfo) => {
-          const promise = first ?? f(client as unknown as C2)
-          first = undefined
-          return awaitWithTimeout(promise, timeoutMs, name, n).pipe(
-            Effect.tap(() => {
-              Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(name, n, "success"))
-              Metrics.queryDuration.unsafeUpdate((performance.now() - started) / 1000, Metrics.operationLabels(name))
-            }),
-            Effect.tapError((error) =>
-              Effect.sync(() => Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(name, n, error._tag)))
-            ),
-            (self) => traced("Database.attempt", { "db.operation": name, attempt: n }, self)
-          )
+        const config = queryOptions?.retry === undefined ? retryConfig : merge(retryConfig, queryOptions.retry)
+        const now = fiber.currentDefaultServices.unsafeMap.get(Clock.Clock.key).unsafeCurrentTimeMillis()
+        const deadlineMs = fiber.getFiberRef(RetryPolicy.currentDeadline) ?? now + config.requestBudgetMs
+        const tracing = fiber.currentTracer !== defaultTracer
+
+        const metrics = { started }
+        const attempt = (n: number, promise: PromiseLike<A>, timeoutMs: number) => {
+          const effect = awaitWithTimeout(promise, timeoutMs, name, n, metrics)
+          return tracing
+            ? Effect.withSpan(effect, "Database.attempt", { attributes: { "db.operation": name, attempt: n }, kind: "client" })
+            : effect
         }
-        return RetryPolicy.retry(attempt, { config, operation: name, kind: queryOptions?.kind ?? inferKind(name) }).pipe(
-          Effect.tapError(() =>
-            Effect.sync(() =>
-              Metrics.queryDuration.unsafeUpdate((performance.now() - started) / 1000, Metrics.operationLabels(name))
-            )
-          ),
-          (self) => traced("Database.query", { "db.operation": name }, self)
+        const retried = Effect.catchAll(
+          attempt(1, first, RetryPolicy.attemptTimeout(config, deadlineMs, now)),
+          (error) =>
+            RetryPolicy.continueAfter(
+              error,
+              ({ attempt: n, timeoutMs }) => attempt(n, f(client as unknown as C2), timeoutMs),
+              { config, operation: name, kind: queryOptions?.kind ?? inferKind(name), deadlineMs }
+            ).pipe(Effect.tapError(() => Effect.sync(() => recordDuration(name, started))))
         )
+        return tracing
+          ? Effect.withSpan(retried, "Database.query", { attributes: { "db.operation": name }, kind: "client" })
+          : retried
       })
 
     const transaction = <C2, A>(f: (tx: TransactionClient<C2>) => Promise<A>, txOptions?: TransactionOptions) =>
       Effect.suspend(() => {
         const name = txOptions?.operation ?? "$transaction"
         const started = performance.now()
+        const metrics = { started }
         const config = merge(retryConfig, txOptions?.retry)
         const attempt = ({ attempt: n, timeoutMs }: RetryPolicy.AttemptInfo) =>
           awaitWithTimeout(
@@ -357,22 +368,15 @@ export const make = <C extends PrismaClientLike>(
             // Prisma's own timeout rolls the transaction back; ours is a backstop.
             timeoutMs + 1000,
             name,
-            n
-          ).pipe(
-            Effect.tap(() => Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(name, n, "success"))),
-            Effect.tapError((error) =>
-              Effect.sync(() => Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(name, n, error._tag)))
-            ),
-            Effect.withSpan("Database.attempt", { attributes: { "db.operation": name, attempt: n } })
-          )
+            n,
+            metrics
+          ).pipe(Effect.withSpan("Database.attempt", { attributes: { "db.operation": name, attempt: n } }))
         return RetryPolicy.retry(attempt, {
           config,
           operation: name,
           kind: txOptions?.idempotent ? "idempotent-write" : "transaction"
         }).pipe(
-          Effect.ensuring(Effect.sync(() =>
-            Metrics.queryDuration.unsafeUpdate((performance.now() - started) / 1000, Metrics.operationLabels(name))
-          )),
+          Effect.tapError(() => Effect.sync(() => recordDuration(name, started))),
           Effect.withSpan("Database.transaction", { attributes: { "db.operation": name } })
         )
       })

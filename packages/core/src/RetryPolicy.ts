@@ -163,55 +163,75 @@ export interface RetryOptions {
   readonly kind: OperationKind
 }
 
+/** @internal what the retry loop needs once the first attempt has failed */
+export interface RetryContext extends RetryOptions {
+  readonly deadlineMs: number
+}
+
+/** @internal the timeout of an attempt starting at `now`: never past the deadline */
+export const attemptTimeout = (config: RetryConfig, deadlineMs: number, now: number): number =>
+  Math.max(1, Math.min(config.attemptTimeoutMs, deadlineMs - now))
+
 const describe = (error: DatabaseError): string =>
   `${error._tag}${error.code === undefined ? "" : ` (${error.code})`}: ${error.message}`
 
 /**
+ * @internal Drives the schedule after attempt 1 failed with `error`: logs each
+ * retry with its delay, counts it, sleeps, runs the next attempt, and logs why
+ * it gives up.
+ */
+export const continueAfter = <A, R>(
+  error: DatabaseError,
+  attempt: (info: AttemptInfo) => Effect.Effect<A, DatabaseError, R>,
+  context: RetryContext
+): Effect.Effect<A, DatabaseError, R> => {
+  const { config, deadlineMs, kind, operation } = context
+  const total = maxAttempts(config)
+  const retrySchedule = schedule(config, { kind, deadlineMs })
+  const giveUpReason = (error: DatabaseError, n: number, now: number): string => {
+    if (error.safety === "never") return "not retryable"
+    if (!isRetrySafe(error, kind)) return `not retried: ${error.safety} error on a ${kind}`
+    if (n >= total) return "no retries left"
+    return `not retried: request budget ends in ${Math.max(0, deadlineMs - now)} ms`
+  }
+  const afterFailure = (error: DatabaseError, n: number, state: unknown): Effect.Effect<A, DatabaseError, R> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.flatMap(
+        retrySchedule.step(now, error, state),
+        ([next, _delay, decision]): Effect.Effect<A, DatabaseError, R> => {
+          if (ScheduleDecision.isDone(decision)) {
+            return Effect.zipRight(
+              Effect.logWarning(`${operation} attempt ${n}/${total} failed: ${describe(error)}, ${giveUpReason(error, n, now)}`),
+              Effect.fail(error)
+            )
+          }
+          const waitMs = Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
+          Metrics.queryRetries.unsafeUpdate(1, Metrics.retryLabels(operation, error._tag))
+          return Effect.logWarning(`${operation} attempt ${n}/${total} failed: ${describe(error)}, retrying in ${waitMs} ms`).pipe(
+            Effect.zipRight(Effect.sleep(Duration.millis(waitMs))),
+            Effect.zipRight(Clock.currentTimeMillis),
+            Effect.flatMap((at) => attempt({ attempt: n + 1, timeoutMs: attemptTimeout(config, deadlineMs, at) })),
+            Effect.catchAll((e) => afterFailure(e, n + 1, next))
+          )
+        }
+      ))
+  return afterFailure(error, 1, retrySchedule.initial)
+}
+
+/**
  * Runs `attempt` and, only after it failed, drives the schedule. The success
- * path costs one call: no schedule, no fiber, no driver is created until an
- * attempt has failed.
+ * path reads the deadline and the clock synchronously and creates no schedule,
+ * driver or fiber.
  */
 export const retry = <A, R>(
   attempt: (info: AttemptInfo) => Effect.Effect<A, DatabaseError, R>,
   options: RetryOptions
 ): Effect.Effect<A, DatabaseError, R> =>
-  Effect.flatMap(FiberRef.get(currentDeadline), (inherited) =>
-    Effect.flatMap(Clock.currentTimeMillis, (start) => {
-      const { config, kind, operation } = options
-      const deadlineMs = inherited ?? start + config.requestBudgetMs
-      const total = maxAttempts(config)
-      const run = (n: number, now: number) =>
-        attempt({ attempt: n, timeoutMs: Math.max(1, Math.min(config.attemptTimeoutMs, deadlineMs - now)) })
-
-      const afterFailure = (error: DatabaseError, n: number, state: unknown): Effect.Effect<A, DatabaseError, R> =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.flatMap(
-            retrySchedule.step(now, error, state),
-            ([next, _delay, decision]): Effect.Effect<A, DatabaseError, R> => {
-              if (ScheduleDecision.isDone(decision)) {
-                return Effect.zipRight(
-                  Effect.logWarning(`${operation} attempt ${n}/${total} failed: ${describe(error)}, ${giveUpReason(error, n, now)}`),
-                  Effect.fail(error)
-                )
-              }
-              const waitMs = Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
-              Metrics.queryRetries.unsafeUpdate(1, Metrics.retryLabels(operation, error._tag))
-              return Effect.logWarning(`${operation} attempt ${n}/${total} failed: ${describe(error)}, retrying in ${waitMs} ms`).pipe(
-                Effect.zipRight(Effect.sleep(Duration.millis(waitMs))),
-                Effect.zipRight(Clock.currentTimeMillis),
-                Effect.flatMap((at) => run(n + 1, at)),
-                Effect.catchAll((e) => afterFailure(e, n + 1, next))
-              )
-            }
-          ))
-
-      const retrySchedule = schedule(config, { kind, deadlineMs })
-      const giveUpReason = (error: DatabaseError, n: number, now: number): string => {
-        if (error.safety === "never") return "not retryable"
-        if (!isRetrySafe(error, kind)) return `not retried: ${error.safety} error on a ${kind}`
-        if (n >= total) return "no retries left"
-        return `not retried: request budget ends in ${Math.max(0, deadlineMs - now)} ms`
-      }
-
-      return Effect.catchAll(run(1, start), (error) => afterFailure(error, 1, retrySchedule.initial))
-    }))
+  Effect.withFiberRuntime((fiber) => {
+    const now = fiber.currentDefaultServices.unsafeMap.get(Clock.Clock.key).unsafeCurrentTimeMillis()
+    const deadlineMs = fiber.getFiberRef(currentDeadline) ?? now + options.config.requestBudgetMs
+    return Effect.catchAll(
+      attempt({ attempt: 1, timeoutMs: attemptTimeout(options.config, deadlineMs, now) }),
+      (error) => continueAfter(error, attempt, { ...options, deadlineMs })
+    )
+  })

@@ -1,28 +1,93 @@
 /**
- * Hot-path helpers of `Database.query`: awaiting a Prisma promise with a
- * timeout on one timer (no fiber per call), and naming the operation a query
- * function performs.
+ * Hot-path helpers of `Database.query`: awaiting a Prisma promise under a
+ * timeout without a fiber or a timer per call, and naming the operation a
+ * query function performs.
  */
 import { Effect } from "effect"
 import { classify } from "../Classify.js"
 import { type DatabaseError, type OperationKind, TimeoutError } from "../Errors.js"
+import * as Metrics from "../Metrics.js"
+
+interface Pending {
+  readonly deadline: number
+  readonly expire: () => void
+}
 
 /**
- * Awaits `promise` for at most `timeoutMs`. A late settlement after the timeout
- * is observed and dropped, so it can never become an unhandled rejection.
+ * One shared sweeper instead of a `setTimeout` per attempt: creating and
+ * clearing a Node timer costs about as much as the rest of the success path.
+ * Timeouts fire up to `SWEEP_MS` late, which is noise next to timeouts of
+ * seconds. The interval stops after a second without pending attempts.
+ */
+const SWEEP_MS = 25
+const IDLE_SWEEPS_BEFORE_STOP = 40
+const pending = new Set<Pending>()
+let sweeper: ReturnType<typeof setInterval> | undefined
+let idleSweeps = 0
+
+const sweep = () => {
+  if (pending.size === 0) {
+    if (++idleSweeps >= IDLE_SWEEPS_BEFORE_STOP && sweeper !== undefined) {
+      clearInterval(sweeper)
+      sweeper = undefined
+    }
+    return
+  }
+  idleSweeps = 0
+  const now = performance.now()
+  for (const entry of pending) {
+    if (entry.deadline <= now) {
+      pending.delete(entry)
+      entry.expire()
+    }
+  }
+}
+
+const track = (timeoutMs: number, expire: () => void): Pending => {
+  const entry: Pending = { deadline: performance.now() + timeoutMs, expire }
+  pending.add(entry)
+  if (sweeper === undefined) {
+    idleSweeps = 0
+    sweeper = setInterval(sweep, SWEEP_MS)
+    // Pending sockets keep the process alive; the sweeper alone must not.
+    sweeper.unref()
+  }
+  return entry
+}
+
+/**
+ * Where an attempt's outcome is counted. Passed as plain values so the success
+ * path allocates no callbacks; `started` is the query's `performance.now()`.
+ */
+export interface AttemptMetrics {
+  readonly started: number
+}
+
+/**
+ * Awaits `promise` for at most `timeoutMs`, counting the attempt's outcome in
+ * `db_query_attempts_total` (and, with `metrics`, the duration on success). A
+ * settlement after the timeout is observed and dropped, so it can never become
+ * an unhandled rejection.
  */
 export const awaitWithTimeout = <A>(
   promise: PromiseLike<A>,
   timeoutMs: number,
   operation: string,
-  attempt: number
+  attempt: number,
+  metrics?: AttemptMetrics
 ): Effect.Effect<A, DatabaseError> =>
   Effect.async<A, DatabaseError>((resume) => {
-    let settled = false
-    const timer = setTimeout(() => {
-      if (settled) return
-      settled = true
-      resume(Effect.fail(
+    let done = false
+    const fail = (error: DatabaseError) => {
+      if (metrics !== undefined) {
+        Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(operation, attempt, error._tag))
+      }
+      resume(Effect.fail(error))
+    }
+    const entry = track(timeoutMs, () => {
+      if (done) return
+      done = true
+      fail(
         new TimeoutError({
           operation,
           attempt,
@@ -31,67 +96,98 @@ export const awaitWithTimeout = <A>(
           message: `attempt timed out after ${timeoutMs} ms`,
           cause: undefined
         })
-      ))
-    }, timeoutMs)
+      )
+    })
     promise.then(
       (value) => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
+        if (done) return
+        done = true
+        pending.delete(entry)
+        if (metrics !== undefined) {
+          Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(operation, attempt, "success"))
+          recordDuration(operation, metrics.started)
+        }
         resume(Effect.succeed(value))
       },
       (error: unknown) => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        resume(Effect.fail(classify(error, { operation, attempt })))
+        if (done) return
+        done = true
+        pending.delete(entry)
+        fail(classify(error, { operation, attempt }))
       }
     )
-    return Effect.sync(() => {
-      settled = true
-      clearTimeout(timer)
-    })
+    // No canceler: registering one costs more than the whole await. An
+    // interrupted attempt stays tracked until its promise settles or expires,
+    // and a resume after interruption is ignored.
   })
 
+/** Records a whole operation's duration, retries included. */
+export const recordDuration = (operation: string, started: number) =>
+  Metrics.queryDuration.unsafeUpdate((performance.now() - started) / 1000, Metrics.operationLabels(operation))
+
 /**
- * Runs `f` against a view of `client` that records the first model method it
- * touches (`purchaseOrder.findUnique`) or client method (`$queryRaw`).
+ * A view of a client that records the first model method (`purchaseOrder.findUnique`)
+ * or client method (`$queryRaw`) a query function calls. Built once per client:
+ * recording costs two property traps per query, no allocation.
  */
-export const callRecordingOperation = <C, A>(
-  client: C,
-  f: (client: C) => A
-): { readonly result: A; readonly operation: string | undefined } => {
+export const makeRecorder = <C>(client: C) => {
   let operation: string | undefined
-  const record = (name: string) => {
-    if (operation === undefined) operation = name
+  const target = client as unknown as Record<string, unknown>
+  const models = new Map<string, unknown>()
+  const methods = new Map<string, (...args: Array<unknown>) => unknown>()
+
+  const modelView = (key: string, model: Record<string, unknown>) => {
+    const wrappers = new Map<string, (...args: Array<unknown>) => unknown>()
+    return new Proxy(model, {
+      get(_, method) {
+        const member = model[method as string]
+        if (typeof method !== "string" || typeof member !== "function") return member
+        let wrapper = wrappers.get(method)
+        if (wrapper === undefined) {
+          const name = `${key}.${method}`
+          wrapper = (...args) => {
+            operation ??= name
+            return (model[method] as (...args: Array<unknown>) => unknown).apply(model, args)
+          }
+          wrappers.set(method, wrapper)
+        }
+        return wrapper
+      }
+    })
   }
-  const target = client as unknown as Record<PropertyKey, unknown>
+
   const view = new Proxy(target, {
     get(_, key) {
-      const value = target[key]
+      const value = target[key as string]
       if (typeof key !== "string") return value
       if (typeof value === "function") {
-        record(key)
-        return (value as (...args: Array<unknown>) => unknown).bind(target)
+        let wrapper = methods.get(key)
+        if (wrapper === undefined) {
+          wrapper = (...args) => {
+            operation ??= key
+            return (target[key] as (...args: Array<unknown>) => unknown).apply(target, args)
+          }
+          methods.set(key, wrapper)
+        }
+        return wrapper
       }
       if (typeof value === "object" && value !== null && !key.startsWith("$")) {
-        const model = value as Record<PropertyKey, unknown>
-        return new Proxy(model, {
-          get(_, method) {
-            const member = model[method]
-            if (typeof method === "string" && typeof member === "function") {
-              record(`${key}.${method}`)
-              return (member as (...args: Array<unknown>) => unknown).bind(model)
-            }
-            return member
-          }
-        })
+        let model = models.get(key)
+        if (model === undefined) {
+          model = modelView(key, value as Record<string, unknown>)
+          models.set(key, model)
+        }
+        return model
       }
       return value
     }
-  })
-  const result = f(view as unknown as C)
-  return { result, operation }
+  }) as unknown as C
+
+  return <A>(f: (client: C) => A): { readonly result: A; readonly operation: string | undefined } => {
+    operation = undefined
+    const result = f(view)
+    return { result, operation }
+  }
 }
 
 const readMethods = /\.(find\w*|count|aggregate|groupBy)$|^\$queryRaw(Unsafe)?$|^\$queryRawTyped$/
