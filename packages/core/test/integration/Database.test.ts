@@ -1,7 +1,7 @@
 import { Database, health, Metrics } from "@prisma-resilience/core"
 import type { PrismaClient, PurchaseOrder } from "@prisma-resilience/devdb"
 import { expect, expectTypeOf, layer } from "@effect/vitest"
-import { Effect, Either, Metric, MetricLabel } from "effect"
+import { Effect, Either, Metric, MetricLabel, Tracer } from "effect"
 import { inject } from "vitest"
 import { captureLogs, databaseLayer, Db } from "../support/helpers.js"
 
@@ -95,6 +95,29 @@ layer(databaseLayer(url), { excludeTestServices: true })("Database against a rea
       console.info(`[core] 50 serializable increments: ${conflicts} transaction conflicts retried`)
       expect(conflicts).toBeGreaterThan(0)
       expect(logs.lines.some((l) => /^counter\.increment attempt \d+\/41 failed: TransactionError/.test(l))).toBe(true)
+    }))
+
+  it.effect("with a tracer installed: a span per query and per attempt, named by operation", () =>
+    Effect.gen(function*() {
+      const base = yield* Effect.tracer
+      const spans: Array<{ name: string; attributes: Record<string, unknown> }> = []
+      const tracer = Tracer.make({
+        span: (name, parent, context, links, startTime, kind, options) => {
+          const span = base.span(name, parent, context, links, startTime, kind, options)
+          const entry = { name, attributes: {} as Record<string, unknown> }
+          spans.push(entry)
+          const attribute = span.attribute.bind(span)
+          span.attribute = (key, value) => {
+            entry.attributes[key] = value
+            attribute(key, value)
+          }
+          return span
+        },
+        context: base.context
+      })
+      yield* Db.query((c) => c.purchaseOrder.findMany({ take: 1 })).pipe(Effect.withTracer(tracer))
+      expect(spans.map((s) => s.name)).toEqual(["Database.query", "Database.attempt"])
+      expect(spans[1]!.attributes).toMatchObject({ "db.operation": "purchaseOrder.findMany", attempt: 1 })
     }))
 
   it.effect("health passes with the probe latency and the warm-up duration", () =>
