@@ -6,6 +6,7 @@
  */
 import { Predicate } from "effect"
 import {
+  CircuitOpenError,
   ConnectionError,
   type DatabaseError,
   EmptyResponseError,
@@ -22,7 +23,7 @@ export interface ClassifyContext {
   readonly attempt?: number | undefined
 }
 
-type Tag = DatabaseError["_tag"]
+type Tag = Exclude<DatabaseError["_tag"], "CircuitOpenError">
 interface Verdict {
   readonly tag: Tag
   readonly safety: RetrySafety
@@ -191,6 +192,13 @@ const constructors = {
  */
 export const classify = (error: unknown, context: ClassifyContext = {}): DatabaseError => {
   if (isDatabaseError(error)) {
+    if (error._tag === "CircuitOpenError") {
+      return new CircuitOpenError({
+        ...error,
+        operation: context.operation ?? error.operation,
+        attempt: context.attempt ?? error.attempt
+      })
+    }
     return new constructors[error._tag]({
       operation: context.operation ?? error.operation,
       attempt: context.attempt ?? error.attempt,

@@ -4,7 +4,7 @@
  * (retried with a capped backoff, bounded by a timeout) and only then provides
  * the service; releasing the scope disconnects.
  */
-import { Clock, Config, type ConfigError, Context, Duration, Effect, Exit, Layer, Ref, Schedule, Scope } from "effect"
+import { Clock, Config, type ConfigError, Context, Duration, Effect, Exit, Layer, Ref, Runtime, Schedule, Scope } from "effect"
 import { classify } from "./Classify.js"
 import {
   type DatabaseError,
@@ -13,9 +13,11 @@ import {
   TimeoutError,
   WarmupError
 } from "./Errors.js"
-import { awaitWithTimeout, inferKind, makeRecorder, recordDuration } from "./internal/attempt.js"
+import * as CircuitBreaker from "./CircuitBreaker.js"
+import { awaitWithTimeout, type Guard, guardedAttempt, inferKind, makeRecorder, recordDuration } from "./internal/attempt.js"
 import { redact } from "./internal/redact.js"
 import * as Metrics from "./Metrics.js"
+import * as RetryBudget from "./RetryBudget.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 
 /** What the layer needs of a Prisma client; `PrismaClient` satisfies it. */
@@ -142,6 +144,10 @@ export interface DatabaseService {
   readonly beginShutdown: Effect.Effect<void>
   /** Current pool counts, when the layer was given `poolStats`. */
   readonly poolStats: Effect.Effect<PoolStats | undefined>
+  /** The circuit breaker's state now, and ms until it lets a probe through. */
+  readonly circuit: Effect.Effect<{ readonly state: CircuitBreaker.State; readonly retryAfterMs: number }>
+  /** Tokens left in the shared retry budget. */
+  readonly retryBudgetTokens: Effect.Effect<number>
 }
 
 export class Database extends Context.Tag("@prisma-resilience/core/Database")<Database, DatabaseService>() {
@@ -169,6 +175,8 @@ export interface LayerOptions<C extends PrismaClientLike> {
   readonly retry?: RetryPolicy.RetryConfig
   readonly warmup?: WarmupConfig
   readonly pool?: PoolSettings
+  readonly retryBudget?: RetryBudget.RetryBudgetConfig
+  readonly circuitBreaker?: CircuitBreaker.CircuitBreakerConfig
 }
 
 // The default tracer is Effect's own; while it is in place nobody collects
@@ -275,6 +283,8 @@ export const make = <C extends PrismaClientLike>(
     const retryConfig = yield* RetryPolicy.validate(options.retry ?? (yield* RetryPolicy.config))
     const warmupSettings = options.warmup ?? (yield* warmupConfig)
     const pool = options.pool ?? (yield* poolConfig)
+    const budgetSettings = options.retryBudget ?? (yield* RetryBudget.config)
+    const breakerSettings = options.circuitBreaker ?? (yield* CircuitBreaker.config)
 
     const { client, info } = yield* Effect.acquireRelease(
       // Acquisition is uninterruptible by default, which would keep the warm-up
@@ -290,6 +300,19 @@ export const make = <C extends PrismaClientLike>(
         })
     )
     const state = yield* Ref.make<DatabaseState>("serving")
+
+    // Transitions happen in promise callbacks, outside any fiber: they are
+    // logged through the runtime (loggers, log level) the layer was built with.
+    const runtime = yield* Effect.runtime<never>()
+    const logTransition = ({ from, reason, to }: CircuitBreaker.Transition) =>
+      Runtime.runFork(runtime)(
+        (to === "closed" ? Effect.logInfo : Effect.logWarning)(`Circuit breaker ${from} → ${to}: ${reason}`)
+      )
+    const guard: Guard = {
+      budget: RetryBudget.make(budgetSettings),
+      breaker: CircuitBreaker.make(breakerSettings, logTransition),
+      clock: yield* Effect.clock
+    }
 
     const readStats = Effect.sync(() => (options.poolStats ? options.poolStats(client) : undefined))
     const sampleStats = Effect.flatMap(readStats, (stats) =>
@@ -331,21 +354,36 @@ export const make = <C extends PrismaClientLike>(
         const deadlineMs = fiber.getFiberRef(RetryPolicy.currentDeadline) ?? now + config.requestBudgetMs
         const tracing = fiber.currentTracer !== defaultTracer
 
-        const metrics = { started }
-        const attempt = (n: number, promise: PromiseLike<A>, timeoutMs: number) => {
-          const effect = awaitWithTimeout(promise, timeoutMs, name, n, metrics)
+        const attempt = (n: number, promise: () => PromiseLike<A>, timeoutMs: number) => {
+          const effect = guardedAttempt(guard, promise, timeoutMs, name, n, started)
           return tracing
             ? Effect.withSpan(effect, "Database.attempt", { attributes: { "db.operation": name, attempt: n }, kind: "client" })
             : effect
         }
+        const discardFirst = () => {
+          // An eager promise (an async query function) that will never be
+          // awaited must still be observed; a Prisma promise is lazy, and
+          // observing it would send the query the breaker just refused.
+          if ((first as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] !== "PrismaPromise") {
+            first.then(undefined, () => {})
+          }
+        }
         const retried = Effect.catchAll(
-          attempt(1, first, RetryPolicy.attemptTimeout(config, deadlineMs, now)),
-          (error) =>
-            RetryPolicy.continueAfter(
+          attempt(1, () => first, RetryPolicy.attemptTimeout(config, deadlineMs, now)),
+          (error) => {
+            if (error._tag === "CircuitOpenError" && error.attempt === 1) discardFirst()
+            return RetryPolicy.continueAfter(
               error,
-              ({ attempt: n, timeoutMs }) => attempt(n, f(client as unknown as C2), timeoutMs),
-              { config, operation: name, kind: queryOptions?.kind ?? inferKind(name), deadlineMs }
+              ({ attempt: n, timeoutMs }) => attempt(n, () => f(client as unknown as C2), timeoutMs),
+              {
+                config,
+                operation: name,
+                kind: queryOptions?.kind ?? inferKind(name),
+                deadlineMs,
+                budget: guard.budget
+              }
             ).pipe(Effect.tapError(() => Effect.sync(() => recordDuration(name, started))))
+          }
         )
         return tracing
           ? Effect.withSpan(retried, "Database.query", { attributes: { "db.operation": name }, kind: "client" })
@@ -356,25 +394,27 @@ export const make = <C extends PrismaClientLike>(
       Effect.suspend(() => {
         const name = txOptions?.operation ?? "$transaction"
         const started = performance.now()
-        const metrics = { started }
         const config = merge(retryConfig, txOptions?.retry)
         const attempt = ({ attempt: n, timeoutMs }: RetryPolicy.AttemptInfo) =>
-          awaitWithTimeout(
-            client.$transaction(f, {
-              isolationLevel: txOptions?.isolationLevel,
-              maxWait: Math.min(txOptions?.maxWait ?? pool.connectionTimeoutMillis, timeoutMs),
-              timeout: timeoutMs
-            }) as PromiseLike<A>,
+          guardedAttempt(
+            guard,
+            () =>
+              client.$transaction(f, {
+                isolationLevel: txOptions?.isolationLevel,
+                maxWait: Math.min(txOptions?.maxWait ?? pool.connectionTimeoutMillis, timeoutMs),
+                timeout: timeoutMs
+              }) as PromiseLike<A>,
             // Prisma's own timeout rolls the transaction back; ours is a backstop.
             timeoutMs + 1000,
             name,
             n,
-            metrics
+            started
           ).pipe(Effect.withSpan("Database.attempt", { attributes: { "db.operation": name, attempt: n } }))
         return RetryPolicy.retry(attempt, {
           config,
           operation: name,
-          kind: txOptions?.idempotent ? "idempotent-write" : "transaction"
+          kind: txOptions?.idempotent ? "idempotent-write" : "transaction",
+          budget: guard.budget
         }).pipe(
           Effect.tapError(() => Effect.sync(() => recordDuration(name, started))),
           Effect.withSpan("Database.transaction", { attributes: { "db.operation": name } })
@@ -402,7 +442,12 @@ export const make = <C extends PrismaClientLike>(
       warmupConfig: warmupSettings,
       state: Ref.get(state),
       beginShutdown: Effect.zipRight(Ref.set(state, "shutting_down"), Metrics.ready(Effect.succeed(0))),
-      poolStats: readStats
+      poolStats: readStats,
+      circuit: Effect.sync(() => {
+        const now = guard.clock.unsafeCurrentTimeMillis()
+        return { state: guard.breaker.state(now), retryAfterMs: Math.max(0, guard.breaker.retryAfterMs(now)) }
+      }),
+      retryBudgetTokens: Effect.sync(() => guard.budget.tokens())
     })
   })
 

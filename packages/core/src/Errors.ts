@@ -45,19 +45,29 @@ export class TimeoutError extends Data.TaggedError("TimeoutError")<Fields> {}
 export class TransactionError extends Data.TaggedError("TransactionError")<Fields> {}
 export class QueryError extends Data.TaggedError("QueryError")<Fields> {}
 
+/**
+ * The circuit breaker is open: the attempt was not sent. `retryAfterMs` is the
+ * time until the breaker lets a probe through. Never retried within a request.
+ */
+export class CircuitOpenError extends Data.TaggedError("CircuitOpenError")<Fields & {
+  readonly retryAfterMs: number
+}> {}
+
 export type DatabaseError =
   | ConnectionError
   | EmptyResponseError
   | TimeoutError
   | TransactionError
   | QueryError
+  | CircuitOpenError
 
 const databaseErrorTags: ReadonlySet<string> = new Set([
   "ConnectionError",
   "EmptyResponseError",
   "TimeoutError",
   "TransactionError",
-  "QueryError"
+  "QueryError",
+  "CircuitOpenError"
 ])
 
 export const isDatabaseError = (u: unknown): u is DatabaseError =>

@@ -82,3 +82,25 @@ export const retryLabels = (operation: string, error: string) =>
 
 /** @internal */
 export const resultLabels = (result: string) => cached(`h\0${result}`, () => [MetricLabel.make("result", result)])
+
+/** Tokens in the shared retry budget. */
+export const retryBudgetTokens = Metric.gauge("db_retry_budget_tokens", {
+  description: "Tokens in the retry budget; retries stop at half of the maximum"
+})
+
+/** Retries the schedule allowed but the retry budget refused, by `operation`. */
+export const retriesRefused = Metric.counter("db_retry_budget_refused_total", {
+  description: "Retries refused because the retry budget was exhausted",
+  incremental: true
+})
+
+/** 0 closed, 1 open, 2 half-open. */
+export const circuitState = Metric.gauge("db_circuit_state", {
+  description: "Circuit breaker state: 0 closed, 1 open, 2 half-open"
+})
+
+/** Queries failed fast by the open circuit, by `operation`. */
+export const circuitRejections = Metric.counter("db_circuit_rejections_total", {
+  description: "Attempts not sent because the circuit breaker was open",
+  incremental: true
+})

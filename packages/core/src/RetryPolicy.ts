@@ -166,6 +166,8 @@ export interface RetryOptions {
 /** @internal what the retry loop needs once the first attempt has failed */
 export interface RetryContext extends RetryOptions {
   readonly deadlineMs: number
+  /** the shared retry budget, consulted before each retry the schedule allows */
+  readonly budget?: { readonly allowsRetry: () => boolean } | undefined
 }
 
 /** @internal the timeout of an attempt starting at `now`: never past the deadline */
@@ -185,7 +187,7 @@ export const continueAfter = <A, R>(
   attempt: (info: AttemptInfo) => Effect.Effect<A, DatabaseError, R>,
   context: RetryContext
 ): Effect.Effect<A, DatabaseError, R> => {
-  const { config, deadlineMs, kind, operation } = context
+  const { budget, config, deadlineMs, kind, operation } = context
   const total = maxAttempts(config)
   const retrySchedule = schedule(config, { kind, deadlineMs })
   const giveUpReason = (error: DatabaseError, n: number, now: number): string => {
@@ -195,13 +197,23 @@ export const continueAfter = <A, R>(
     return `not retried: request budget ends in ${Math.max(0, deadlineMs - now)} ms`
   }
   const afterFailure = (error: DatabaseError, n: number, state: unknown): Effect.Effect<A, DatabaseError, R> =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    // Failing fast is the breaker's job; its transitions are logged, not every rejection.
+    error._tag === "CircuitOpenError" ? Effect.fail(error) : Effect.flatMap(Clock.currentTimeMillis, (now) =>
       Effect.flatMap(
         retrySchedule.step(now, error, state),
         ([next, _delay, decision]): Effect.Effect<A, DatabaseError, R> => {
           if (ScheduleDecision.isDone(decision)) {
             return Effect.zipRight(
               Effect.logWarning(`${operation} attempt ${n}/${total} failed: ${describe(error)}, ${giveUpReason(error, n, now)}`),
+              Effect.fail(error)
+            )
+          }
+          if (budget !== undefined && !budget.allowsRetry()) {
+            Metrics.retriesRefused.unsafeUpdate(1, Metrics.operationLabels(operation))
+            return Effect.zipRight(
+              Effect.logWarning(
+                `${operation} attempt ${n}/${total} failed: ${describe(error)}, not retried: retry budget exhausted`
+              ),
               Effect.fail(error)
             )
           }
@@ -225,7 +237,7 @@ export const continueAfter = <A, R>(
  */
 export const retry = <A, R>(
   attempt: (info: AttemptInfo) => Effect.Effect<A, DatabaseError, R>,
-  options: RetryOptions
+  options: RetryOptions & Pick<RetryContext, "budget">
 ): Effect.Effect<A, DatabaseError, R> =>
   Effect.withFiberRuntime((fiber) => {
     const now = fiber.currentDefaultServices.unsafeMap.get(Clock.Clock.key).unsafeCurrentTimeMillis()

@@ -3,10 +3,12 @@
  * timeout without a fiber or a timer per call, and naming the operation a
  * query function performs.
  */
-import { Effect } from "effect"
+import { type Clock, Effect } from "effect"
+import type * as CircuitBreaker from "../CircuitBreaker.js"
 import { classify } from "../Classify.js"
-import { type DatabaseError, type OperationKind, TimeoutError } from "../Errors.js"
+import { CircuitOpenError, type DatabaseError, type OperationKind, TimeoutError } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
+import type * as RetryBudget from "../RetryBudget.js"
 
 interface Pending {
   readonly deadline: number
@@ -56,16 +58,42 @@ const track = (timeoutMs: number, expire: () => void): Pending => {
 }
 
 /**
- * Where an attempt's outcome is counted. Passed as plain values so the success
- * path allocates no callbacks; `started` is the query's `performance.now()`.
+ * What settles with an attempt, passed as plain values so the success path
+ * allocates no callbacks: the query's start (`performance.now()`) for the
+ * duration metric, and the shared retry budget and circuit breaker with this
+ * attempt's permit.
  */
-export interface AttemptMetrics {
+export interface AttemptContext {
   readonly started: number
+  readonly guard: Guard
+  readonly permit: CircuitBreaker.Permit
+}
+
+/** The retry budget and circuit breaker shared by the queries of one `Database`. */
+export interface Guard {
+  readonly budget: RetryBudget.RetryBudget
+  readonly breaker: CircuitBreaker.CircuitBreaker
+  readonly clock: Clock.Clock
+}
+
+const settleSuccess = (context: AttemptContext) => {
+  context.guard.budget.onSuccess()
+  context.guard.breaker.onSuccess(context.guard.clock.unsafeCurrentTimeMillis(), context.permit)
+}
+
+const settleFailure = (context: AttemptContext, error: DatabaseError) => {
+  // A non-retryable error (P2002, ...) or a transaction conflict is an answer
+  // from a working database: contention must neither drain the budget nor open
+  // the circuit.
+  if (error.safety === "never" || error.safety === "transaction") return settleSuccess(context)
+  context.guard.budget.onFailure()
+  context.guard.breaker.onFailure(context.guard.clock.unsafeCurrentTimeMillis(), context.permit, error._tag)
 }
 
 /**
- * Awaits `promise` for at most `timeoutMs`, counting the attempt's outcome in
- * `db_query_attempts_total` (and, with `metrics`, the duration on success). A
+ * Awaits `promise` for at most `timeoutMs`. With a `context`, counts the
+ * attempt's outcome in `db_query_attempts_total` (and the duration on
+ * success) and settles it with the retry budget and circuit breaker. A
  * settlement after the timeout is observed and dropped, so it can never become
  * an unhandled rejection.
  */
@@ -74,13 +102,14 @@ export const awaitWithTimeout = <A>(
   timeoutMs: number,
   operation: string,
   attempt: number,
-  metrics?: AttemptMetrics
+  context?: AttemptContext
 ): Effect.Effect<A, DatabaseError> =>
   Effect.async<A, DatabaseError>((resume) => {
     let done = false
     const fail = (error: DatabaseError) => {
-      if (metrics !== undefined) {
+      if (context !== undefined) {
         Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(operation, attempt, error._tag))
+        settleFailure(context, error)
       }
       resume(Effect.fail(error))
     }
@@ -103,9 +132,10 @@ export const awaitWithTimeout = <A>(
         if (done) return
         done = true
         pending.delete(entry)
-        if (metrics !== undefined) {
+        if (context !== undefined) {
           Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(operation, attempt, "success"))
-          recordDuration(operation, metrics.started)
+          recordDuration(operation, context.started)
+          settleSuccess(context)
         }
         resume(Effect.succeed(value))
       },
@@ -120,6 +150,36 @@ export const awaitWithTimeout = <A>(
     // interrupted attempt stays tracked until its promise settles or expires,
     // and a resume after interruption is ignored.
   })
+
+/**
+ * Runs one guarded attempt: asks the circuit breaker first and fails fast with
+ * `CircuitOpenError` (nothing sent) while it is open.
+ */
+export const guardedAttempt = <A>(
+  guard: Guard,
+  makePromise: () => PromiseLike<A>,
+  timeoutMs: number,
+  operation: string,
+  attempt: number,
+  started: number
+): Effect.Effect<A, DatabaseError> => {
+  const permit = guard.breaker.acquire(guard.clock.unsafeCurrentTimeMillis())
+  if (permit._tag === "Rejected") {
+    Metrics.circuitRejections.unsafeUpdate(1, Metrics.operationLabels(operation))
+    return Effect.fail(
+      new CircuitOpenError({
+        operation,
+        attempt,
+        safety: "never",
+        code: "CIRCUIT_OPEN",
+        message: `circuit breaker ${permit.state}: the database failed repeatedly; next probe in ${permit.retryAfterMs} ms`,
+        cause: undefined,
+        retryAfterMs: permit.retryAfterMs
+      })
+    )
+  }
+  return awaitWithTimeout(makePromise(), timeoutMs, operation, attempt, { started, guard, permit })
+}
 
 /** Records a whole operation's duration, retries included. */
 export const recordDuration = (operation: string, started: number) =>
