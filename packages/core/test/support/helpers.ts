@@ -1,4 +1,4 @@
-import { Database, type PoolSettings, RetryPolicy, type WarmupConfig } from "@prisma-resilience/core"
+import { CircuitBreaker, Database, type PoolSettings, RetryBudget, RetryPolicy, type WarmupConfig } from "@prisma-resilience/core"
 import { makePrismaClient, poolStats, type PrismaClient } from "@prisma-resilience/devdb"
 import { Logger } from "effect"
 
@@ -15,14 +15,22 @@ export const pool: PoolSettings = { max: 10, connectionTimeoutMillis: 2000, idle
 
 export const databaseLayer = (
   url: string,
-  overrides: { retry?: Partial<RetryPolicy.RetryConfig>; warmup?: Partial<WarmupConfig>; pool?: Partial<PoolSettings> } = {}
+  overrides: {
+    retry?: Partial<RetryPolicy.RetryConfig>
+    warmup?: Partial<WarmupConfig>
+    pool?: Partial<PoolSettings>
+    retryBudget?: RetryBudget.RetryBudgetConfig
+    circuitBreaker?: CircuitBreaker.CircuitBreakerConfig
+  } = {}
 ) =>
   Database.layer<PrismaClient>({
     client: (settings) => makePrismaClient(url, settings),
     poolStats,
     retry: { ...RetryPolicy.defaults, ...overrides.retry },
     warmup: { ...warmup, ...overrides.warmup },
-    pool: { ...pool, ...overrides.pool }
+    pool: { ...pool, ...overrides.pool },
+    retryBudget: overrides.retryBudget ?? RetryBudget.defaults,
+    circuitBreaker: overrides.circuitBreaker ?? CircuitBreaker.defaults
   })
 
 /** Collects log messages instead of printing them. */
