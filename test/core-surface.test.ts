@@ -13,12 +13,15 @@ describe("@prisma-resilience/core public surface", () => {
       "TimeoutError",
       "TransactionError",
       "QueryError",
+      "CircuitOpenError",
       "WarmupError",
       "HealthError",
       "isRetryable",
       "isRetrySafe",
       "classify",
       "RetryPolicy",
+      "RetryBudget",
+      "CircuitBreaker",
       "Database",
       "health",
       "Metrics"
@@ -78,7 +81,11 @@ describe("@prisma-resilience/core public surface", () => {
         Metric.increment(Metrics.healthChecks),
         Metrics.poolTotal(Effect.succeed(0)),
         Metrics.poolIdle(Effect.succeed(0)),
-        Metrics.poolWaiting(Effect.succeed(0))
+        Metrics.poolWaiting(Effect.succeed(0)),
+        Metrics.retryBudgetTokens(Effect.succeed(0)),
+        Metric.increment(Metrics.retriesRefused),
+        Metrics.circuitState(Effect.succeed(0)),
+        Metric.increment(Metrics.circuitRejections)
       ])
     )
     const names = new Set(Effect.runSync(Metric.snapshot).map((pair) => pair.metricKey.name))
@@ -92,7 +99,11 @@ describe("@prisma-resilience/core public surface", () => {
         "db_health_checks_total",
         "db_pool_connections",
         "db_pool_idle_connections",
-        "db_pool_waiting_clients"
+        "db_pool_waiting_clients",
+        "db_retry_budget_tokens",
+        "db_retry_budget_refused_total",
+        "db_circuit_state",
+        "db_circuit_rejections_total"
       ]
     ) expect(names).toContain(name)
   })
