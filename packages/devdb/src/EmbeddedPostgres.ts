@@ -408,7 +408,8 @@ const removeStalePidFile = async (dataDir: string) => {
   if (stat === undefined || stat.comm !== "postgres" || isGone(pid)) await fsp.rm(file, { force: true })
 }
 
-const freePort = () =>
+/** A loopback port that was free a moment ago (the caller may still lose a race for it). */
+export const freePort = (): Promise<number> =>
   new Promise<number>((resolve, reject) => {
     const server = net.createServer()
     server.once("error", reject)

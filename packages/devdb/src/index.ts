@@ -1,5 +1,6 @@
 export {
   createCluster,
+  freePort,
   startCluster,
   type Cluster,
   type ClusterOptions,

@@ -1,8 +1,7 @@
 // classify against errors captured from Prisma 7 + adapter-pg and a real server,
 // for each fault the taxonomy names.
 import { classify, type DatabaseError } from "@prisma-resilience/core"
-import { makePrismaClient, type PrismaClient, startProxy, type TcpProxy } from "@prisma-resilience/devdb"
-import net from "node:net"
+import { freePort, makePrismaClient, type PrismaClient, startProxy, type TcpProxy } from "@prisma-resilience/devdb"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { inject } from "vitest"
@@ -14,16 +13,6 @@ const withPort = (port: number, password?: string) => {
   if (password !== undefined) u.password = password
   return u.toString()
 }
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 
 const capture = (promise: PromiseLike<unknown>): Promise<unknown> =>
   Promise.resolve(promise).then(
