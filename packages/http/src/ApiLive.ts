@@ -1,0 +1,119 @@
+/**
+ * The handlers of `Api`. Purchase-order handlers reach the database only
+ * through `Readiness.withDatabase`, which waits for warm-up within the
+ * request budget; database failures become 503 (transient: retries spent,
+ * budget spent or circuit open) or 500 (retrying cannot help), with the
+ * details in the log only.
+ */
+import { HttpApiBuilder, HttpApiScalar, HttpServerResponse } from "@effect/platform"
+import { type Database, type DatabaseError, type HealthError, type HealthReport, isDatabaseError } from "@prisma-resilience/core"
+import { DateTime, Effect, Layer } from "effect"
+import { Api, DatabaseUnavailable, type Health, healthContentType, InternalServerError } from "./Api.js"
+import * as Middleware from "./internal/middleware.js"
+import { Prometheus } from "./Prometheus.js"
+import * as PurchaseOrders from "./PurchaseOrders.js"
+import { Readiness } from "./Readiness.js"
+
+const description = "prisma-resilience purchase-order service"
+
+const passBody = (report: HealthReport, time: string): Health => ({
+  status: "pass",
+  description,
+  checks: {
+    "postgres:responseTime": [
+      { componentType: "datastore", observedValue: report.latencyMs, observedUnit: "ms", status: "pass", time }
+    ],
+    "postgres:warmup": [{
+      componentType: "datastore",
+      observedValue: report.warmupMs,
+      observedUnit: "ms",
+      status: "pass",
+      time,
+      output: `${report.warmupAttempts} attempt(s)`
+    }]
+  }
+})
+
+const failBody = (error: HealthError, time: string): Health => ({
+  status: "fail",
+  reason: error.reason,
+  description,
+  output: `${error.reason}: ${error.message}`,
+  checks: {
+    "postgres:responseTime": [{
+      componentType: "datastore",
+      ...(error.latencyMs === undefined ? {} : { observedValue: error.latencyMs, observedUnit: "ms" }),
+      status: "fail",
+      time,
+      output: error.message
+    }],
+    "postgres:warmup": [{
+      componentType: "datastore",
+      ...(error.warmupMs === undefined ? {} : { observedValue: error.warmupMs, observedUnit: "ms" }),
+      // warm-up has passed once it has a duration, whatever the probe says now
+      status: error.warmupMs === undefined ? "fail" : "pass",
+      time
+    }]
+  }
+})
+
+const healthResponse = (status: number, body: Health) =>
+  HttpServerResponse.unsafeJson(body, {
+    status,
+    contentType: healthContentType,
+    headers: { "cache-control": "no-store" }
+  })
+
+const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
+  Effect.gen(function*() {
+    const readiness = yield* Readiness
+    return handlers
+      .handle("live", () => Effect.succeed({ status: "pass" as const }))
+      .handle("health", () =>
+        Effect.flatMap(DateTime.now, (now) =>
+          readiness.check.pipe(
+            Effect.match({
+              onSuccess: (report) => healthResponse(200, passBody(report, DateTime.formatIso(now))),
+              onFailure: (error) => healthResponse(503, failBody(error, DateTime.formatIso(now)))
+            })
+          )))
+  }))
+
+const MetricsLive = HttpApiBuilder.group(Api, "metrics", (handlers) =>
+  Effect.map(Prometheus, (prometheus) => handlers.handle("metrics", () => prometheus.scrape)))
+
+// A QueryError is a bug or a schema problem: retrying cannot help. Every
+// other database error (the circuit breaker's included) is transient.
+const toHttpError = (error: DatabaseError): Effect.Effect<never, InternalServerError | DatabaseUnavailable> =>
+  error._tag === "QueryError"
+    ? Effect.zipRight(
+      Effect.logError(
+        `${error.operation} failed: ${error._tag}${error.code === undefined ? "" : ` (${error.code})`}: ${error.message}`
+      ),
+      Effect.fail(new InternalServerError({ message: "internal server error" }))
+    )
+    : Effect.fail(new DatabaseUnavailable({ message: "the database is unavailable; retry later" }))
+
+const PurchaseOrdersLive = HttpApiBuilder.group(Api, "purchaseOrders", (handlers) =>
+  Effect.gen(function*() {
+    const readiness = yield* Readiness
+    const run = <A, E>(self: Effect.Effect<A, E | DatabaseError, Database>) =>
+      readiness.withDatabase(self).pipe(Effect.catchIf(isDatabaseError, toHttpError))
+    return handlers
+      .handle("findById", ({ path }) => run(PurchaseOrders.findById(path.id)))
+      .handle("list", ({ urlParams }) => run(PurchaseOrders.list(urlParams)))
+      .handle("create", ({ headers, payload }) => run(PurchaseOrders.create(payload, headers["idempotency-key"])))
+  }))
+
+/**
+ * Everything the service serves: the API with its handlers, `/openapi.json`,
+ * `/docs` and the API-level middleware. Needs `Readiness` and `Prometheus`.
+ */
+export const layer = Layer.mergeAll(
+  HttpApiScalar.layer({ path: "/docs" }),
+  HttpApiBuilder.middlewareOpenApi(),
+  Middleware.layer
+).pipe(
+  Layer.provideMerge(HttpApiBuilder.api(Api)),
+  Layer.provide([HealthLive, MetricsLive, PurchaseOrdersLive])
+)

@@ -1,0 +1,35 @@
+/**
+ * `/metrics` in the Prometheus text format, from maintained parts: the Effect
+ * metric registry (where core records everything) is read by
+ * `@effect/opentelemetry`'s metric producer and written out by OpenTelemetry's
+ * Prometheus serializer. Nothing here formats exposition text by hand.
+ */
+import * as OtelMetrics from "@effect/opentelemetry/Metrics"
+import * as Resource from "@effect/opentelemetry/Resource"
+import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
+import { Context, Effect, Layer } from "effect"
+
+export interface PrometheusService {
+  /** Every metric of the process, in the text exposition format. */
+  readonly scrape: Effect.Effect<string>
+}
+
+export class Prometheus extends Context.Tag("@prisma-resilience/http/Prometheus")<Prometheus, PrometheusService>() {}
+
+export const make = Effect.gen(function*() {
+  // The exporter is used as a pull reader only: it would otherwise open an
+  // HTTP server of its own on port 9464.
+  const reader = new PrometheusExporter({ preventServerStart: true })
+  const producer = yield* OtelMetrics.makeProducer
+  yield* OtelMetrics.registerProducer(producer, () => reader)
+  // Effect metrics carry no instrumentation scope worth a label on every series.
+  const serializer = new PrometheusSerializer(undefined, false, undefined, false, true)
+  const scrape = Effect.promise(() => reader.collect()).pipe(
+    Effect.map(({ resourceMetrics }) => serializer.serialize(resourceMetrics))
+  )
+  return Prometheus.of({ scrape })
+})
+
+export const layer: Layer.Layer<Prometheus> = Layer.scoped(Prometheus, make).pipe(
+  Layer.provide(Resource.layer({ serviceName: "prisma-resilience-http" }))
+)

@@ -1,0 +1,112 @@
+/**
+ * The purchase-order repository. Every query goes through core's `Database`,
+ * so each one has the attempt timeout, the classification and the one retry
+ * policy; these functions only say what each statement is and how safe it is
+ * to run again.
+ */
+import { Database, type DatabaseError } from "@prisma-resilience/core"
+import type { PrismaClient } from "@prisma-resilience/devdb"
+import { Effect } from "effect"
+import { createHash } from "node:crypto"
+import {
+  type CreatePurchaseOrder,
+  DuplicateReference,
+  IdempotencyKeyReused,
+  PurchaseOrder,
+  PurchaseOrderNotFound,
+  PurchaseOrderPage
+} from "./Api.js"
+
+const Db = Database.forClient<PrismaClient>()
+
+// The idempotency columns stay in the database.
+const columns = { id: true, reference: true, totalCents: true, note: true, createdAt: true } as const
+
+export const defaultPageSize = 20
+
+export const findById = (id: string): Effect.Effect<PurchaseOrder, PurchaseOrderNotFound | DatabaseError, Database> =>
+  Db.query((c) => c.purchaseOrder.findUnique({ where: { id }, select: columns })).pipe(
+    Effect.flatMap((row) =>
+      row === null
+        ? Effect.fail(new PurchaseOrderNotFound({ id, message: `no purchase order with id ${id}` }))
+        : Effect.succeed(new PurchaseOrder(row))
+    )
+  )
+
+/** Newest first; the cursor is the id of the last order of the previous page. */
+export const list = (options: {
+  readonly limit?: number | undefined
+  readonly cursor?: string | undefined
+}): Effect.Effect<PurchaseOrderPage, DatabaseError, Database> => {
+  const limit = options.limit ?? defaultPageSize
+  return Db.query((c) =>
+    c.purchaseOrder.findMany({
+      select: columns,
+      orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+      // one more than asked tells whether there is a next page
+      take: limit + 1,
+      ...(options.cursor === undefined ? {} : { cursor: { id: options.cursor }, skip: 1 })
+    })
+  ).pipe(
+    Effect.map((rows) => {
+      const items = rows.slice(0, limit).map((row) => new PurchaseOrder(row))
+      return new PurchaseOrderPage({ items, nextCursor: rows.length > limit ? items[items.length - 1]!.id : null })
+    })
+  )
+}
+
+/** What identifies a request body for `Idempotency-Key`: the decoded fields, in a fixed order. */
+export const requestHash = (input: CreatePurchaseOrder): string =>
+  createHash("sha256").update(JSON.stringify([input.reference, input.totalCents, input.note ?? null])).digest("hex")
+
+const isUniqueViolation = (error: DatabaseError) => error._tag === "QueryError" && error.code === "P2002"
+
+/**
+ * Creates an order. With an idempotency key the insert is guarded by the
+ * unique `idempotency_key` column: running it again can never create a second
+ * row, so it is declared an idempotent write and retried even after ambiguous
+ * errors (a connection that died after the insert reached the server). A
+ * unique violation then means the key, or the reference, is taken: the row
+ * holding the key decides between a replay, 422 and 409.
+ */
+export const create = (
+  input: CreatePurchaseOrder,
+  idempotencyKey?: string | undefined
+): Effect.Effect<PurchaseOrder, DuplicateReference | IdempotencyKeyReused | DatabaseError, Database> => {
+  const data = { reference: input.reference, totalCents: input.totalCents, note: input.note ?? null }
+  const duplicate = new DuplicateReference({
+    reference: input.reference,
+    message: `a purchase order with reference ${JSON.stringify(input.reference)} already exists`
+  })
+  if (idempotencyKey === undefined) {
+    return Db.query((c) => c.purchaseOrder.create({ data, select: columns })).pipe(
+      Effect.map((row) => new PurchaseOrder(row)),
+      Effect.catchIf(isUniqueViolation, () => Effect.fail(duplicate))
+    )
+  }
+  const hash = requestHash(input)
+  const replay = Db.query((c) =>
+    c.purchaseOrder.findUnique({ where: { idempotencyKey }, select: { ...columns, requestHash: true } })
+  ).pipe(
+    Effect.flatMap((row): Effect.Effect<PurchaseOrder, DuplicateReference | IdempotencyKeyReused> => {
+      if (row === null) return Effect.fail(duplicate)
+      if (row.requestHash !== hash) {
+        return Effect.fail(
+          new IdempotencyKeyReused({
+            idempotencyKey,
+            message: "this Idempotency-Key was used with a different request body"
+          })
+        )
+      }
+      const { requestHash: _, ...order } = row
+      return Effect.succeed(new PurchaseOrder(order))
+    })
+  )
+  return Db.query(
+    (c) => c.purchaseOrder.create({ data: { ...data, idempotencyKey, requestHash: hash }, select: columns }),
+    { kind: "idempotent-write" }
+  ).pipe(
+    Effect.map((row) => new PurchaseOrder(row)),
+    Effect.catchIf(isUniqueViolation, () => replay)
+  )
+}

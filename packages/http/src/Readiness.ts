@@ -1,0 +1,235 @@
+/**
+ * `Readiness`: the service is up before the database is. The `Database` layer
+ * (the warm-up) is built in the background; until it has been, health fails
+ * with `warming` and requests wait for it within their budget. After a failed
+ * warm-up it is built again until it succeeds, so the service recovers when
+ * the database appears.
+ */
+import {
+  Database,
+  type DatabaseService,
+  health,
+  HealthError,
+  type HealthFailureReason,
+  type HealthReport,
+  Metrics,
+  poolConfig,
+  type PoolSettings,
+  type PoolStats,
+  type PrismaClientLike,
+  type RetryConfigError,
+  RetryPolicy,
+  type WarmupError,
+  type WarmupInfo,
+  warmupConfig
+} from "@prisma-resilience/core"
+import { applyMigrations, makePrismaClient, poolStats } from "@prisma-resilience/devdb"
+import {
+  Clock,
+  type ConfigError,
+  Context,
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  ExecutionStrategy,
+  Exit,
+  FiberRef,
+  Layer,
+  Metric,
+  Option,
+  Redacted,
+  Ref,
+  Schedule,
+  Scope
+} from "effect"
+import { DatabaseUnavailable } from "./Api.js"
+
+type State =
+  | { readonly _tag: "Warming"; readonly since: number }
+  | { readonly _tag: "Ready"; readonly database: DatabaseService }
+  | { readonly _tag: "Failed"; readonly message: string }
+
+export interface ReadinessService {
+  /** The health check: core's `health` once warmed up, `warming`/`unreachable`/`shutting_down` before and after. */
+  readonly check: Effect.Effect<HealthReport, HealthError>
+  /**
+   * Runs `self` with the `Database` inside the request budget
+   * (`DB_REQUEST_BUDGET_MS`), waiting for warm-up for at most
+   * `DB_WARMUP_WAIT_MS` of it.
+   */
+  readonly withDatabase: <A, E, R>(
+    self: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | DatabaseUnavailable, Exclude<R, Database>>
+  /** Waits for the first successful warm-up. */
+  readonly ready: Effect.Effect<WarmupInfo>
+  /** Health fails with `shutting_down` from now on; queries keep working. */
+  readonly beginShutdown: Effect.Effect<void>
+  readonly retryConfig: RetryPolicy.RetryConfig
+}
+
+export class Readiness extends Context.Tag("@prisma-resilience/http/Readiness")<Readiness, ReadinessService>() {}
+
+export interface Options<C extends PrismaClientLike> {
+  readonly client: (pool: PoolSettings) => C
+  readonly poolStats?: (client: C) => PoolStats | undefined
+  /** Runs before each warm-up, e.g. applying migrations; its failure is retried like a failed warm-up. */
+  readonly prepare?: Effect.Effect<void, PrepareError>
+}
+
+/** `Options.prepare` failed; `message` must be fit for logs and the health output. */
+export class PrepareError extends Data.TaggedError("PrepareError")<{ readonly message: string }> {}
+
+// After a warm-up gave up (DB_WARMUP_TIMEOUT_MS) or preparing failed, the
+// pause before the next try: 1 s, doubling up to 30 s.
+const rewarm = Schedule.exponential(Duration.seconds(1)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(30))))
+
+const describe = (error: PrepareError | WarmupError | RetryConfigError | ConfigError.ConfigError): string =>
+  error._tag === "WarmupError" || error._tag === "RetryConfigError" || error._tag === "PrepareError"
+    ? error.message
+    : String(error)
+
+const countHealth = (result: HealthFailureReason) => Metric.increment(Metric.tagged(Metrics.healthChecks, "result", result))
+
+export const make = <C extends PrismaClientLike>(options: Options<C>) =>
+  Effect.gen(function*() {
+    // Read and checked before the server listens, so that a bad configuration
+    // stops the start with its message instead of failing every warm-up.
+    const retryConfig = yield* Effect.flatMap(RetryPolicy.config, RetryPolicy.validate)
+    const warmup = yield* warmupConfig
+    const pool = yield* poolConfig
+    const databaseLayer = Database.layer({
+      client: options.client,
+      ...(options.poolStats ? { poolStats: options.poolStats } : {}),
+      retry: retryConfig,
+      warmup,
+      pool
+    })
+
+    const scope = yield* Effect.scope
+    const state = yield* Ref.make<State>({ _tag: "Warming", since: yield* Clock.currentTimeMillis })
+    const shuttingDown = yield* Ref.make(false)
+    const database = yield* Deferred.make<DatabaseService>()
+
+    // Each attempt gets a scope of its own so that a failed one leaves nothing behind.
+    const build = Effect.gen(function*() {
+      if (options.prepare) yield* options.prepare
+      const attemptScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+      const context = yield* Layer.buildWithScope(databaseLayer, attemptScope).pipe(
+        Effect.onError((cause) => Scope.close(attemptScope, Exit.failCause(cause)))
+      )
+      return Context.get(context, Database)
+    })
+    yield* build.pipe(
+      Effect.tapError((error) =>
+        Effect.zipRight(
+          Ref.set(state, { _tag: "Failed", message: describe(error) }),
+          Effect.logError(`Database not ready: ${describe(error)}`)
+        )
+      ),
+      Effect.retry({
+        schedule: rewarm,
+        while: (error) => error._tag === "WarmupError" || error._tag === "PrepareError"
+      }),
+      Effect.flatMap((db) =>
+        Effect.gen(function*() {
+          yield* Ref.set(state, { _tag: "Ready", database: db })
+          if (yield* Ref.get(shuttingDown)) yield* db.beginShutdown
+          yield* Deferred.succeed(database, db)
+        })
+      ),
+      Effect.forkIn(scope)
+    )
+
+    const fail = (reason: HealthFailureReason, message: string) =>
+      countHealth(reason).pipe(
+        Effect.zipRight(Effect.logInfo(`Health check failed: ${reason}: ${message}`)),
+        Effect.zipRight(
+          Effect.fail(new HealthError({ reason, message, latencyMs: undefined, warmupMs: undefined, cause: undefined }))
+        )
+      )
+
+    const check: Effect.Effect<HealthReport, HealthError> = Effect.gen(function*() {
+      const current = yield* Ref.get(state)
+      if (current._tag === "Ready") return yield* Effect.provideService(health, Database, current.database)
+      if (yield* Ref.get(shuttingDown)) return yield* fail("shutting_down", "the service is shutting down")
+      if (current._tag === "Failed") return yield* fail("unreachable", current.message)
+      const elapsed = (yield* Clock.currentTimeMillis) - current.since
+      return yield* fail("warming", `database warm-up in progress for ${elapsed} ms`)
+    })
+
+    const awaitDatabase: Effect.Effect<DatabaseService, DatabaseUnavailable> = Effect.flatMap(
+      Deferred.poll(database),
+      Option.match({
+        onSome: (ready) => ready,
+        onNone: () =>
+          Effect.gen(function*() {
+            const now = yield* Clock.currentTimeMillis
+            const deadline = (yield* FiberRef.get(RetryPolicy.currentDeadline)) ?? now + retryConfig.requestBudgetMs
+            const waitMs = Math.max(0, Math.min(retryConfig.warmupWaitMs, deadline - now))
+            return yield* Deferred.await(database).pipe(
+              Effect.timeoutFail({
+                duration: Duration.millis(waitMs),
+                onTimeout: () =>
+                  new DatabaseUnavailable({ message: `the database is not ready yet (waited ${waitMs} ms for warm-up)` })
+              })
+            )
+          })
+      })
+    )
+
+    const withDatabase = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+      Effect.flatMap(awaitDatabase, (db) => Effect.provideService(self, Database, db)).pipe(
+        RetryPolicy.withBudget(Duration.millis(retryConfig.requestBudgetMs))
+      )
+
+    const beginShutdown = Effect.gen(function*() {
+      yield* Ref.set(shuttingDown, true)
+      const current = yield* Ref.get(state)
+      if (current._tag === "Ready") yield* current.database.beginShutdown
+    })
+
+    return Readiness.of({
+      check,
+      withDatabase,
+      ready: Effect.map(Deferred.await(database), (db) => db.warmup),
+      beginShutdown,
+      retryConfig
+    })
+  })
+
+export const layer = <C extends PrismaClientLike>(options: Options<C>) => Layer.scoped(Readiness, make(options))
+
+/**
+ * Readiness of the purchase-order database at `url`; with `migrate`, pending
+ * migrations are applied first, so no query runs against an old schema.
+ */
+export const layerUrl = (url: Redacted.Redacted<string>, options?: { readonly migrate?: boolean }) =>
+  layer({
+    client: (pool) => makePrismaClient(Redacted.value(url), pool),
+    poolStats,
+    ...(options?.migrate ? { prepare: migrate(url) } : {})
+  })
+
+/** Applies pending migrations (under an advisory lock, so replicas can race safely). */
+export const migrate = (url: Redacted.Redacted<string>): Effect.Effect<void, PrepareError> =>
+  Effect.suspend(() => {
+    const lines: Array<string> = []
+    return Effect.tryPromise({
+      try: () => applyMigrations(Redacted.value(url), { log: (line) => lines.push(line) }),
+      catch: (error) =>
+        new PrepareError({
+          message: `migrations failed: ${
+            (error instanceof Error ? error.message : String(error)).replaceAll(Redacted.value(url), "***")
+          }`
+        })
+    }).pipe(
+      Effect.flatMap(({ applied, skipped }) =>
+        Effect.forEach(
+          [...lines.map((line) => `Migration ${line}`), `Migrations: ${applied.length} applied, ${skipped.length} already applied`],
+          (line) => Effect.logInfo(line),
+          { discard: true }
+        )
+      )
+    )
+  })

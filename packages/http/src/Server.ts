@@ -1,0 +1,58 @@
+/**
+ * The Node HTTP server. It listens at once (the database warms up behind
+ * `Readiness`) and shuts down in order: health fails with `shutting_down`,
+ * optionally for `SHUTDOWN_DELAY_MS` while load balancers notice, then the
+ * listener closes and in-flight requests get up to `SHUTDOWN_DRAIN_MS` to
+ * finish, then the remaining connections are closed. The database is
+ * disconnected after all of that, when `Readiness` is released.
+ */
+import { HttpApiBuilder, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Clock, Context, Duration, Effect, Layer } from "effect"
+import { createServer } from "node:http"
+import * as ApiLive from "./ApiLive.js"
+import * as Drain from "./internal/drain.js"
+import { Readiness } from "./Readiness.js"
+import * as ServerConfig from "./ServerConfig.js"
+
+/** The running server, as `HttpServer` (whose address tells the port when PORT is 0). */
+export const layer = Layer.scoped(
+  HttpServer.HttpServer,
+  Effect.gen(function*() {
+    const config = yield* ServerConfig.config
+    const readiness = yield* Readiness
+    const server = createServer()
+    const drain = Drain.track(server)
+
+    const platform = yield* Layer.build(NodeHttpServer.layer(() => server, { port: config.port, host: config.host }))
+    yield* Layer.build(
+      HttpApiBuilder.serve().pipe(
+        Layer.provide(ApiLive.layer),
+        HttpServer.withLogAddress,
+        Layer.provide(Layer.succeedContext(platform))
+      )
+    )
+
+    // Added last, so it runs first: before the listener's own finalizer and
+    // long before `Readiness` disconnects the database.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Effect.logInfo("Shutting down: health now fails with shutting_down")
+        yield* readiness.beginShutdown
+        if (config.shutdownDelayMs > 0) yield* Effect.sleep(Duration.millis(config.shutdownDelayMs))
+        const started = yield* Clock.currentTimeMillis
+        yield* Effect.logInfo(
+          `No longer accepting connections; draining ${drain.inFlight()} in-flight request(s) for up to ${config.drainTimeoutMs} ms`
+        )
+        const drained = yield* drain.drain(config.drainTimeoutMs)
+        const took = (yield* Clock.currentTimeMillis) - started
+        yield* drained
+          ? Effect.logInfo(`Drained in ${took} ms`)
+          : Effect.logWarning(`Drain timed out after ${took} ms with ${drain.inFlight()} request(s) in flight`)
+        yield* drain.closeAll
+        yield* Effect.logInfo("HTTP server closed")
+      })
+    )
+    return Context.get(platform, HttpServer.HttpServer)
+  })
+)

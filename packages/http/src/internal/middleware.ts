@@ -1,0 +1,71 @@
+/**
+ * The API-level middleware, shared by the Node server and the web handler. It
+ * wraps the router, inside the HttpApi's error encoding: it sets the body size
+ * limit, answers the failures that the HttpApi would otherwise send with an
+ * empty body (unknown route, unreadable body, defects) with JSON, and adds
+ * `Retry-After` to every 503.
+ */
+import { HttpApiBuilder, HttpApp, HttpIncomingMessage, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Cause, Chunk, Effect, Option, Predicate } from "effect"
+import * as ServerConfig from "../ServerConfig.js"
+
+export interface Options {
+  readonly maxBodyBytes: number
+  /** sent as `Retry-After` with every 503 */
+  readonly retryAfterSeconds: number
+}
+
+const badRequest = (message: string) =>
+  HttpServerResponse.unsafeJson(
+    // The shape of the HttpApi's own decode errors, so that clients handle one kind of 400.
+    { _tag: "HttpApiDecodeError", issues: [{ _tag: "Type", path: [], message }], message },
+    { status: 400 }
+  )
+
+const hasTag = (tag: string) => (u: unknown): boolean => Predicate.hasProperty(u, "_tag") && u._tag === tag
+
+const isTooLarge = (error: unknown) =>
+  Predicate.hasProperty(error, "cause") && error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
+
+export const make = (options: Options) => (app: HttpApp.Default): HttpApp.Default =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    yield* HttpApp.appendPreResponseHandler((_, response) =>
+      Effect.succeed(
+        response.status === 503 && response.headers["retry-after"] === undefined
+          ? HttpServerResponse.setHeader(response, "retry-after", String(options.retryAfterSeconds))
+          : response
+      )
+    )
+    const tooLarge = `request body exceeds ${options.maxBodyBytes} bytes`
+    if (Number(request.headers["content-length"] ?? 0) > options.maxBodyBytes) return badRequest(tooLarge)
+
+    return yield* HttpIncomingMessage.withMaxBodySize(app, Option.some(options.maxBodyBytes)).pipe(
+      Effect.catchAllCause((cause) => {
+        if (Chunk.some(Cause.failures(cause), hasTag("RouteNotFound"))) {
+          return Effect.succeed(
+            HttpServerResponse.unsafeJson(
+              { _tag: "RouteNotFound", message: `no route for ${request.method} ${request.url.split("?")[0]}` },
+              { status: 404 }
+            )
+          )
+        }
+        // The HttpApi reads the body with `orDie`, so an unreadable body arrives as a defect.
+        const unreadable = Chunk.findFirst(Cause.defects(cause), hasTag("RequestError"))
+        if (Option.isSome(unreadable)) {
+          return Effect.succeed(badRequest(isTooLarge(unreadable.value) ? tooLarge : "request body is not valid JSON"))
+        }
+        // Typed failures are the API's errors, encoded after this middleware.
+        if (!Cause.isDie(cause) || !Chunk.isEmpty(Cause.failures(cause))) return Effect.failCause(cause)
+        return Effect.as(
+          Effect.logError("Unhandled defect", cause),
+          HttpServerResponse.unsafeJson({ _tag: "InternalServerError", message: "internal server error" }, {
+            status: 500
+          })
+        )
+      })
+    )
+  })
+
+/** The middleware as a layer, configured from `ServerConfig`. */
+export const layer = HttpApiBuilder.middleware(Effect.map(ServerConfig.config, make))

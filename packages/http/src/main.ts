@@ -1,0 +1,31 @@
+/**
+ * `npm start`: the service on PORT, against DATABASE_URL or an embedded
+ * PostgreSQL in DATA_DIR. The server listens at once; pending migrations and
+ * the warm-up run behind `/health` (503 `warming`). SIGTERM or SIGINT drains
+ * and stops everything in reverse order, the embedded PostgreSQL last.
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Clock, Effect, Layer } from "effect"
+import { databaseUrl } from "./internal/database.js"
+import * as Prometheus from "./Prometheus.js"
+import * as Readiness from "./Readiness.js"
+import * as Server from "./Server.js"
+
+const main = Effect.gen(function*() {
+  const started = yield* Clock.currentTimeMillis
+  const url = yield* databaseUrl
+  const services = Layer.mergeAll(Readiness.layerUrl(url, { migrate: true }), Prometheus.layer)
+  const context = yield* Layer.build(Layer.provideMerge(Server.layer, services))
+  yield* Effect.forkScoped(
+    Effect.flatMap(Effect.provide(Readiness.Readiness, context), (readiness) => readiness.ready).pipe(
+      Effect.flatMap((warmup) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.logInfo(`Ready ${now - started} ms after start (database warm-up ${warmup.durationMs} ms)`)
+        )
+      )
+    )
+  )
+  return yield* Effect.never
+}).pipe(Effect.scoped)
+
+NodeRuntime.runMain(main)

@@ -1,0 +1,225 @@
+// `npm start` as a process: the embedded PostgreSQL when DATABASE_URL is
+// unset, and the SIGTERM sequence with a slow request in flight.
+import type { Cluster } from "@prisma-resilience/devdb"
+import { type ChildProcess, spawn } from "node:child_process"
+import fs from "node:fs"
+import fsp from "node:fs/promises"
+import os from "node:os"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+import pg from "pg"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { eventually, sql, startDatabase } from "./support.js"
+
+const repoRoot = fileURLToPath(new URL("../../..", import.meta.url))
+const mainFile = fileURLToPath(new URL("../src/main.ts", import.meta.url))
+
+interface MainProcess {
+  readonly child: ChildProcess
+  readonly lines: Array<string>
+  readonly baseUrl: Promise<string>
+  readonly exit: Promise<number | null>
+}
+
+const children: Array<ChildProcess> = []
+
+const startMain = (env: Record<string, string>): MainProcess => {
+  const child = spawn(process.execPath, ["--import", "tsx", mainFile], {
+    cwd: repoRoot,
+    // Only what the test chooses: no DATABASE_URL leaks in from the outer environment.
+    env: {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      ...(process.env.TMPDIR ? { TMPDIR: process.env.TMPDIR } : {}),
+      PORT: "0",
+      HOST: "127.0.0.1",
+      ...env
+    },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  children.push(child)
+  const lines: Array<string> = []
+  let onListening: (url: string) => void = () => {}
+  const baseUrl = new Promise<string>((resolve, reject) => {
+    onListening = resolve
+    child.once("exit", (code) => reject(new Error(`main exited (${code}) before listening:\n${lines.join("\n")}`)))
+  })
+  baseUrl.catch(() => {})
+  for (const stream of [child.stdout!, child.stderr!]) {
+    let buffered = ""
+    stream.setEncoding("utf8").on("data", (chunk: string) => {
+      buffered += chunk
+      const complete = buffered.split("\n")
+      buffered = complete.pop() ?? ""
+      for (const line of complete) {
+        lines.push(line)
+        const listening = /Listening on (http:\/\/[\d.]+:\d+)/.exec(line)
+        if (listening) onListening(listening[1]!)
+      }
+    })
+  }
+  const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+  return { child, lines, baseUrl, exit }
+}
+
+/** Runs `body`; a failure carries the process's log, which usually says why. */
+const withLog = async (main: MainProcess, body: () => Promise<void>) => {
+  try {
+    await body()
+  } catch (error) {
+    if (error instanceof Error) error.message += `\n--- main's log:\n${main.lines.join("\n")}`
+    throw error
+  }
+}
+
+const indexOf = (lines: ReadonlyArray<string>, pattern: RegExp) => {
+  const index = lines.findIndex((line) => pattern.test(line))
+  expect(index, `a log line matching ${pattern}\n${lines.join("\n")}`).toBeGreaterThanOrEqual(0)
+  return index
+}
+
+const postmasterOf = (dataDir: string): number | undefined => {
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const args = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0")
+      if (path.basename(args[0] ?? "") === "postgres" && args.includes(dataDir)) return Number(entry)
+    } catch {
+      // exited while listed
+    }
+  }
+  return undefined
+}
+
+const isGone = (pid: number) => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return /^\d+ \(.*\) [ZX]/.test(stat)
+  } catch {
+    return true
+  }
+}
+
+afterAll(async () => {
+  // only the processes this file started, if a failed test left one running
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM")
+      await new Promise((resolve) => setTimeout(resolve, 3_000))
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+    }
+  }
+})
+
+describe("npm start without DATABASE_URL", () => {
+  let dataDir: string
+
+  beforeAll(async () => {
+    dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), "http-main-data-"))
+  })
+
+  afterAll(async () => {
+    const leftover = dataDir === undefined ? undefined : postmasterOf(dataDir)
+    if (leftover !== undefined) process.kill(leftover, "SIGQUIT")
+    if (dataDir !== undefined) await fsp.rm(dataDir, { recursive: true, force: true })
+  })
+
+  it("starts an embedded PostgreSQL, migrates, serves, and stops it all on SIGTERM with exit code 0", async () => {
+    const main = startMain({ DATA_DIR: dataDir })
+    await withLog(main, async () => {
+      const baseUrl = await main.baseUrl
+      await eventually(async () => (await fetch(`${baseUrl}/health`)).status === 200, 300)
+      const created = await fetch(`${baseUrl}/purchase-orders`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ reference: "PO-MAIN-1", totalCents: 1 })
+    })
+    expect(created.status).toBe(201)
+    const postmaster = postmasterOf(dataDir)
+    expect(postmaster).toBeTypeOf("number")
+
+    main.child.kill("SIGTERM")
+    expect(await main.exit).toBe(0)
+    expect(isGone(postmaster!)).toBe(true)
+    const { lines } = main
+    expect(indexOf(lines, /Embedded PostgreSQL listening/)).toBeLessThan(indexOf(lines, /Listening on/))
+    indexOf(lines, /Migrations: 1 applied/)
+    indexOf(lines, /Ready \d+ ms after start \(database warm-up \d+ ms\)/)
+    const order = [/Shutting down/, /HTTP server closed/, /Database disconnected/, /Embedded PostgreSQL stopped/]
+      .map((pattern) => indexOf(lines, pattern))
+    expect(order).toEqual([...order].sort((a, b) => a - b))
+    })
+  })
+})
+
+describe("SIGTERM with a request in flight", () => {
+  let cluster: Cluster
+
+  beforeAll(async () => {
+    cluster = await startDatabase()
+  })
+
+  afterAll(async () => {
+    await cluster?.destroy()
+  })
+
+  it("fails health with shutting_down, stops accepting, lets the slow request finish with 200, then disconnects", async () => {
+    const main = startMain({
+      DATABASE_URL: cluster.url,
+      SHUTDOWN_DELAY_MS: "2000",
+      DB_ATTEMPT_TIMEOUT_MS: "5000",
+      DB_RETRY_DELAYS_MS: "none",
+      DB_WARMUP_WAIT_MS: "1000"
+    })
+    await withLog(main, async () => {
+      const baseUrl = await main.baseUrl
+      await eventually(async () => (await fetch(`${baseUrl}/health`)).status === 200, 300)
+      const order = (await (await fetch(`${baseUrl}/purchase-orders`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ reference: "PO-SLOW-1", totalCents: 1 })
+      })).json()) as { id: string }
+
+      // The table lock makes the read wait inside PostgreSQL until the test lets go.
+      const locker = new pg.Client({ connectionString: cluster.url, connectionTimeoutMillis: 5_000 })
+      locker.on("error", () => {})
+      await locker.connect()
+      try {
+        await locker.query("BEGIN")
+        await locker.query("LOCK TABLE purchase_order IN ACCESS EXCLUSIVE MODE")
+        const slow = fetch(`${baseUrl}/purchase-orders/${order.id}`)
+        await eventually(async () =>
+          (await sql<{ n: number }>(cluster, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'`))[0]!
+            .n > 0
+        )
+
+        main.child.kill("SIGTERM")
+        await eventually(async () => {
+          const health = await fetch(`${baseUrl}/health`)
+          const body = (await health.json()) as { reason?: string }
+          return health.status === 503 && body.reason === "shutting_down"
+        }, 60, 50)
+        // After the delay the listener closes while the slow request is still in flight.
+        await eventually(() => fetch(`${baseUrl}/live`).then(() => false, () => true), 60, 50)
+
+        await locker.query("COMMIT")
+        const response = await slow
+        expect(response.status).toBe(200)
+        expect(((await response.json()) as { id: string }).id).toBe(order.id)
+      } finally {
+        await locker.end()
+      }
+
+      expect(await main.exit).toBe(0)
+      const { lines } = main
+      const order_ = [
+        /Shutting down/,
+        /draining 1 in-flight request/,
+        /Drained in \d+ ms/,
+        /HTTP server closed/,
+        /Database disconnected/
+      ].map((pattern) => indexOf(lines, pattern))
+      expect(order_).toEqual([...order_].sort((a, b) => a - b))
+      expect(lines.join("\n")).not.toContain(cluster.password)
+    })
+  })
+})
