@@ -109,11 +109,13 @@ export class RetryConfigError extends Data.TaggedError("RetryConfigError")<{
   readonly message: string
 }> {}
 
-export type HealthFailureReason = "warming" | "unreachable" | "timeout" | "shutting_down"
+export type HealthFailureReason = "warming" | "unreachable" | "timeout" | "shutting_down" | "circuit_open"
 
 export class HealthError extends Data.TaggedError("HealthError")<{
   readonly reason: HealthFailureReason
   readonly message: string
+  /** with `circuit_open`: ms until the breaker lets a probe through */
+  readonly retryAfterMs?: number | undefined
   readonly latencyMs: number | undefined
   readonly warmupMs: number | undefined
   readonly cause: DatabaseError | undefined

@@ -33,6 +33,25 @@ export const health: Effect.Effect<HealthReport, HealthError, Database> = Effect
   if ((yield* db.state) === "shutting_down") {
     return yield* fail("shutting_down", "the service is shutting down")
   }
+  // While the breaker is open, queries fail fast: the service is not ready
+  // even if a probe would happen to pass. Half-open lets the probe decide.
+  const circuit = yield* db.circuit
+  if (circuit.state === "open") {
+    count("circuit_open")
+    return yield* Effect.zipRight(
+      Effect.logWarning(`Health check failed: circuit_open: next probe in ${circuit.retryAfterMs} ms`),
+      Effect.fail(
+        new HealthError({
+          reason: "circuit_open",
+          message: `circuit breaker open after repeated database failures; next probe in ${circuit.retryAfterMs} ms`,
+          latencyMs: undefined,
+          warmupMs: db.warmup.durationMs,
+          cause: undefined,
+          retryAfterMs: circuit.retryAfterMs
+        })
+      )
+    )
+  }
   const latencyMs = yield* db.ping().pipe(
     Effect.catchAll((error) =>
       error._tag === "TimeoutError"

@@ -3,6 +3,7 @@ import {
   ConnectionError,
   Database,
   type DatabaseService,
+  health,
   Metrics,
   type PoolSettings,
   type PrismaClientLike,
@@ -217,6 +218,8 @@ describe("budget and breaker inside Database (TestClock, stand-in client)", () =
         expect(requests).toBe(2)
         expect(s.sent()).toBe(5)
         expect((yield* db.circuit).state).toBe("open")
+        const unhealthy = yield* Effect.either(Effect.provideService(health, Database, db))
+        expect(Either.isLeft(unhealthy) && unhealthy.left.reason).toBe("circuit_open")
         const callsWhileOpen = s.sent()
         const fastFail = yield* read(db).pipe(Effect.either)
         expect(Either.isLeft(fastFail) && fastFail.left._tag).toBe("CircuitOpenError")

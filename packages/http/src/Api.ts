@@ -58,7 +58,7 @@ export class PurchaseOrderPage extends Schema.Class<PurchaseOrderPage>("Purchase
   nextCursor: Schema.NullOr(Schema.UUID)
 }) {}
 
-export const HealthFailureReason = Schema.Literal("warming", "unreachable", "timeout", "shutting_down")
+export const HealthFailureReason = Schema.Literal("warming", "unreachable", "timeout", "shutting_down", "circuit_open")
 
 /** One entry of `checks`, as in draft-inadarei-api-health-check. */
 export const HealthCheck = Schema.Struct({

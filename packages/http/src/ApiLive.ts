@@ -72,9 +72,13 @@ const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
       .handle("health", () =>
         Effect.flatMap(DateTime.now, (now) =>
           readiness.check.pipe(
-            Effect.match({
-              onSuccess: (report) => healthResponse(200, passBody(report, DateTime.formatIso(now))),
-              onFailure: (error) => healthResponse(503, failBody(error, DateTime.formatIso(now)))
+            Effect.matchEffect({
+              onSuccess: (report) => Effect.succeed(healthResponse(200, passBody(report, DateTime.formatIso(now)))),
+              onFailure: (error) =>
+                Effect.as(
+                  error.retryAfterMs === undefined ? Effect.void : Middleware.retryAfter(error.retryAfterMs),
+                  healthResponse(503, failBody(error, DateTime.formatIso(now)))
+                )
             })
           )))
   }))
@@ -84,15 +88,21 @@ const MetricsLive = HttpApiBuilder.group(Api, "metrics", (handlers) =>
 
 // A QueryError is a bug or a schema problem: retrying cannot help. Every
 // other database error (the circuit breaker's included) is transient.
-const toHttpError = (error: DatabaseError): Effect.Effect<never, InternalServerError | DatabaseUnavailable> =>
-  error._tag === "QueryError"
-    ? Effect.zipRight(
+const toHttpError = (error: DatabaseError): Effect.Effect<never, InternalServerError | DatabaseUnavailable> => {
+  if (error._tag === "QueryError") {
+    return Effect.zipRight(
       Effect.logError(
         `${error.operation} failed: ${error._tag}${error.code === undefined ? "" : ` (${error.code})`}: ${error.message}`
       ),
       Effect.fail(new InternalServerError({ message: "internal server error" }))
     )
-    : Effect.fail(new DatabaseUnavailable({ message: "the database is unavailable; retry later" }))
+  }
+  const unavailable = Effect.fail(new DatabaseUnavailable({ message: "the database is unavailable; retry later" }))
+  // An open circuit knows when its next probe is: that is when a retry can succeed.
+  return error._tag === "CircuitOpenError"
+    ? Effect.zipRight(Middleware.retryAfter(error.retryAfterMs), unavailable)
+    : unavailable
+}
 
 const PurchaseOrdersLive = HttpApiBuilder.group(Api, "purchaseOrders", (handlers) =>
   Effect.gen(function*() {

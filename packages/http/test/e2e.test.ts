@@ -303,6 +303,44 @@ describe("database outage", () => {
     expect(metrics).toMatch(/^db_health_checks_total\{result="(unreachable|timeout)"\} \d+$/m)
   })
 
+  it("fails fast while the circuit is open: Retry-After of the next probe, /health circuit_open, then recovery", async () => {
+    const guarded = await startServer(cluster.url, {
+      DB_CIRCUIT_FAILURE_THRESHOLD: "2",
+      DB_CIRCUIT_RESET_MS: "4000",
+      RETRY_AFTER_SECONDS: "30"
+    })
+    cleanups.push(() => guarded.stop())
+    await eventually(async () => (await call(guarded.baseUrl, "/health")).status === 200)
+    const order = await post("/purchase-orders", { reference: "PO-CIRCUIT", totalCents: 1 }, {}, guarded.baseUrl)
+    expect(order.status).toBe(201)
+    await cluster.stop("fast")
+    try {
+      // Two failed attempts open the circuit; this request's third attempt is refused by it.
+      const opening = await call(guarded.baseUrl, `/purchase-orders/${order.body.id}`)
+      expect(opening.status).toBe(503)
+      const fast = await call(guarded.baseUrl, `/purchase-orders/${order.body.id}`)
+      expect(fast.status).toBe(503)
+      // Not the configured 30 s: the time until the breaker's next probe.
+      const retryAfter = Number(fast.headers.get("retry-after"))
+      expect(retryAfter).toBeGreaterThanOrEqual(1)
+      expect(retryAfter).toBeLessThanOrEqual(4)
+      const health = await call(guarded.baseUrl, "/health")
+      expect(health.status).toBe(503)
+      expect(health.body.reason).toBe("circuit_open")
+      expect(Number(health.headers.get("retry-after"))).toBeLessThanOrEqual(4)
+      expect(guarded.logs.some((l) => l.includes("Circuit breaker closed → open"))).toBe(true)
+    } finally {
+      await cluster.start()
+    }
+    await eventually(
+      async () => (await call(guarded.baseUrl, `/purchase-orders/${order.body.id}`)).status === 200,
+      50,
+      200
+    )
+    expect(guarded.logs.some((l) => l.includes("Circuit breaker half-open → closed"))).toBe(true)
+    expect(guarded.logs.some((l) => l.includes(cluster.password))).toBe(false)
+  })
+
   it("never puts the connection string, password or a stack trace in a response or log line", () => {
     const secrets = [cluster.password, cluster.url, encodeURIComponent(cluster.password)]
     for (const text of [...bodies, ...server.logs]) {

@@ -67,5 +67,14 @@ export const make = (options: Options) => (app: HttpApp.Default): HttpApp.Defaul
     )
   })
 
+/**
+ * Sets this response's `Retry-After` to `ms` rounded up to whole seconds (at
+ * least 1), instead of the configured default.
+ */
+export const retryAfter = (ms: number) =>
+  HttpApp.appendPreResponseHandler((_, response) =>
+    Effect.succeed(HttpServerResponse.setHeader(response, "retry-after", String(Math.max(1, Math.ceil(ms / 1000)))))
+  )
+
 /** The middleware as a layer, configured from `ServerConfig`. */
 export const layer = HttpApiBuilder.middleware(Effect.map(ServerConfig.config, make))
