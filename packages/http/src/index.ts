@@ -4,6 +4,7 @@
  */
 export * from "./Api.js"
 export * as ApiLive from "./ApiLive.js"
+export { main } from "./main.js"
 export * as Prometheus from "./Prometheus.js"
 export * as PurchaseOrders from "./PurchaseOrders.js"
 export * as Readiness from "./Readiness.js"

@@ -6,12 +6,14 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Clock, Effect, Layer } from "effect"
+import { fileURLToPath } from "node:url"
 import { databaseUrl } from "./internal/database.js"
 import * as Prometheus from "./Prometheus.js"
 import * as Readiness from "./Readiness.js"
 import * as Server from "./Server.js"
 
-const main = Effect.gen(function*() {
+/** The whole service as one Effect; `npm start` runs it with `NodeRuntime.runMain`. */
+export const main = Effect.gen(function*() {
   const started = yield* Clock.currentTimeMillis
   const url = yield* databaseUrl
   const services = Layer.mergeAll(Readiness.layerUrl(url, { migrate: true }), Prometheus.layer)
@@ -28,4 +30,4 @@ const main = Effect.gen(function*() {
   return yield* Effect.never
 }).pipe(Effect.scoped)
 
-NodeRuntime.runMain(main)
+if (process.argv[1] === fileURLToPath(import.meta.url)) NodeRuntime.runMain(main)
