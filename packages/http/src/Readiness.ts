@@ -20,6 +20,7 @@ import {
   type RetryConfigError,
   RetryPolicy,
   type WarmupError,
+  type WarmupConfig,
   type WarmupInfo,
   warmupConfig
 } from "@prisma-resilience/core"
@@ -80,9 +81,14 @@ export interface Options<C extends PrismaClientLike> {
 /** `Options.prepare` failed; `message` must be fit for logs and the health output. */
 export class PrepareError extends Data.TaggedError("PrepareError")<{ readonly message: string }> {}
 
-// After a warm-up gave up (DB_WARMUP_TIMEOUT_MS) or preparing failed, the
-// pause before the next try: 1 s, doubling up to 30 s.
-const rewarm = Schedule.exponential(Duration.seconds(1)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(30))))
+// After a warm-up gave up (DB_WARMUP_TIMEOUT_MS) or preparing (migrations)
+// failed, the pause before the next try: the warm-up's own backoff, so that a
+// database that comes up late is used within one capped delay. One connection
+// attempt per second at most is no load for a database that is down.
+const rewarm = (warmup: WarmupConfig) =>
+  Schedule.exponential(Duration.millis(warmup.backoffMs)).pipe(
+    Schedule.union(Schedule.spaced(Duration.millis(warmup.backoffMaxMs)))
+  )
 
 const describe = (error: PrepareError | WarmupError | RetryConfigError | ConfigError.ConfigError): string =>
   error._tag === "WarmupError" || error._tag === "RetryConfigError" || error._tag === "PrepareError"
@@ -128,7 +134,7 @@ export const make = <C extends PrismaClientLike>(options: Options<C>) =>
         )
       ),
       Effect.retry({
-        schedule: rewarm,
+        schedule: rewarm(warmup),
         while: (error) => error._tag === "WarmupError" || error._tag === "PrepareError"
       }),
       Effect.flatMap((db) =>
