@@ -128,10 +128,17 @@ export const make = <C extends PrismaClientLike>(options: Options<C>) =>
     })
     yield* build.pipe(
       Effect.tapError((error) =>
-        Effect.zipRight(
-          Ref.set(state, { _tag: "Failed", message: describe(error) }),
-          Effect.logError(`Database not ready: ${describe(error)}`)
-        )
+        Effect.gen(function*() {
+          const current = yield* Ref.get(state)
+          const now = yield* Clock.currentTimeMillis
+          // Migrations fail fast while the database is still starting: that is
+          // still warming up, until the warm-up timeout says otherwise.
+          const stillWarming = error._tag === "PrepareError" && current._tag === "Warming" &&
+            now - current.since < warmup.timeoutMs
+          if (stillWarming) return yield* Effect.logWarning(`Database not ready yet: ${describe(error)}`)
+          yield* Ref.set(state, { _tag: "Failed", message: describe(error) })
+          yield* Effect.logError(`Database not ready: ${describe(error)}`)
+        })
       ),
       Effect.retry({
         schedule: rewarm(warmup),
