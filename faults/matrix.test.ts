@@ -83,6 +83,9 @@ const finish = async (
     notes: `${notes}; max latency ${load.maxLatencyMs} ms; lost ${writes.lost}, duplicated ${writes.duplicated}`
   }
   rows.push(row)
+  if (load.other.length > 0) {
+    console.warn(`[faults] ${scenario}: service log lines about failures:\n${s.logs.filter((l) => /QueryError|failed/.test(l)).slice(0, 10).join("\n")}`)
+  }
   expect(load.other, "requests that failed with anything but a typed 503").toEqual([])
   expect(unhandled, "unhandled errors in the service log").toEqual([])
   expect(s.crashed()).toBeUndefined()

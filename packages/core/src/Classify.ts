@@ -109,7 +109,15 @@ const messagePatterns: ReadonlyArray<readonly [RegExp, Verdict]> = [
   [/the database system is (starting up|shutting down|in recovery mode)/i, verdict("ConnectionError", "before-send")],
   [/sorry, too many clients already/i, verdict("ConnectionError", "before-send")],
   [/Server has closed the connection/i, verdict("ConnectionError", "ambiguous")],
-  [/Transaction already closed|Transaction not found/i, verdict("TransactionError", "transaction")]
+  [/Transaction already closed|Transaction not found/i, verdict("TransactionError", "transaction")],
+  // PgBouncer reports its own failures as SQLSTATE 08P01 (protocol_violation),
+  // which is permanent from PostgreSQL itself, so only the message tells them
+  // apart. None of these reached the server.
+  [
+    /server login has been failing|pgbouncer cannot connect to server|no more connections allowed|query_wait_timeout/i,
+    verdict("ConnectionError", "before-send")
+  ],
+  [/server conn crashed/i, verdict("ConnectionError", "ambiguous")]
 ]
 
 const str = (u: unknown): string | undefined => (typeof u === "string" && u.length > 0 ? u : undefined)

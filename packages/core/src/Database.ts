@@ -194,6 +194,8 @@ const warmUp = <C extends PrismaClientLike>(options: LayerOptions<C>, pool: Pool
     const started = yield* Clock.currentTimeMillis
     const attempts = yield* Ref.make(0)
     const lastError = yield* Ref.make<DatabaseError | undefined>(undefined)
+    // Exported from the start, so that "not ready" is a 0 and not a missing series.
+    yield* Metrics.ready(Effect.succeed(0))
     yield* Effect.logInfo(`Warmup started (timeout ${config.timeoutMs} ms)`)
 
     const attempt = Effect.gen(function*() {

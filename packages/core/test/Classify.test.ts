@@ -73,6 +73,11 @@ const table: ReadonlyArray<Row> = [
   ["initialization: can't reach", new PrismaClientInitializationError("Can't reach database server at `db:5432`", clientVersion), "ConnectionError", "before-send"],
   ["Response from the Engine was empty", new PrismaClientUnknownRequestError("Response from the Engine was empty", { clientVersion }), "EmptyResponseError", "ambiguous"],
   ["Timed out fetching a new connection (message)", new Error("Timed out fetching a new connection from the connection pool. (Current connection pool timeout: 10, connection limit: 5)"), "TimeoutError", "before-send"],
+  // PgBouncer's own errors arrive as SQLSTATE 08P01 (message from a real PgBouncer 1.18 in transaction mode)
+  ["PgBouncer: server login failing", new PrismaClientKnownRequestError("Database error. Code: `08P01`. Message: `server login has been failing, try again later (server_login_retry)`", { code: "P2039", clientVersion, meta: { driverAdapterError: Object.assign(new Error("postgres"), { name: "DriverAdapterError", cause: { kind: "postgres", code: "08P01", originalCode: "08P01", severity: "FATAL", message: "server login has been failing, try again later (server_login_retry)" } }) } }), "ConnectionError", "before-send"],
+  ["PgBouncer: query_wait_timeout", errno("08P01", "query_wait_timeout"), "ConnectionError", "before-send"],
+  ["PgBouncer: server conn crashed", errno("08P01", "server conn crashed?"), "ConnectionError", "ambiguous"],
+  ["08P01 from PostgreSQL itself", postgres("08P01"), "QueryError", "never", "08P01"],
   // plain driver errors
   ["Connection terminated unexpectedly", new Error("Connection terminated unexpectedly"), "ConnectionError", "ambiguous"],
   ["ECONNRESET", errno("ECONNRESET", "read ECONNRESET"), "ConnectionError", "ambiguous", "ECONNRESET"],
