@@ -98,6 +98,26 @@ const finish = async (
 const load = (s: Service, readIds: ReadonlyArray<string>, prefix: string, durationMs: number) =>
   startLoad(s.baseUrl, { clients: 4, durationMs, readIds, writeEvery: 3, prefix, pauseMs: 20 })
 
+/** 9 s of load; the database is down (fast shutdown) from 2 s to 4 s. */
+const restartUnderLoad = async (
+  scenario: string,
+  cluster: Cluster,
+  s: Service,
+  ids: ReadonlyArray<string>,
+  prefix: string
+) => {
+  const running = load(s, ids, prefix, 9000)
+  await sleep(2000)
+  await cluster.stop("fast")
+  await sleep(2000)
+  await cluster.start()
+  running.markRecovery()
+  const result = await running.done
+  await finish(scenario, cluster, s, prefix, result, `recovery ${result.recoveryMs} ms after ready`)
+  expect(result.recoveryMs).toBeDefined()
+  return result
+}
+
 describe("fault matrix", () => {
   it("1. database down at boot, up 3 s later: warming meanwhile, then 200", async () => {
     const cluster = await newCluster(false)
@@ -139,15 +159,7 @@ describe("fault matrix", () => {
     const ids = await seed(cluster, prefix, 20)
     const s = await service(cluster.url)
     await waitHealthy(s.baseUrl)
-    const running = load(s, ids, prefix, 9000)
-    await sleep(2000)
-    await cluster.stop("fast")
-    await sleep(2000)
-    await cluster.start()
-    running.markRecovery()
-    const result = await running.done
-    await finish("2 restart under load", cluster, s, prefix, result, `recovery ${result.recoveryMs} ms after ready`)
-    expect(result.recoveryMs).toBeDefined()
+    const result = await restartUnderLoad("2 restart under load", cluster, s, ids, prefix)
     expect(result.typed503).toBeGreaterThan(0)
   })
 
@@ -320,15 +332,7 @@ describe("fault matrix", () => {
       const happy = await load(s, ids, `${prefix}h`, 2000).done
       await finish("7a PgBouncer (transaction mode), happy path", cluster, s, `${prefix}h`, happy, "no fault")
       expect(happy.typed503).toBe(0)
-      const running = load(s, ids, prefix, 9000)
-      await sleep(2000)
-      await cluster.stop("fast")
-      await sleep(2000)
-      await cluster.start()
-      running.markRecovery()
-      const result = await running.done
-      await finish("7b PgBouncer, restart under load", cluster, s, prefix, result, `recovery ${result.recoveryMs} ms after ready`)
-      expect(result.recoveryMs).toBeDefined()
+      await restartUnderLoad("7b PgBouncer, restart under load", cluster, s, ids, prefix)
     })
   })
 })
