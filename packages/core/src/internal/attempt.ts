@@ -102,7 +102,8 @@ export const awaitWithTimeout = <A>(
   timeoutMs: number,
   operation: string,
   attempt: number,
-  context?: AttemptContext
+  context?: AttemptContext,
+  recover?: Recover<A>
 ): Effect.Effect<A, DatabaseError> =>
   Effect.async<A, DatabaseError>((resume) => {
     let done = false
@@ -111,7 +112,7 @@ export const awaitWithTimeout = <A>(
         Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(operation, attempt, error._tag))
         settleFailure(context, error)
       }
-      resume(Effect.fail(error))
+      resume(recover === undefined ? Effect.fail(error) : recover(error))
     }
     const entry = track(timeoutMs, () => {
       if (done) return
@@ -152,6 +153,13 @@ export const awaitWithTimeout = <A>(
   })
 
 /**
+ * What to continue with after a failed attempt, in place of failing: passing
+ * it here instead of wrapping the attempt in `catchAll` keeps the success path
+ * one Effect operation shorter.
+ */
+export type Recover<A> = (error: DatabaseError) => Effect.Effect<A, DatabaseError>
+
+/**
  * Runs one guarded attempt: asks the circuit breaker first and fails fast with
  * `CircuitOpenError` (nothing sent) while it is open.
  */
@@ -161,24 +169,24 @@ export const guardedAttempt = <A>(
   timeoutMs: number,
   operation: string,
   attempt: number,
-  started: number
+  started: number,
+  recover?: Recover<A>
 ): Effect.Effect<A, DatabaseError> => {
   const permit = guard.breaker.acquire(guard.clock.unsafeCurrentTimeMillis())
   if (permit._tag === "Rejected") {
     Metrics.circuitRejections.unsafeUpdate(1, Metrics.operationLabels(operation))
-    return Effect.fail(
-      new CircuitOpenError({
-        operation,
-        attempt,
-        safety: "never",
-        code: "CIRCUIT_OPEN",
-        message: `circuit breaker ${permit.state}: the database failed repeatedly; next probe in ${permit.retryAfterMs} ms`,
-        cause: undefined,
-        retryAfterMs: permit.retryAfterMs
-      })
-    )
+    const rejected = new CircuitOpenError({
+      operation,
+      attempt,
+      safety: "never",
+      code: "CIRCUIT_OPEN",
+      message: `circuit breaker ${permit.state}: the database failed repeatedly; next probe in ${permit.retryAfterMs} ms`,
+      cause: undefined,
+      retryAfterMs: permit.retryAfterMs
+    })
+    return recover === undefined ? Effect.fail(rejected) : recover(rejected)
   }
-  return awaitWithTimeout(makePromise(), timeoutMs, operation, attempt, { started, guard, permit })
+  return awaitWithTimeout(makePromise(), timeoutMs, operation, attempt, { started, guard, permit }, recover)
 }
 
 /** Records a whole operation's duration, retries included. */
