@@ -464,7 +464,10 @@ class PgCluster implements Cluster {
   }
 
   get url() {
-    return `postgresql://${this.user}:${encodeURIComponent(this.#password)}@${this.host}:${this.#port}/${this.database}`
+    const url = new URL(`postgresql://${this.host}:${this.#port}/${this.database}`)
+    url.username = this.user
+    url.password = encodeURIComponent(this.#password)
+    return url.toString()
   }
 
   get pid() {
