@@ -10,6 +10,7 @@
  * tested as data; `Database` feeds it the Effect `Clock`.
  */
 import { Config } from "effect"
+import { positiveMs } from "./internal/config.js"
 import * as Metrics from "./Metrics.js"
 
 export interface CircuitBreakerConfig {
@@ -26,10 +27,7 @@ export const config: Config.Config<CircuitBreakerConfig> = Config.all({
     Config.validate({ message: "must be 0 (disabled) or a positive integer", validation: (n) => n >= 0 }),
     Config.withDefault(defaults.failureThreshold)
   ),
-  resetTimeoutMs: Config.integer("DB_CIRCUIT_RESET_MS").pipe(
-    Config.validate({ message: "must be a positive integer number of milliseconds", validation: (n) => n > 0 }),
-    Config.withDefault(defaults.resetTimeoutMs)
-  )
+  resetTimeoutMs: positiveMs("DB_CIRCUIT_RESET_MS", defaults.resetTimeoutMs)
 })
 
 export type State = "closed" | "open" | "half-open"

@@ -23,6 +23,7 @@ import {
   type Recover,
   recordDuration
 } from "./internal/attempt.js"
+import { positiveMs } from "./internal/config.js"
 import { redact } from "./internal/redact.js"
 import * as Metrics from "./Metrics.js"
 import * as RetryBudget from "./RetryBudget.js"
@@ -71,28 +72,22 @@ export interface WarmupConfig {
   readonly shutdownTimeoutMs: number
 }
 
-const ms = (name: string, fallback: number) =>
-  Config.integer(name).pipe(
-    Config.validate({ message: "must be a positive integer number of milliseconds", validation: (n) => n > 0 }),
-    Config.withDefault(fallback)
-  )
-
 export const poolConfig: Config.Config<PoolSettings> = Config.all({
   max: Config.integer("DB_POOL_MAX").pipe(
     Config.validate({ message: "must be a positive integer", validation: (n) => n > 0 }),
     Config.withDefault(10)
   ),
-  connectionTimeoutMillis: ms("DB_CONNECT_TIMEOUT_MS", 2000),
-  idleTimeoutMillis: ms("DB_POOL_IDLE_TIMEOUT_MS", 10_000)
+  connectionTimeoutMillis: positiveMs("DB_CONNECT_TIMEOUT_MS", 2000),
+  idleTimeoutMillis: positiveMs("DB_POOL_IDLE_TIMEOUT_MS", 10_000)
 })
 
 export const warmupConfig: Config.Config<WarmupConfig> = Config.all({
-  timeoutMs: ms("DB_WARMUP_TIMEOUT_MS", 30_000),
-  attemptTimeoutMs: ms("DB_WARMUP_ATTEMPT_TIMEOUT_MS", 5000),
-  backoffMs: ms("DB_WARMUP_BACKOFF_MS", 100),
-  backoffMaxMs: ms("DB_WARMUP_BACKOFF_MAX_MS", 1000),
-  healthTimeoutMs: ms("DB_HEALTH_TIMEOUT_MS", 1000),
-  shutdownTimeoutMs: ms("DB_SHUTDOWN_TIMEOUT_MS", 5000)
+  timeoutMs: positiveMs("DB_WARMUP_TIMEOUT_MS", 30_000),
+  attemptTimeoutMs: positiveMs("DB_WARMUP_ATTEMPT_TIMEOUT_MS", 5000),
+  backoffMs: positiveMs("DB_WARMUP_BACKOFF_MS", 100),
+  backoffMaxMs: positiveMs("DB_WARMUP_BACKOFF_MAX_MS", 1000),
+  healthTimeoutMs: positiveMs("DB_HEALTH_TIMEOUT_MS", 1000),
+  shutdownTimeoutMs: positiveMs("DB_SHUTDOWN_TIMEOUT_MS", 5000)
 })
 
 export interface QueryOptions {

@@ -22,6 +22,7 @@ import {
   type OperationKind,
   RetryConfigError
 } from "./Errors.js"
+import { positiveMs } from "./internal/config.js"
 import * as Metrics from "./Metrics.js"
 
 export interface RetryConfig {
@@ -58,12 +59,6 @@ const delayList = (name: string) =>
           ConfigError.InvalidData([], `expected comma-separated non-negative integers (ms) such as "500,1000", got "${raw}"`)
         )
     })
-  )
-
-const positiveMs = (name: string, fallback: number) =>
-  Config.integer(name).pipe(
-    Config.validate({ message: "must be a positive integer number of milliseconds", validation: (n) => n > 0 }),
-    Config.withDefault(fallback)
   )
 
 /**
