@@ -6,7 +6,7 @@
 // alike. Also the peak RSS of each server over the whole run.
 //
 //   npx tsx bench/http.ts [rounds=3] [roundSeconds=10] [concurrency=16]
-import { applyMigrations, makePrismaClient } from "@prisma-resilience/devdb"
+import { applyMigrations, makePrismaClient } from "@prisma-resilience/http/db"
 import {
   cpuMs,
   fmtMs,

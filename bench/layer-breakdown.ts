@@ -4,7 +4,8 @@
 //
 //   npx tsx bench/layer-breakdown.ts [calls=4000]
 import { CircuitBreaker, Database, RetryBudget, RetryPolicy } from "@prisma-resilience/core"
-import { applyMigrations, makePrismaClient, type PrismaClient, startCluster } from "@prisma-resilience/devdb"
+import { startCluster } from "@prisma-resilience/devdb"
+import { applyMigrations, makePrismaClient, type PrismaClient } from "@prisma-resilience/http/db"
 import { Clock, Effect, Logger, LogLevel } from "effect"
 import fsp from "node:fs/promises"
 import os from "node:os"

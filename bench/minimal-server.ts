@@ -5,7 +5,7 @@
 // service costs on top of this is what the benchmark measures.
 //
 //   DATABASE_URL=... PORT=0 HOST=127.0.0.1 node --import tsx bench/minimal-server.ts
-import { makePrismaClient } from "@prisma-resilience/devdb"
+import { makePrismaClient } from "@prisma-resilience/http/db"
 import http from "node:http"
 
 const url = process.env.DATABASE_URL

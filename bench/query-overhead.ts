@@ -6,7 +6,8 @@
 //
 //   npx tsx bench/query-overhead.ts [calls=5000]
 import { Database, RetryPolicy } from "@prisma-resilience/core"
-import { applyMigrations, makePrismaClient, poolStats, type PrismaClient, startCluster } from "@prisma-resilience/devdb"
+import { startCluster } from "@prisma-resilience/devdb"
+import { applyMigrations, makePrismaClient, poolStats, type PrismaClient } from "@prisma-resilience/http/db"
 import { Effect, Layer, Logger, LogLevel, ManagedRuntime } from "effect"
 import fsp from "node:fs/promises"
 import os from "node:os"
@@ -31,7 +32,7 @@ const main = async () => {
     const Db = Database.forClient<PrismaClient>()
     // Every Prisma path shares one client (one pool, one query cache), so the
     // differences are the layer and Effect alone.
-    const layer = Database.layer<PrismaClient>({
+    const layer = Database.layer({
       client: () => prisma,
       poolStats,
       retry: RetryPolicy.defaults

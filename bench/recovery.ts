@@ -7,7 +7,8 @@
 // breaker off.
 //
 //   npx tsx bench/recovery.ts [restarts=10]
-import { applyMigrations, type Cluster, makePrismaClient } from "@prisma-resilience/devdb"
+import { type Cluster } from "@prisma-resilience/devdb"
+import { applyMigrations, makePrismaClient } from "@prisma-resilience/http/db"
 import http from "node:http"
 import pg from "pg"
 import { fmtMs, get, machine, serviceMain, sleep, startServer, summary, until200, withCluster } from "./support.js"

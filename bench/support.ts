@@ -1,7 +1,8 @@
 // What the benchmarks share: their own throw-away PostgreSQL, server child
 // processes that are always killed, a bounded HTTP load generator on loopback,
 // and the summary statistics.
-import { type Cluster, Prisma, startCluster } from "@prisma-resilience/devdb"
+import { type Cluster, startCluster } from "@prisma-resilience/devdb"
+import { Prisma } from "@prisma-resilience/http/db"
 import { type ChildProcess, spawn } from "node:child_process"
 import fs from "node:fs"
 import fsp from "node:fs/promises"
@@ -12,7 +13,8 @@ import { fileURLToPath } from "node:url"
 import pg from "pg"
 
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url))
-export const serviceMain = path.join(repoRoot, "packages/http/src/main.ts")
+// The compiled service, as `npm start` runs it (`npm run bench` builds first).
+export const serviceMain = path.join(repoRoot, "packages/http/dist/main.js")
 export const minimalServer = path.join(repoRoot, "bench/minimal-server.ts")
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -75,13 +77,13 @@ process.once("exit", () => {
 const LOG_TAIL = 200
 
 /**
- * Starts `node --import tsx <file>` (how `npm start` runs the service) on a
+ * Starts `node <file>` (through tsx when it is TypeScript) on a
  * free loopback port with only the environment given here, so that nothing
  * from the outer shell (a DATABASE_URL, DB_* settings) changes the figures.
  */
 export const startServer = (file: string, env: Record<string, string>): ServerProcess => {
   const startedAt = performance.now()
-  const child = spawn(process.execPath, ["--import", "tsx", file], {
+  const child = spawn(process.execPath, file.endsWith(".ts") ? ["--import", "tsx", file] : [file], {
     cwd: repoRoot,
     env: {
       PATH: process.env.PATH ?? "/usr/bin:/bin",

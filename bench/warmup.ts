@@ -5,7 +5,7 @@
 // moment the server logs its address.
 //
 //   npx tsx bench/warmup.ts [starts=5]
-import { applyMigrations } from "@prisma-resilience/devdb"
+import { applyMigrations } from "@prisma-resilience/http/db"
 import { fmtMs, machine, serviceMain, sleep, startServer, summary, until200, withCluster } from "./support.js"
 
 const starts = Number(process.argv[2] ?? 5)

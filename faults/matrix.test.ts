@@ -3,16 +3,8 @@
 // on purpose. Every scenario records what the clients saw and what the
 // database holds, prints one table at the end, and fails on a broken invariant.
 import { CircuitBreaker, Database, RetryBudget, RetryPolicy } from "@prisma-resilience/core"
-import {
-  applyMigrations,
-  type Cluster,
-  createCluster,
-  freePort,
-  makePrismaClient,
-  type PrismaClient,
-  startCluster,
-  startProxy
-} from "@prisma-resilience/devdb"
+import { type Cluster, createCluster, freePort, startCluster, startProxy } from "@prisma-resilience/devdb"
+import { applyMigrations, makePrismaClient, type PrismaClient } from "@prisma-resilience/http/db"
 import { Effect, Logger, LogLevel } from "effect"
 import fsp from "node:fs/promises"
 import os from "node:os"

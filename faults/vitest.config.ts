@@ -1,9 +1,11 @@
 import { defineConfig } from "vitest/config"
+import { alias } from "../vitest.shared.js"
 
 // Not part of `npm test`'s projects: `npm run test:faults` runs it (CI too).
 // One file at a time: the scenarios measure recovery and latency, and a second
 // suite competing for the 2 cores would blur them.
 export default defineConfig({
+  resolve: { alias },
   test: {
     name: "faults",
     include: ["**/*.test.ts"],

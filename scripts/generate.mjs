@@ -1,9 +1,15 @@
-// Runs `prisma generate` offline. Generation itself is WebAssembly, but the CLI
-// first downloads the native schema engine unless PRISMA_SCHEMA_ENGINE_BINARY
-// names an existing file; this machine has no route to that download.
+// Runs `prisma generate` offline for every schema of the repository: the
+// service's own (packages/http) and the fixture of core's integration tests.
+// Generation itself is WebAssembly, but the CLI first downloads the native
+// schema engine unless PRISMA_SCHEMA_ENGINE_BINARY names an existing file;
+// this machine has no route to that download.
 import { spawnSync } from "node:child_process"
 import { createRequire } from "node:module"
 import path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+const schemas = ["packages/http/prisma/schema.prisma", "packages/core/test/fixture/schema.prisma"]
 
 const require = createRequire(import.meta.url)
 const cli = path.join(path.dirname(require.resolve("prisma/package.json")), "build", "index.js")
@@ -13,10 +19,12 @@ const env = {
   PRISMA_HIDE_UPDATE_MESSAGE: "1",
   CHECKPOINT_DISABLE: "1"
 }
-const started = Date.now()
-const result = spawnSync(process.execPath, [cli, "generate"], { stdio: "inherit", env })
-if (result.status !== 0) {
-  console.error(`prisma generate failed (exit ${result.status ?? result.signal})`)
-  process.exit(result.status ?? 1)
+for (const schema of schemas) {
+  const started = Date.now()
+  const result = spawnSync(process.execPath, [cli, "generate", "--schema", schema], { cwd: root, stdio: "inherit", env })
+  if (result.status !== 0) {
+    console.error(`prisma generate ${schema} failed (exit ${result.status ?? result.signal})`)
+    process.exit(result.status ?? 1)
+  }
+  console.log(`prisma client of ${schema} generated in ${Date.now() - started} ms`)
 }
-console.log(`prisma client generated in ${Date.now() - started} ms`)

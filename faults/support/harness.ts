@@ -8,7 +8,8 @@ import { fileURLToPath } from "node:url"
 import pg from "pg"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
-const mainPath = path.join(root, "packages/http/src/main.ts")
+// The compiled service, as `npm start` runs it (`npm run test:faults` builds first).
+const mainPath = path.join(root, "packages/http/dist/main.js")
 
 export interface Service {
   readonly baseUrl: string
@@ -37,7 +38,7 @@ export const startService = async (databaseUrl: string, env: Record<string, stri
   const logs: Array<string> = []
   let stopping = false
   let crash: string | undefined
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", mainPath], {
+  const child: ChildProcess = spawn(process.execPath, [mainPath], {
     cwd: root,
     env: {
       PATH: process.env.PATH ?? "",

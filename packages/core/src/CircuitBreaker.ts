@@ -1,131 +1,45 @@
 /**
- * A circuit breaker around the database: after `failureThreshold` consecutive
- * failures of the retryable kind it opens and queries fail at once with
- * `CircuitOpenError`; after `resetTimeoutMs` it is half-open and lets exactly
- * one probe through, while every other caller keeps failing fast (waiting would
- * spend their request budget on a database that is probably still down); the
- * probe's success closes it, its failure opens it again.
- *
- * The state machine is synchronous and takes the time as an argument, so it is
- * tested as data; `Database` feeds it the Effect `Clock`.
+ * A circuit breaker around the database, shared by the queries of one
+ * `Database`: after `failureThreshold` consecutive failures of the retryable
+ * kind it opens and queries fail at once with `CircuitOpenError`; after
+ * `resetTimeoutMs` it is half-open and lets exactly one probe through, while
+ * every other caller keeps failing fast; the probe's success closes it, its
+ * failure opens it again. The state machine is `kernel/circuitBreaker`; this
+ * module reads its settings and publishes `db_circuit_state`.
  */
-import { Config } from "effect"
+import { Config, type MetricLabel } from "effect"
 import { positiveMs } from "./internal/config.js"
+import * as Kernel from "./kernel/circuitBreaker.js"
 import * as Metrics from "./Metrics.js"
 
-export interface CircuitBreakerConfig {
-  /** DB_CIRCUIT_FAILURE_THRESHOLD, default 5; 0 disables the breaker */
-  readonly failureThreshold: number
-  /** DB_CIRCUIT_RESET_MS, default 2000: open → half-open */
-  readonly resetTimeoutMs: number
-}
+export {
+  type CircuitBreaker,
+  type CircuitBreakerConfig,
+  defaults,
+  type Permit,
+  type State,
+  stateValue,
+  type Transition
+} from "./kernel/circuitBreaker.js"
 
-export const defaults: CircuitBreakerConfig = { failureThreshold: 5, resetTimeoutMs: 2000 }
-
-export const config: Config.Config<CircuitBreakerConfig> = Config.all({
+/** DB_CIRCUIT_FAILURE_THRESHOLD (default 5; 0 disables the breaker), DB_CIRCUIT_RESET_MS (default 2000) */
+export const config: Config.Config<Kernel.CircuitBreakerConfig> = Config.all({
   failureThreshold: Config.integer("DB_CIRCUIT_FAILURE_THRESHOLD").pipe(
     Config.validate({ message: "must be 0 (disabled) or a positive integer", validation: (n) => n >= 0 }),
-    Config.withDefault(defaults.failureThreshold)
+    Config.withDefault(Kernel.defaults.failureThreshold)
   ),
-  resetTimeoutMs: positiveMs("DB_CIRCUIT_RESET_MS", defaults.resetTimeoutMs)
+  resetTimeoutMs: positiveMs("DB_CIRCUIT_RESET_MS", Kernel.defaults.resetTimeoutMs)
 })
 
-export type State = "closed" | "open" | "half-open"
-
-/** `db_circuit_state` values */
-export const stateValue: Readonly<Record<State, number>> = { closed: 0, open: 1, "half-open": 2 }
-
-/** What `acquire` decided: run the attempt (`probe` when it is the half-open probe), or fail fast. */
-export type Permit =
-  | { readonly _tag: "Allowed"; readonly probe: boolean }
-  | { readonly _tag: "Rejected"; readonly retryAfterMs: number; readonly state: "open" | "half-open" }
-
-export interface Transition {
-  readonly from: State
-  readonly to: State
-  readonly reason: string
-}
-
-export interface CircuitBreaker {
-  readonly config: CircuitBreakerConfig
-  readonly state: (now: number) => State
-  /** ms until a probe may be let through; 0 when closed */
-  readonly retryAfterMs: (now: number) => number
-  /** asks to run an attempt at `now` */
-  readonly acquire: (now: number) => Permit
-  /** the attempt reached the database and it answered (errors such as P2002 included) */
-  readonly onSuccess: (now: number, permit: Permit) => void
-  /** the attempt failed with an error of the retryable kind */
-  readonly onFailure: (now: number, permit: Permit, error: string) => void
-}
-
-const ALLOWED: Permit = { _tag: "Allowed", probe: false }
-const PROBE: Permit = { _tag: "Allowed", probe: true }
-
+/** A breaker whose state is published to `db_circuit_state` under `labels`. */
 export const make = (
-  config: CircuitBreakerConfig = defaults,
-  onTransition: (transition: Transition) => void = () => {}
-): CircuitBreaker => {
-  const enabled = config.failureThreshold > 0
-  let current: State = "closed"
-  let consecutiveFailures = 0
-  let openedAt = 0
-  let probeInFlight = false
-
-  const move = (to: State, reason: string) => {
-    const from = current
-    current = to
-    Metrics.circuitState.unsafeUpdate(stateValue[to], [])
-    onTransition({ from, to, reason })
-  }
-  const effective = (now: number): State =>
-    current === "open" && now - openedAt >= config.resetTimeoutMs ? "half-open" : current
-
-  Metrics.circuitState.unsafeUpdate(stateValue.closed, [])
-  return {
-    config,
-    state: effective,
-    retryAfterMs: (now) => {
-      const state = effective(now)
-      if (state === "closed") return 0
-      if (state === "open") return config.resetTimeoutMs - (now - openedAt)
-      // Half-open with a probe in flight: the probe decides within one attempt.
-      return probeInFlight ? config.resetTimeoutMs : 0
-    },
-    acquire: (now) => {
-      if (!enabled || current === "closed") return ALLOWED
-      const state = effective(now)
-      if (state === "open") {
-        return { _tag: "Rejected", retryAfterMs: config.resetTimeoutMs - (now - openedAt), state: "open" }
-      }
-      if (probeInFlight) return { _tag: "Rejected", retryAfterMs: config.resetTimeoutMs, state: "half-open" }
-      if (current === "open") move("half-open", `${config.resetTimeoutMs} ms after opening; letting one probe through`)
-      probeInFlight = true
-      return PROBE
-    },
-    onSuccess: (_, permit) => {
-      consecutiveFailures = 0
-      if (permit._tag === "Allowed" && permit.probe) {
-        probeInFlight = false
-        move("closed", "the probe succeeded")
-      }
-    },
-    onFailure: (now, permit, error) => {
-      if (!enabled) return
-      if (permit._tag === "Allowed" && permit.probe) {
-        probeInFlight = false
-        openedAt = now
-        move("open", `the probe failed (${error}); next probe in ${config.resetTimeoutMs} ms`)
-        return
-      }
-      consecutiveFailures++
-      if (current === "closed" && consecutiveFailures >= config.failureThreshold) {
-        openedAt = now
-        move(
-          "open",
-          `${consecutiveFailures} consecutive failures (last: ${error}); next probe in ${config.resetTimeoutMs} ms`
-        )
-      }
-    }
-  }
+  config: Kernel.CircuitBreakerConfig = Kernel.defaults,
+  onTransition: (transition: Kernel.Transition) => void = () => {},
+  labels: ReadonlyArray<MetricLabel.MetricLabel> = []
+): Kernel.CircuitBreaker => {
+  Metrics.circuitState.unsafeUpdate(Kernel.stateValue.closed, labels)
+  return Kernel.make(config, (transition) => {
+    Metrics.circuitState.unsafeUpdate(Kernel.stateValue[transition.to], labels)
+    onTransition(transition)
+  })
 }

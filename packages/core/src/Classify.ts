@@ -1,10 +1,9 @@
 /**
  * `classify`: one pure function from anything a Prisma call can throw to a
- * tagged `DatabaseError` that says whether and when a retry is safe. It reads
- * three generations of signals: Prisma 7 driver-adapter error kinds, PostgreSQL
- * SQLSTATEs, and Prisma 5/6 engine messages, plus plain Node driver errors.
+ * tagged `DatabaseError` that says whether and when a retry is safe. The
+ * taxonomy itself (Prisma 7 driver-adapter kinds, PostgreSQL SQLSTATEs, Prisma
+ * 5/6 engine messages, plain Node driver errors) is data in `kernel/classify`.
  */
-import { Predicate } from "effect"
 import {
   CircuitOpenError,
   ConnectionError,
@@ -12,177 +11,14 @@ import {
   EmptyResponseError,
   isDatabaseError,
   QueryError,
-  type RetrySafety,
   TimeoutError,
   TransactionError
 } from "./Errors.js"
-import { summarize } from "./internal/redact.js"
+import { diagnose } from "./kernel/classify.js"
 
 export interface ClassifyContext {
   readonly operation?: string | undefined
   readonly attempt?: number | undefined
-}
-
-type Tag = Exclude<DatabaseError["_tag"], "CircuitOpenError">
-interface Verdict {
-  readonly tag: Tag
-  readonly safety: RetrySafety
-}
-
-const verdict = (tag: Tag, safety: RetrySafety): Verdict => ({ tag, safety })
-
-/** Prisma 7 driver-adapter error kinds (`meta.driverAdapterError.cause.kind`). */
-const adapterKinds: Readonly<Record<string, Verdict>> = {
-  DatabaseNotReachable: verdict("ConnectionError", "before-send"),
-  TooManyConnections: verdict("ConnectionError", "before-send"),
-  ConnectionClosed: verdict("ConnectionError", "ambiguous"),
-  TlsConnectionError: verdict("ConnectionError", "before-send"),
-  SocketTimeout: verdict("TimeoutError", "ambiguous"),
-  TransactionWriteConflict: verdict("TransactionError", "transaction"),
-  TransactionAlreadyClosed: verdict("TransactionError", "transaction")
-}
-
-/**
- * PostgreSQL SQLSTATEs that are transient, after Npgsql's
- * `PostgresException.IsTransient`.
- */
-const sqlStates: Readonly<Record<string, Verdict>> = {
-  "08000": verdict("ConnectionError", "ambiguous"), // connection_exception
-  "08001": verdict("ConnectionError", "before-send"), // sqlclient_unable_to_establish_sqlconnection
-  "08003": verdict("ConnectionError", "ambiguous"), // connection_does_not_exist
-  "08004": verdict("ConnectionError", "before-send"), // sqlserver_rejected_establishment_of_sqlconnection
-  "08006": verdict("ConnectionError", "ambiguous"), // connection_failure
-  "08007": verdict("ConnectionError", "ambiguous"), // transaction_resolution_unknown
-  "57P01": verdict("ConnectionError", "ambiguous"), // admin_shutdown
-  "57P02": verdict("ConnectionError", "ambiguous"), // crash_shutdown
-  "57P03": verdict("ConnectionError", "before-send"), // cannot_connect_now
-  "57P05": verdict("ConnectionError", "ambiguous"), // idle_session_timeout
-  "53300": verdict("ConnectionError", "before-send"), // too_many_connections
-  "40001": verdict("TransactionError", "transaction"), // serialization_failure
-  "40P01": verdict("TransactionError", "transaction"), // deadlock_detected
-  "57014": verdict("TimeoutError", "ambiguous"), // query_canceled (statement_timeout)
-  "55P03": verdict("TimeoutError", "ambiguous"), // lock_not_available (lock_timeout)
-  "53000": verdict("ConnectionError", "ambiguous"), // insufficient_resources
-  "53100": verdict("ConnectionError", "ambiguous"), // disk_full
-  "53200": verdict("ConnectionError", "ambiguous"), // out_of_memory
-  "53400": verdict("ConnectionError", "ambiguous"), // configuration_limit_exceeded
-  "55006": verdict("TransactionError", "ambiguous"), // object_in_use
-  "58000": verdict("ConnectionError", "ambiguous"), // system_error
-  "58030": verdict("ConnectionError", "ambiguous") // io_error
-}
-
-/** Prisma error codes that are transient. Everything else is a QueryError. */
-const prismaCodes: Readonly<Record<string, Verdict>> = {
-  P1001: verdict("ConnectionError", "before-send"), // can't reach database server
-  P1002: verdict("TimeoutError", "ambiguous"), // database server timed out
-  P1008: verdict("TimeoutError", "ambiguous"), // operations timed out
-  P1017: verdict("ConnectionError", "ambiguous"), // server closed the connection
-  P2024: verdict("TimeoutError", "before-send"), // timed out fetching a connection from the pool
-  P2028: verdict("TransactionError", "transaction"), // transaction API error (expired, closed)
-  P2034: verdict("TransactionError", "transaction"), // write conflict or deadlock
-  P2037: verdict("ConnectionError", "before-send") // too many database connections
-}
-
-/** Node.js socket errno codes. */
-const errnoCodes: Readonly<Record<string, Verdict>> = {
-  ECONNREFUSED: verdict("ConnectionError", "before-send"),
-  ENOTFOUND: verdict("ConnectionError", "before-send"),
-  EAI_AGAIN: verdict("ConnectionError", "before-send"),
-  EHOSTUNREACH: verdict("ConnectionError", "before-send"),
-  ENETUNREACH: verdict("ConnectionError", "before-send"),
-  ECONNRESET: verdict("ConnectionError", "ambiguous"),
-  EPIPE: verdict("ConnectionError", "ambiguous"),
-  ETIMEDOUT: verdict("TimeoutError", "ambiguous")
-}
-
-/** Message patterns, for errors that carry no code (Prisma 5/6 engines, pg). */
-const messagePatterns: ReadonlyArray<readonly [RegExp, Verdict]> = [
-  [/Engine is not yet connected/i, verdict("ConnectionError", "before-send")],
-  [/Can't reach database server/i, verdict("ConnectionError", "before-send")],
-  [/Response from the Engine was empty/i, verdict("EmptyResponseError", "ambiguous")],
-  [/Timed out fetching a new connection/i, verdict("TimeoutError", "before-send")],
-  [/timeout exceeded when trying to connect/i, verdict("TimeoutError", "before-send")],
-  [/Connection terminated due to connection timeout/i, verdict("TimeoutError", "before-send")],
-  [/Connection terminated unexpectedly/i, verdict("ConnectionError", "ambiguous")],
-  [/Client has encountered a connection error and is not queryable/i, verdict("ConnectionError", "ambiguous")],
-  [/terminating connection/i, verdict("ConnectionError", "ambiguous")],
-  [/the database system is (starting up|shutting down|in recovery mode)/i, verdict("ConnectionError", "before-send")],
-  [/sorry, too many clients already/i, verdict("ConnectionError", "before-send")],
-  [/Server has closed the connection/i, verdict("ConnectionError", "ambiguous")],
-  [/Transaction already closed|Transaction not found/i, verdict("TransactionError", "transaction")],
-  // PgBouncer reports its own failures as SQLSTATE 08P01 (protocol_violation),
-  // which is permanent from PostgreSQL itself, so only the message tells them
-  // apart. None of these reached the server.
-  [
-    /server login has been failing|pgbouncer cannot connect to server|no more connections allowed|query_wait_timeout/i,
-    verdict("ConnectionError", "before-send")
-  ],
-  [/server conn crashed/i, verdict("ConnectionError", "ambiguous")]
-]
-
-const str = (u: unknown): string | undefined => (typeof u === "string" && u.length > 0 ? u : undefined)
-const prop = (u: unknown, key: string): unknown => (Predicate.isObject(u) ? (u as Record<string, unknown>)[key] : undefined)
-
-/** The driver-adapter error record, wherever this Prisma version put it. */
-const adapterCause = (error: unknown): unknown => {
-  const fromMeta = prop(prop(prop(error, "meta"), "driverAdapterError"), "cause")
-  if (fromMeta !== undefined) return fromMeta
-  // A DriverAdapterError thrown directly (e.g. by the adapter outside the engine)
-  if (prop(error, "name") === "DriverAdapterError") return prop(error, "cause")
-  return undefined
-}
-
-const byCode = (code: string | undefined): Verdict | undefined =>
-  code === undefined ? undefined : (sqlStates[code] ?? prismaCodes[code] ?? errnoCodes[code])
-
-interface Signals {
-  readonly verdict: Verdict | undefined
-  readonly code: string | undefined
-}
-
-const read = (error: unknown, depth: number): Signals => {
-  if (!Predicate.isObject(error) || depth > 4) return { verdict: undefined, code: undefined }
-
-  const adapter = adapterCause(error)
-  const kind = str(prop(adapter, "kind"))
-  // Every adapter kind carries the server's SQLSTATE in `originalCode` when
-  // there was one; it is more precise than the kind (40001 vs 40P01).
-  const sqlState = str(prop(adapter, "originalCode")) ?? (kind === "postgres" ? str(prop(adapter, "code")) : undefined)
-  const fromState = byCode(sqlState)
-  if (fromState !== undefined) return { verdict: fromState, code: sqlState }
-  if (kind !== undefined && adapterKinds[kind] !== undefined) {
-    return { verdict: adapterKinds[kind], code: sqlState ?? kind }
-  }
-
-  const code = str(prop(error, "code"))
-  const metaCode = str(prop(prop(error, "meta"), "code"))
-  // P2010 (raw query failed) carries the SQLSTATE in meta.code on Prisma 5/6.
-  const v = byCode(metaCode) ?? byCode(code) ?? byCode(str(prop(error, "errno")))
-  if (v !== undefined) return { verdict: v, code: metaCode !== undefined && byCode(metaCode) ? metaCode : code }
-
-  const message = str(prop(error, "message"))
-  if (message !== undefined) {
-    for (const [pattern, v] of messagePatterns) {
-      if (pattern.test(message)) return { verdict: v, code }
-    }
-  }
-
-  const nested = prop(error, "cause")
-  if (nested !== undefined && nested !== error) {
-    const inner = read(nested, depth + 1)
-    if (inner.verdict !== undefined) return { verdict: inner.verdict, code: inner.code ?? code }
-  }
-  // Prisma's own code (P2002) is what callers match on; P2010 only says "raw
-  // query failed", so the SQLSTATE behind it says more.
-  const reported = code !== undefined && code !== "P2010" ? code : (sqlState ?? metaCode ?? code ?? kind)
-  return { verdict: undefined, code: reported }
-}
-
-const messageOf = (error: unknown): string => {
-  const message = prop(error, "message")
-  if (typeof message === "string" && message.length > 0) return summarize(message)
-  if (typeof error === "string") return summarize(error)
-  return summarize(String(error))
 }
 
 const constructors = {
@@ -216,14 +52,13 @@ export const classify = (error: unknown, context: ClassifyContext = {}): Databas
       cause: error.cause
     })
   }
-  const signals = read(error, 0)
-  const v = signals.verdict ?? verdict("QueryError", "never")
-  return new constructors[v.tag]({
+  const d = diagnose(error)
+  return new constructors[d.tag]({
     operation: context.operation ?? "unknown",
     attempt: context.attempt ?? 1,
-    safety: v.safety,
-    code: signals.code,
-    message: messageOf(error),
+    safety: d.safety,
+    code: d.code,
+    message: d.message,
     cause: error
   })
 }

@@ -4,10 +4,29 @@
  * (retried with a capped backoff, bounded by a timeout) and only then provides
  * the service; releasing the scope disconnects.
  */
-import { Clock, Config, type ConfigError, Context, Duration, Effect, Exit, type Fiber, Layer, Ref, Runtime, Schedule, Scope } from "effect"
+import {
+  Clock,
+  Config,
+  type ConfigError,
+  Context,
+  Duration,
+  Effect,
+  Exit,
+  type Fiber,
+  Layer,
+  Metric,
+  type MetricLabel,
+  Ref,
+  Runtime,
+  Schedule,
+  type Scope
+} from "effect"
 import { classify } from "./Classify.js"
+import type { HealthReport } from "./Health.js"
+import { check as checkHealth } from "./internal/health.js"
 import {
   type DatabaseError,
+  type HealthError,
   type OperationKind,
   type RetryConfigError,
   TimeoutError,
@@ -18,13 +37,13 @@ import {
   awaitWithTimeout,
   type Guard,
   guardedAttempt,
-  inferKind,
   makeRecorder,
   type Recover,
   recordDuration
 } from "./internal/attempt.js"
 import { positiveMs } from "./internal/config.js"
-import { redact } from "./internal/redact.js"
+import { kindOfMethod } from "./kernel/safety.js"
+import { redact } from "./kernel/redact.js"
 import * as Metrics from "./Metrics.js"
 import * as RetryBudget from "./RetryBudget.js"
 import * as RetryPolicy from "./RetryPolicy.js"
@@ -72,22 +91,35 @@ export interface WarmupConfig {
   readonly shutdownTimeoutMs: number
 }
 
+export const poolDefaults: PoolSettings = { max: 10, connectionTimeoutMillis: 2000, idleTimeoutMillis: 10_000 }
+
+export const warmupDefaults: WarmupConfig = {
+  timeoutMs: 30_000,
+  attemptTimeoutMs: 5000,
+  backoffMs: 100,
+  backoffMaxMs: 1000,
+  healthTimeoutMs: 1000,
+  shutdownTimeoutMs: 5000
+}
+
+/** DB_POOL_MAX, DB_CONNECT_TIMEOUT_MS, DB_POOL_IDLE_TIMEOUT_MS */
 export const poolConfig: Config.Config<PoolSettings> = Config.all({
   max: Config.integer("DB_POOL_MAX").pipe(
     Config.validate({ message: "must be a positive integer", validation: (n) => n > 0 }),
-    Config.withDefault(10)
+    Config.withDefault(poolDefaults.max)
   ),
-  connectionTimeoutMillis: positiveMs("DB_CONNECT_TIMEOUT_MS", 2000),
-  idleTimeoutMillis: positiveMs("DB_POOL_IDLE_TIMEOUT_MS", 10_000)
+  connectionTimeoutMillis: positiveMs("DB_CONNECT_TIMEOUT_MS", poolDefaults.connectionTimeoutMillis),
+  idleTimeoutMillis: positiveMs("DB_POOL_IDLE_TIMEOUT_MS", poolDefaults.idleTimeoutMillis)
 })
 
+/** DB_WARMUP_TIMEOUT_MS, DB_WARMUP_ATTEMPT_TIMEOUT_MS, DB_WARMUP_BACKOFF_MS, DB_WARMUP_BACKOFF_MAX_MS, DB_HEALTH_TIMEOUT_MS, DB_SHUTDOWN_TIMEOUT_MS */
 export const warmupConfig: Config.Config<WarmupConfig> = Config.all({
-  timeoutMs: positiveMs("DB_WARMUP_TIMEOUT_MS", 30_000),
-  attemptTimeoutMs: positiveMs("DB_WARMUP_ATTEMPT_TIMEOUT_MS", 5000),
-  backoffMs: positiveMs("DB_WARMUP_BACKOFF_MS", 100),
-  backoffMaxMs: positiveMs("DB_WARMUP_BACKOFF_MAX_MS", 1000),
-  healthTimeoutMs: positiveMs("DB_HEALTH_TIMEOUT_MS", 1000),
-  shutdownTimeoutMs: positiveMs("DB_SHUTDOWN_TIMEOUT_MS", 5000)
+  timeoutMs: positiveMs("DB_WARMUP_TIMEOUT_MS", warmupDefaults.timeoutMs),
+  attemptTimeoutMs: positiveMs("DB_WARMUP_ATTEMPT_TIMEOUT_MS", warmupDefaults.attemptTimeoutMs),
+  backoffMs: positiveMs("DB_WARMUP_BACKOFF_MS", warmupDefaults.backoffMs),
+  backoffMaxMs: positiveMs("DB_WARMUP_BACKOFF_MAX_MS", warmupDefaults.backoffMaxMs),
+  healthTimeoutMs: positiveMs("DB_HEALTH_TIMEOUT_MS", warmupDefaults.healthTimeoutMs),
+  shutdownTimeoutMs: positiveMs("DB_SHUTDOWN_TIMEOUT_MS", warmupDefaults.shutdownTimeoutMs)
 })
 
 export interface QueryOptions {
@@ -125,15 +157,14 @@ export interface WarmupInfo {
 
 export type DatabaseState = "serving" | "shutting_down"
 
-export interface DatabaseService {
+export interface DatabaseService<C = any> {
   /**
    * Runs `f` (which returns a Prisma promise) with the attempt timeout,
-   * classification and the retry policy. Annotate the client parameter with
-   * your client type: `db.query((c: PrismaClient) => c.user.findMany())`.
+   * classification and the retry policy; `f` runs again for each attempt.
    */
-  readonly query: <C, A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) => Effect.Effect<A, DatabaseError>
+  readonly query: <A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) => Effect.Effect<A, DatabaseError>
   /** An interactive transaction, run again whole on transaction conflicts. */
-  readonly transaction: <C, A>(
+  readonly transaction: <A>(
     f: (tx: TransactionClient<C>) => Promise<A>,
     options?: TransactionOptions
   ) => Effect.Effect<A, DatabaseError>
@@ -153,34 +184,57 @@ export interface DatabaseService {
   readonly retryBudgetTokens: Effect.Effect<number>
 }
 
-export class Database extends Context.Tag("@prisma-resilience/core/Database")<Database, DatabaseService>() {
-  /** The warm-up as a scoped layer: the service exists only once the database answered. */
-  static layer<C extends PrismaClientLike>(options: LayerOptions<C>) {
-    return layer(options)
-  }
-  static query<C, A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) {
-    return query(f, options)
-  }
-  static transaction<C, A>(f: (tx: TransactionClient<C>) => Promise<A>, options?: TransactionOptions) {
-    return transaction(f, options)
-  }
-  static forClient<C extends PrismaClientLike>() {
-    return forClient<C>()
-  }
-}
-
 export interface LayerOptions<C extends PrismaClientLike> {
   /** Builds a new client. Called again for each warm-up attempt after a failed one. */
   readonly client: (pool: PoolSettings) => C
   /** Reads pool counts from a client, for the pool gauges. */
   readonly poolStats?: (client: C) => PoolStats | undefined
-  /** Settings not given here are read from the environment (see `RetryPolicy.config`, `poolConfig`, `warmupConfig`). */
-  readonly retry?: RetryPolicy.RetryConfig
-  readonly warmup?: WarmupConfig
-  readonly pool?: PoolSettings
-  readonly retryBudget?: RetryBudget.RetryBudgetConfig
-  readonly circuitBreaker?: CircuitBreaker.CircuitBreakerConfig
+  /**
+   * Names this database in the labels of its gauges (`db_circuit_state`,
+   * `db_retry_budget_tokens`, `db_ready`, pool gauges), so that two databases
+   * of one process do not overwrite each other; default: the Tag's key.
+   */
+  readonly name?: string
+  readonly retry?: Partial<RetryPolicy.RetryConfig>
+  readonly warmup?: Partial<WarmupConfig>
+  readonly pool?: Partial<PoolSettings>
+  readonly retryBudget?: Partial<RetryBudget.RetryBudgetConfig>
+  readonly circuitBreaker?: Partial<CircuitBreaker.CircuitBreakerConfig>
 }
+
+/** Every setting of a `Database`, resolved. */
+export interface Settings {
+  readonly retry: RetryPolicy.RetryConfig
+  readonly warmup: WarmupConfig
+  readonly pool: PoolSettings
+  readonly retryBudget: RetryBudget.RetryBudgetConfig
+  readonly circuitBreaker: CircuitBreaker.CircuitBreakerConfig
+}
+
+export const defaults: Settings = {
+  retry: RetryPolicy.defaults,
+  warmup: warmupDefaults,
+  pool: poolDefaults,
+  retryBudget: RetryBudget.defaults,
+  circuitBreaker: CircuitBreaker.defaults
+}
+
+/** Every `DB_*` setting, read from the environment and checked, with the documented defaults. */
+export const config: Config.Config<Settings> = Config.all({
+  retry: RetryPolicy.config,
+  warmup: warmupConfig,
+  pool: poolConfig,
+  retryBudget: RetryBudget.config,
+  circuitBreaker: CircuitBreaker.config
+})
+
+const resolve = <C extends PrismaClientLike>(options: LayerOptions<C>, base: Settings): Settings => ({
+  retry: { ...base.retry, ...options.retry },
+  warmup: { ...base.warmup, ...options.warmup },
+  pool: { ...base.pool, ...options.pool },
+  retryBudget: { ...base.retryBudget, ...options.retryBudget },
+  circuitBreaker: { ...base.circuitBreaker, ...options.circuitBreaker }
+})
 
 // The default tracer is Effect's own; while it is in place nobody collects
 // spans, and the query path skips creating them.
@@ -192,13 +246,18 @@ const disconnectQuietly = (client: PrismaClientLike, timeoutMs: number) =>
     Effect.catchAll((error) => Effect.logDebug(`disconnect failed: ${redact(String(error))}`))
   )
 
-const warmUp = <C extends PrismaClientLike>(options: LayerOptions<C>, pool: PoolSettings, config: WarmupConfig) =>
+const warmUp = <C extends PrismaClientLike>(
+  options: LayerOptions<C>,
+  pool: PoolSettings,
+  config: WarmupConfig,
+  labels: ReadonlyArray<MetricLabel.MetricLabel>
+) =>
   Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
     const attempts = yield* Ref.make(0)
     const lastError = yield* Ref.make<DatabaseError | undefined>(undefined)
     // Exported from the start, so that "not ready" is a 0 and not a missing series.
-    yield* Metrics.ready(Effect.succeed(0))
+    yield* Metric.set(Metric.taggedWithLabels(Metrics.ready, labels), 0)
     yield* Effect.logInfo(`Warmup started (timeout ${config.timeoutMs} ms)`)
 
     const attempt = Effect.gen(function*() {
@@ -268,7 +327,7 @@ const warmUp = <C extends PrismaClientLike>(options: LayerOptions<C>, pool: Pool
     )
     const finished = yield* Clock.currentTimeMillis
     const info: WarmupInfo = { durationMs: finished - started, attempts: yield* Ref.get(attempts) }
-    yield* Metrics.warmupDuration(Effect.succeed(info.durationMs / 1000))
+    yield* Metric.set(Metric.taggedWithLabels(Metrics.warmupDuration, labels), info.durationMs / 1000)
     yield* Effect.logInfo(`Warmup complete in ${info.durationMs} ms (${info.attempts} attempt(s))`)
     return { client, info }
   }).pipe(Effect.withSpan("Database.warmup"))
@@ -276,28 +335,32 @@ const warmUp = <C extends PrismaClientLike>(options: LayerOptions<C>, pool: Pool
 const merge = (base: RetryPolicy.RetryConfig, override: Partial<RetryPolicy.RetryConfig> | undefined) =>
   override === undefined ? base : { ...base, ...override }
 
+const defaultName = "default"
+
 /**
- * Builds the service around a warmed-up client. The scope owns the client:
- * closing it marks the service shutting down, sets `db_ready` to 0 and
- * disconnects within `shutdownTimeoutMs`.
+ * Builds the service around a warmed-up client from resolved `settings`. The
+ * scope owns the client: closing it marks the service shutting down, sets
+ * `db_ready` to 0 and disconnects within `shutdownTimeoutMs`.
  */
-export const make = <C extends PrismaClientLike>(
-  options: LayerOptions<C>
-): Effect.Effect<DatabaseService, WarmupError | RetryConfigError | ConfigError.ConfigError, Scope.Scope> =>
+const makeWith = <C extends PrismaClientLike>(
+  options: LayerOptions<C>,
+  settings: Settings,
+  name: string
+): Effect.Effect<DatabaseService<C>, WarmupError | RetryConfigError, Scope.Scope> =>
   Effect.gen(function*() {
-    const retryConfig = yield* RetryPolicy.validate(options.retry ?? (yield* RetryPolicy.config))
-    const warmupSettings = options.warmup ?? (yield* warmupConfig)
-    const pool = options.pool ?? (yield* poolConfig)
-    const budgetSettings = options.retryBudget ?? (yield* RetryBudget.config)
-    const breakerSettings = options.circuitBreaker ?? (yield* CircuitBreaker.config)
+    const retryConfig = yield* RetryPolicy.validate(settings.retry)
+    const warmupSettings = settings.warmup
+    const pool = settings.pool
+    const labels = Metrics.databaseLabels(name)
+    const ready = Metric.taggedWithLabels(Metrics.ready, labels)
 
     const { client, info } = yield* Effect.acquireRelease(
       // Acquisition is uninterruptible by default, which would keep the warm-up
       // timeout from stopping the retries; each attempt cleans up after itself.
-      Effect.interruptible(warmUp(options, pool, warmupSettings)),
+      Effect.interruptible(warmUp(options, pool, warmupSettings, labels)),
       ({ client }) =>
         Effect.gen(function*() {
-          yield* Metrics.ready(Effect.succeed(0))
+          yield* Metric.set(ready, 0)
           const started = yield* Clock.currentTimeMillis
           yield* disconnectQuietly(client, warmupSettings.shutdownTimeoutMs)
           const took = (yield* Clock.currentTimeMillis) - started
@@ -314,17 +377,17 @@ export const make = <C extends PrismaClientLike>(
         (to === "closed" ? Effect.logInfo : Effect.logWarning)(`Circuit breaker ${from} → ${to}: ${reason}`)
       )
     const guard: Guard = {
-      budget: RetryBudget.make(budgetSettings),
-      breaker: CircuitBreaker.make(breakerSettings, logTransition),
+      budget: RetryBudget.make(settings.retryBudget, labels),
+      breaker: CircuitBreaker.make(settings.circuitBreaker, logTransition, labels),
       clock: yield* Effect.clock
     }
 
     const readStats = Effect.sync(() => (options.poolStats ? options.poolStats(client) : undefined))
     const sampleStats = Effect.flatMap(readStats, (stats) =>
       stats === undefined ? Effect.void : Effect.all([
-        Metrics.poolTotal(Effect.succeed(stats.totalCount)),
-        Metrics.poolIdle(Effect.succeed(stats.idleCount)),
-        Metrics.poolWaiting(Effect.succeed(stats.waitingCount))
+        Metric.set(Metric.taggedWithLabels(Metrics.poolTotal, labels), stats.totalCount),
+        Metric.set(Metric.taggedWithLabels(Metrics.poolIdle, labels), stats.idleCount),
+        Metric.set(Metric.taggedWithLabels(Metrics.poolWaiting, labels), stats.waitingCount)
       ], { discard: true }))
     if (options.poolStats) {
       yield* Effect.forkScoped(Effect.repeat(sampleStats, Schedule.spaced(Duration.seconds(1))))
@@ -343,21 +406,19 @@ export const make = <C extends PrismaClientLike>(
     ): Effect.Effect<A, DatabaseError> => {
       const started = performance.now()
       let first: PromiseLike<A>
-      let operation = queryOptions?.operation
+      // The Prisma method actually called decides what a retry may do; a name
+      // given in `operation` is only a name.
+      let method: string | undefined
       try {
-        if (operation === undefined) {
-          const recorded = record(f as unknown as (client: C) => PromiseLike<A>)
-          first = recorded.result
-          operation = recorded.operation ?? "query"
-        } else {
-          first = f(client as unknown as C2)
-        }
+        const recorded = record(f as unknown as (client: C) => PromiseLike<A>)
+        first = recorded.result
+        method = recorded.operation
       } catch (error) {
         // A query function that throws before returning its promise is a failed attempt, not a defect.
         first = Promise.reject(error)
-        operation ??= "query"
       }
-      const name = operation
+      const name = queryOptions?.operation ?? method ?? "query"
+      const kind = queryOptions?.kind ?? (method === undefined ? "write" : kindOfMethod(method))
       const config = queryOptions?.retry === undefined ? retryConfig : merge(retryConfig, queryOptions.retry)
       const now = fiber.currentDefaultServices.unsafeMap.get(Clock.Clock.key).unsafeCurrentTimeMillis()
       const deadlineMs = fiber.getFiberRef(RetryPolicy.currentDeadline) ?? now + config.requestBudgetMs
@@ -382,7 +443,7 @@ export const make = <C extends PrismaClientLike>(
         return RetryPolicy.continueAfter(
           error,
           ({ attempt: n, timeoutMs }) => attempt(n, () => f(client as unknown as C2), timeoutMs),
-          { config, operation: name, kind: queryOptions?.kind ?? inferKind(name), deadlineMs, budget: guard.budget }
+          { config, operation: name, kind, deadlineMs, budget: guard.budget }
         ).pipe(Effect.tapError(() => Effect.sync(() => recordDuration(name, started))))
       }
       const firstAttempt = attempt(1, () => first, RetryPolicy.attemptTimeout(config, deadlineMs, now), afterFirstFailure)
@@ -434,9 +495,9 @@ export const make = <C extends PrismaClientLike>(
       }).pipe(Effect.withSpan("Database.ping"))
 
     yield* sampleStats
-    yield* Metrics.ready(Effect.succeed(1))
+    yield* Metric.set(ready, 1)
 
-    const service = Database.of({
+    const service: DatabaseService<C> = {
       query,
       transaction,
       ping,
@@ -444,22 +505,32 @@ export const make = <C extends PrismaClientLike>(
       retryConfig,
       warmupConfig: warmupSettings,
       state: Ref.get(state),
-      beginShutdown: Effect.zipRight(Ref.set(state, "shutting_down"), Metrics.ready(Effect.succeed(0))),
+      beginShutdown: Effect.zipRight(Ref.set(state, "shutting_down"), Metric.set(ready, 0)),
       poolStats: readStats,
       circuit: Effect.sync(() => {
         const now = guard.clock.unsafeCurrentTimeMillis()
         return { state: guard.breaker.state(now), retryAfterMs: Math.max(0, guard.breaker.retryAfterMs(now)) }
       }),
       retryBudgetTokens: Effect.sync(() => guard.budget.tokens())
-    })
+    }
     queriesIn.set(service, queryIn)
     return service
   })
 
-/** The warm-up as a scoped layer: the service exists only once the database answered. */
-export const layer = <C extends PrismaClientLike>(
+/**
+ * Builds the service with `options` and the built-in defaults for every
+ * setting not given (no environment is read): the warm-up, then the service.
+ */
+export const make = <C extends PrismaClientLike>(
   options: LayerOptions<C>
-): Layer.Layer<Database, WarmupError | RetryConfigError | ConfigError.ConfigError> => Layer.scoped(Database, make(options))
+): Effect.Effect<DatabaseService<C>, WarmupError | RetryConfigError, Scope.Scope> =>
+  makeWith(options, resolve(options, defaults), options.name ?? defaultName)
+
+/** `make`, with the settings not given read through `Config` (the `DB_*` variables, see `config`). */
+export const makeConfig = <C extends PrismaClientLike>(
+  options: LayerOptions<C>
+): Effect.Effect<DatabaseService<C>, WarmupError | RetryConfigError | ConfigError.ConfigError, Scope.Scope> =>
+  Effect.flatMap(config, (base) => makeWith(options, resolve(options, base), options.name ?? defaultName))
 
 type QueryIn = <C, A>(
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
@@ -467,31 +538,100 @@ type QueryIn = <C, A>(
   options: QueryOptions | undefined
 ) => Effect.Effect<A, DatabaseError>
 
-// Lets the accessor below run a query in the fiber it already holds, one
-// Effect operation instead of three (read the tag, flatMap, the service's own
+// Lets the accessors run a query in the fiber they already hold, one Effect
+// operation instead of three (read the tag, flatMap, the service's own
 // `withFiberRuntime`).
 const queriesIn = new WeakMap<DatabaseService, QueryIn>()
 
-/** `query` through the service in context. */
-export const query = <C, A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions): Effect.Effect<A, DatabaseError, Database> =>
-  Effect.withFiberRuntime((fiber) => {
-    const db = Context.unsafeGet(fiber.currentContext, Database)
-    const queryIn = queriesIn.get(db)
-    return queryIn === undefined ? db.query(f, options) : queryIn(fiber, f, options)
-  })
+/**
+ * A `Database` tag bound to one client type, with its layers and accessors:
+ *
+ * ```ts
+ * class Db extends Database.Tag("Db")<Db, PrismaClient>() {}
+ * const DbLive = Db.layerConfig({ client: (pool) => new PrismaClient({ adapter: new PrismaPg({ ...pool, connectionString }) }) })
+ * const order = Db.query((c) => c.purchaseOrder.findUnique({ where: { id } })) // Effect<…, DatabaseError, Db>
+ * ```
+ *
+ * Two tags with different keys are two databases in one context; their
+ * gauges are labelled `database` with `name` (default: the key), or with
+ * the layer's `options.name`.
+ */
+export interface DatabaseTag<Self, Id extends string, C extends PrismaClientLike>
+  extends Context.TagClass<Self, Id, DatabaseService<C>>
+{
+  /** The warm-up as a scoped layer, with the built-in defaults for settings not given. */
+  readonly layer: (options: LayerOptions<C>) => Layer.Layer<Self, WarmupError | RetryConfigError>
+  /** The warm-up as a scoped layer, with the settings not given read from the `DB_*` variables. */
+  readonly layerConfig: (
+    options: LayerOptions<C>
+  ) => Layer.Layer<Self, WarmupError | RetryConfigError | ConfigError.ConfigError>
+  readonly query: <A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) => Effect.Effect<A, DatabaseError, Self>
+  readonly transaction: <A>(
+    f: (tx: TransactionClient<C>) => Promise<A>,
+    options?: TransactionOptions
+  ) => Effect.Effect<A, DatabaseError, Self>
+  /** `SELECT 1` on this database's client, after its warm-up: see `health`. */
+  readonly health: Effect.Effect<HealthReport, HealthError, Self>
+}
 
-/** `transaction` through the service in context. */
-export const transaction = <C, A>(f: (tx: TransactionClient<C>) => Promise<A>, options?: TransactionOptions) =>
-  Effect.flatMap(Database, (db) => db.transaction(f, options))
+export const Tag = <const Id extends string>(id: Id, name: string = id) =>
+<Self, C extends PrismaClientLike>(): DatabaseTag<Self, Id, C> => {
+  const tag = Context.Tag(id)<Self, DatabaseService<C>>()
+  const named = (options: LayerOptions<C>): LayerOptions<C> => options.name === undefined ? { ...options, name } : options
+  return Object.assign(tag, {
+    layer: (options: LayerOptions<C>) => Layer.scoped(tag, make(named(options))),
+    layerConfig: (options: LayerOptions<C>) => Layer.scoped(tag, makeConfig(named(options))),
+    query: <A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions): Effect.Effect<A, DatabaseError, Self> =>
+      Effect.withFiberRuntime((fiber) => {
+        const db = Context.unsafeGet(fiber.currentContext, tag)
+        const queryIn = queriesIn.get(db)
+        return queryIn === undefined ? db.query(f, options) : queryIn(fiber, f, options)
+      }),
+    transaction: <A>(f: (tx: TransactionClient<C>) => Promise<A>, options?: TransactionOptions) =>
+      Effect.flatMap(tag, (db) => db.transaction(f, options)),
+    health: Effect.flatMap(tag, checkHealth)
+  })
+}
 
 /**
- * Accessors bound to one client type, so query functions need no annotation:
- * `const Db = Database.forClient<PrismaClient>()`, then
- * `Db.query((c) => c.purchaseOrder.findMany())`.
+ * The default database tag, for apps with one database: its client type is
+ * not fixed, so annotate the query function's parameter
+ * (`Database.query((c: PrismaClient) => …)`), or bind it once with
+ * `Database.Tag("Db")<Db, PrismaClient>()`.
+ */
+export class Database extends Tag("@prisma-resilience/core/Database", defaultName)<Database, any>() {
+  static readonly Tag = Tag
+  static readonly forClient = <C extends PrismaClientLike>() => forClient<C>()
+}
+
+/** The warm-up as a scoped layer with the built-in defaults for settings not given. */
+export const layer = <C extends PrismaClientLike>(
+  options: LayerOptions<C>
+): Layer.Layer<Database, WarmupError | RetryConfigError> => Layer.scoped(Database, make(options))
+
+/** The warm-up as a scoped layer with the settings not given read from the `DB_*` variables. */
+export const layerConfig = <C extends PrismaClientLike>(
+  options: LayerOptions<C>
+): Layer.Layer<Database, WarmupError | RetryConfigError | ConfigError.ConfigError> =>
+  Layer.scoped(Database, makeConfig(options))
+
+/** `query` through the default `Database`. */
+export const query = <C, A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions): Effect.Effect<A, DatabaseError, Database> =>
+  Database.query(f as (client: any) => PromiseLike<A>, options)
+
+/** `transaction` through the default `Database`. */
+export const transaction = <C, A>(f: (tx: TransactionClient<C>) => Promise<A>, options?: TransactionOptions) =>
+  Database.transaction(f as (tx: any) => Promise<A>, options)
+
+/**
+ * Accessors of the default `Database` bound to one client type, so query
+ * functions need no annotation: `const Db = Database.forClient<PrismaClient>()`,
+ * then `Db.query((c) => c.purchaseOrder.findMany())`.
  */
 export const forClient = <C extends PrismaClientLike>() => ({
   query: <A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) => query(f, options),
   transaction: <A>(f: (tx: TransactionClient<C>) => Promise<A>, options?: TransactionOptions) =>
     transaction<C, A>(f, options),
-  layer: (options: LayerOptions<C>) => layer(options)
+  layer: (options: LayerOptions<C>) => layer(options),
+  layerConfig: (options: LayerOptions<C>) => layerConfig(options)
 })

@@ -3,28 +3,9 @@
  * the five `DatabaseError` classes; each says how safe it is to try again.
  */
 import { Data, Predicate } from "effect"
+import { isSafeToRetry, type OperationKind, type RetrySafety } from "./kernel/safety.js"
 
-/**
- * When an operation that failed with this error may be run again.
- *
- * - `before-send`: the request never reached the server (unreachable, refused,
- *   too many connections, pool acquire timeout): safe for reads and writes.
- * - `ambiguous`: the server may have executed it (connection closed mid-query,
- *   socket timeout, empty response, commit outcome unknown): safe for reads and
- *   for writes declared idempotent only.
- * - `transaction`: the server rolled the transaction back (serialization
- *   failure, deadlock): safe to run the whole transaction again.
- * - `never`: the same request will fail the same way (constraint violation,
- *   bad input, authentication, missing table).
- */
-export type RetrySafety = "before-send" | "ambiguous" | "transaction" | "never"
-
-/**
- * What an operation does, which decides whether an `ambiguous` error may be
- * retried. A `query` is a single statement (its own implicit transaction); a
- * `transaction` is a whole interactive transaction function.
- */
-export type OperationKind = "read" | "write" | "idempotent-write" | "transaction"
+export type { OperationKind, RetrySafety } from "./kernel/safety.js"
 
 interface Fields {
   /** e.g. `purchaseOrder.findUnique`; `unknown` when the caller named none */
@@ -80,20 +61,7 @@ export const isRetryable = (error: DatabaseError): boolean => error.safety !== "
  * Whether running the operation again after this error can neither duplicate a
  * write nor repeat half a transaction.
  */
-export const isRetrySafe = (error: DatabaseError, kind: OperationKind): boolean => {
-  switch (error.safety) {
-    case "before-send":
-      return true
-    case "ambiguous":
-      return kind === "read" || kind === "idempotent-write"
-    case "transaction":
-      // A single statement that lost a serialization conflict was its own
-      // transaction and was rolled back whole, so it may run again too.
-      return true
-    case "never":
-      return false
-  }
-}
+export const isRetrySafe = (error: DatabaseError, kind: OperationKind): boolean => isSafeToRetry(error.safety, kind)
 
 /** Warm-up did not reach a working connection within its timeout. */
 export class WarmupError extends Data.TaggedError("WarmupError")<{

@@ -80,6 +80,14 @@ export const retryLabels = (operation: string, error: string) =>
     MetricLabel.make("error", error)
   ])
 
+/**
+ * The `database` label of a `Database`'s gauges (`db_ready`,
+ * `db_warmup_duration_seconds`, `db_circuit_state`, `db_retry_budget_tokens`,
+ * the pool gauges), so that two databases of one process keep separate series.
+ */
+export const databaseLabels = (database: string) =>
+  cached(`d\0${database}`, () => [MetricLabel.make("database", database)])
+
 /** @internal */
 export const resultLabels = (result: string) => cached(`h\0${result}`, () => [MetricLabel.make("result", result)])
 

@@ -5,20 +5,26 @@
 export * as CircuitBreaker from "./CircuitBreaker.js"
 export { classify, type ClassifyContext } from "./Classify.js"
 export {
+  config as databaseConfig,
   Database,
   type DatabaseService,
   type DatabaseState,
+  type DatabaseTag,
+  defaults as databaseDefaults,
   type IsolationLevel,
   type LayerOptions,
   poolConfig,
+  poolDefaults,
   type PoolSettings,
   type PoolStats,
   type PrismaClientLike,
   type QueryOptions,
+  type Settings,
   type TransactionClient,
   type TransactionOptions,
   warmupConfig,
   type WarmupConfig,
+  warmupDefaults,
   type WarmupInfo
 } from "./Database.js"
 export * from "./Errors.js"

@@ -239,7 +239,7 @@ describe("budget and breaker inside Database (TestClock, stand-in client)", () =
         expect(rejected.length).toBe(19)
         expect((yield* db.circuit).state).toBe("closed")
         expect(yield* read(db)).toBe("ok")
-        expect((yield* Metric.value(Metrics.circuitState)).value).toBe(0)
+        expect((yield* Metric.value(Metric.tagged(Metrics.circuitState, "database", "default"))).value).toBe(0)
       }).pipe(Effect.provide(layerFor(s.client)))
     }))
 })

@@ -108,10 +108,29 @@ describe("Database.layer warm-up", () => {
       yield* Fiber.join(fiber)
       expect(logs.lines.some((l) => l.startsWith("Warmup started"))).toBe(true)
       expect(logs.lines).toContain("Warmup complete in 100 ms (2 attempt(s))")
-      expect((yield* Metric.value(Metrics.warmupDuration)).value).toBe(0.1)
-      expect((yield* Metric.value(Metrics.ready)).value).toBe(1)
+      const labelled = <M extends Metric.Metric.Gauge<number>>(metric: M) => Metric.tagged(metric, "database", "default")
+      expect((yield* Metric.value(labelled(Metrics.warmupDuration))).value).toBe(0.1)
+      expect((yield* Metric.value(labelled(Metrics.ready))).value).toBe(1)
       yield* Scope.close(scope, Exit.void)
-      expect((yield* Metric.value(Metrics.ready)).value).toBe(0)
+      expect((yield* Metric.value(labelled(Metrics.ready))).value).toBe(0)
+    }))
+
+  it.effect("keeps the gauges of two databases apart, labelled with their tags' keys", () =>
+    Effect.gen(function*() {
+      class Orders extends Database.Tag("WarmupTest/Orders")<Orders, PrismaClientLike>() {}
+      class Audit extends Database.Tag("WarmupTest/Audit")<Audit, PrismaClientLike>() {}
+      const ready = (name: string) => Metric.value(Metric.tagged(Metrics.ready, "database", name))
+      const ordersScope = yield* Scope.make()
+      const auditScope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(Orders.layer(options(fakeClients(0).client)), ordersScope)
+      yield* Layer.buildWithScope(Audit.layer(options(fakeClients(0).client)), auditScope)
+      expect((yield* ready("WarmupTest/Orders")).value).toBe(1)
+      expect((yield* ready("WarmupTest/Audit")).value).toBe(1)
+      expect(yield* Orders.query(($) => $.$queryRaw`SELECT 1`).pipe(Effect.provide(context))).toEqual([{ "?column?": 1 }])
+      yield* Scope.close(ordersScope, Exit.void)
+      expect((yield* ready("WarmupTest/Orders")).value).toBe(0)
+      expect((yield* ready("WarmupTest/Audit")).value).toBe(1)
+      yield* Scope.close(auditScope, Exit.void)
     }))
 
   it.effect("fails with a typed WarmupError carrying the last cause once the warm-up timeout passes", () =>

@@ -5,7 +5,7 @@
  * to run again.
  */
 import { Database, type DatabaseError } from "@prisma-resilience/core"
-import type { PrismaClient } from "@prisma-resilience/devdb"
+import type { PrismaClient } from "./db/index.js"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import {

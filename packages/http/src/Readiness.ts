@@ -7,13 +7,13 @@
  */
 import {
   Database,
+  databaseConfig,
   type DatabaseService,
   health,
   HealthError,
   type HealthFailureReason,
   type HealthReport,
   Metrics,
-  poolConfig,
   type PoolSettings,
   type PoolStats,
   type PrismaClientLike,
@@ -21,10 +21,9 @@ import {
   RetryPolicy,
   type WarmupError,
   type WarmupConfig,
-  type WarmupInfo,
-  warmupConfig
+  type WarmupInfo
 } from "@prisma-resilience/core"
-import { applyMigrations, makePrismaClient, poolStats } from "@prisma-resilience/devdb"
+import { applyMigrations, makePrismaClient, poolStats } from "./db/index.js"
 import {
   Clock,
   type ConfigError,
@@ -101,15 +100,13 @@ export const make = <C extends PrismaClientLike>(options: Options<C>) =>
   Effect.gen(function*() {
     // Read and checked before the server listens, so that a bad configuration
     // stops the start with its message instead of failing every warm-up.
-    const retryConfig = yield* Effect.flatMap(RetryPolicy.config, RetryPolicy.validate)
-    const warmup = yield* warmupConfig
-    const pool = yield* poolConfig
+    const settings = yield* databaseConfig
+    const retryConfig = yield* RetryPolicy.validate(settings.retry)
+    const warmup = settings.warmup
     const databaseLayer = Database.layer({
       client: options.client,
       ...(options.poolStats ? { poolStats: options.poolStats } : {}),
-      retry: retryConfig,
-      warmup,
-      pool
+      ...settings
     })
 
     const scope = yield* Effect.scope

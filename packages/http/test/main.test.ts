@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { eventually, sql, startDatabase } from "./support.js"
 
 const repoRoot = fileURLToPath(new URL("../../..", import.meta.url))
-const mainFile = fileURLToPath(new URL("../src/main.ts", import.meta.url))
+// The compiled service, as `npm start` runs it (`npm test` builds first).
+const mainFile = fileURLToPath(new URL("../dist/main.js", import.meta.url))
 
 interface MainProcess {
   readonly child: ChildProcess
@@ -24,7 +25,7 @@ interface MainProcess {
 const children: Array<ChildProcess> = []
 
 const startMain = (env: Record<string, string>): MainProcess => {
-  const child = spawn(process.execPath, ["--import", "tsx", mainFile], {
+  const child = spawn(process.execPath, [mainFile], {
     cwd: repoRoot,
     // Only what the test chooses: no DATABASE_URL leaks in from the outer environment.
     env: {

@@ -1,7 +1,8 @@
 // Shared by the http tests: a throw-away PostgreSQL with the schema applied,
 // and the real server started in-process on a free loopback port.
 import { HttpServer } from "@effect/platform"
-import { applyMigrations, type Cluster, startCluster } from "@prisma-resilience/devdb"
+import { type Cluster, startCluster } from "@prisma-resilience/devdb"
+import { applyMigrations } from "@prisma-resilience/http/db"
 import { ConfigProvider, Context, Effect, Exit, Layer, Logger, Redacted, Scope } from "effect"
 import fsp from "node:fs/promises"
 import net from "node:net"

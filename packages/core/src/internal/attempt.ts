@@ -6,7 +6,7 @@
 import { type Clock, Effect } from "effect"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
 import { classify } from "../Classify.js"
-import { CircuitOpenError, type DatabaseError, type OperationKind, TimeoutError } from "../Errors.js"
+import { CircuitOpenError, type DatabaseError, TimeoutError } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import type * as RetryBudget from "../RetryBudget.js"
 
@@ -186,7 +186,15 @@ export const guardedAttempt = <A>(
     })
     return recover === undefined ? Effect.fail(rejected) : recover(rejected)
   }
-  return awaitWithTimeout(makePromise(), timeoutMs, operation, attempt, { started, guard, permit }, recover)
+  let promise: PromiseLike<A>
+  try {
+    promise = makePromise()
+  } catch (error) {
+    // A query function that throws instead of returning its promise failed
+    // this attempt; settling it through the same path releases its permit.
+    promise = Promise.reject(error)
+  }
+  return awaitWithTimeout(promise, timeoutMs, operation, attempt, { started, guard, permit }, recover)
 }
 
 /** Records a whole operation's duration, retries included. */
@@ -257,11 +265,3 @@ export const makeRecorder = <C>(client: C) => {
     return { result, operation }
   }
 }
-
-const readMethods = /\.(find\w*|count|aggregate|groupBy)$|^\$queryRaw(Unsafe)?$|^\$queryRawTyped$/
-
-/**
- * Reads are retried after ambiguous errors; anything else is treated as a
- * write, which is not, unless the caller declares it idempotent.
- */
-export const inferKind = (operation: string): OperationKind => (readMethods.test(operation) ? "read" : "write")

@@ -1,5 +1,5 @@
 import { Database, health, Metrics } from "@prisma-resilience/core"
-import type { PrismaClient, PurchaseOrder } from "@prisma-resilience/devdb"
+import type { PrismaClient, PurchaseOrder } from "../fixture/client.js"
 import { expect, expectTypeOf, layer } from "@effect/vitest"
 import { Effect, Either, Metric, MetricLabel, Tracer } from "effect"
 import { inject } from "vitest"
@@ -135,6 +135,6 @@ layer(databaseLayer(url), { excludeTestServices: true })("Database against a rea
       const stats = yield* db.poolStats
       expect(stats?.totalCount).toBeGreaterThanOrEqual(1)
       yield* Effect.sleep("1100 millis")
-      expect((yield* Metric.value(Metrics.poolTotal)).value).toBeGreaterThanOrEqual(1)
+      expect((yield* Metric.value(Metric.tagged(Metrics.poolTotal, "database", "default"))).value).toBeGreaterThanOrEqual(1)
     }))
 })

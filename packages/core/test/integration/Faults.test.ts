@@ -1,6 +1,7 @@
 // Faults on servers these tests own: stopped, started late, restarted.
 import { Database, health, RetryPolicy, WarmupError } from "@prisma-resilience/core"
-import { applyMigrations, type Cluster, createCluster, startCluster } from "@prisma-resilience/devdb"
+import { type Cluster, createCluster, startCluster } from "@prisma-resilience/devdb"
+import { createSchema } from "../fixture/client.js"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Either, Exit, Fiber, Layer, Scope } from "effect"
 import fsp from "node:fs/promises"
@@ -78,7 +79,7 @@ describe("faults on a real PostgreSQL", () => {
   it.live("a server restarted between queries costs at most the retries, and the next query succeeds", () =>
     Effect.gen(function*() {
       const cluster = yield* Effect.promise(() => ownCluster(true))
-      yield* Effect.promise(() => applyMigrations(cluster.url))
+      yield* Effect.promise(() => createSchema(cluster.url))
       const logs = captureLogs()
       const program = Effect.gen(function*() {
         expect(yield* Db.query((c) => c.purchaseOrder.count())).toBe(0)

@@ -1,7 +1,8 @@
 // classify against errors captured from Prisma 7 + adapter-pg and a real server,
 // for each fault the taxonomy names.
 import { classify, type DatabaseError } from "@prisma-resilience/core"
-import { freePort, makePrismaClient, type PrismaClient, startProxy, type TcpProxy } from "@prisma-resilience/devdb"
+import { freePort, startProxy, type TcpProxy } from "@prisma-resilience/devdb"
+import { makePrismaClient, type PrismaClient } from "../fixture/client.js"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { inject } from "vitest"

@@ -1,5 +1,5 @@
 import { CircuitBreaker, Database, type PoolSettings, RetryBudget, RetryPolicy, type WarmupConfig } from "@prisma-resilience/core"
-import { makePrismaClient, poolStats, type PrismaClient } from "@prisma-resilience/devdb"
+import { makePrismaClient, poolStats, type PrismaClient } from "../fixture/client.js"
 import { Logger } from "effect"
 
 export const warmup: WarmupConfig = {
@@ -23,7 +23,7 @@ export const databaseLayer = (
     circuitBreaker?: CircuitBreaker.CircuitBreakerConfig
   } = {}
 ) =>
-  Database.layer<PrismaClient>({
+  Database.layer({
     client: (settings) => makePrismaClient(url, settings),
     poolStats,
     retry: { ...RetryPolicy.defaults, ...overrides.retry },

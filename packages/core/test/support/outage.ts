@@ -1,7 +1,8 @@
 // Steady query load against a database that goes down and comes back, counting
 // what reaches the driver. Shared by the outage test and bench/outage.ts.
 import type { CircuitBreaker, RetryBudget } from "@prisma-resilience/core"
-import type { Cluster, PrismaClient } from "@prisma-resilience/devdb"
+import type { Cluster } from "@prisma-resilience/devdb"
+import type { PrismaClient } from "../fixture/client.js"
 import { Effect, Fiber, Metric } from "effect"
 import { databaseLayer, Db } from "./helpers.js"
 

@@ -1,29 +1,40 @@
 /**
  * Where `npm start` and `npm run db:migrate` find their database: at
  * `DATABASE_URL`, or else in an embedded PostgreSQL kept in `DATA_DIR`
- * (default `.data`) that lives as long as the scope.
+ * (default `.data`) that lives as long as the scope. The embedded server is a
+ * development convenience: its code is loaded only when `DATABASE_URL` is not
+ * set, so a deployment never loads it.
  */
-import { startCluster } from "@prisma-resilience/devdb"
 import { Clock, Config, Data, Effect, Option, Redacted } from "effect"
 import path from "node:path"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{ readonly message: string }> {}
 
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error))
+
 export const embedded = Effect.gen(function*() {
   const dataDir = path.resolve(yield* Config.string("DATA_DIR").pipe(Config.withDefault(".data")))
   const started = yield* Clock.currentTimeMillis
   yield* Effect.logInfo(`DATABASE_URL is not set: starting the embedded PostgreSQL in ${dataDir}`)
+  const { startCluster } = yield* Effect.tryPromise({
+    try: () => import("@prisma-resilience/devdb"),
+    catch: (error) =>
+      new EmbeddedPostgresError({
+        message: `DATABASE_URL is not set and the embedded PostgreSQL (a development dependency) is not installed: ${
+          message(error)
+        }`
+      })
+  })
   const cluster = yield* Effect.acquireRelease(
     Effect.tryPromise({
       try: () => startCluster({ dataDir, persistent: true }),
       catch: (error) =>
-        new EmbeddedPostgresError({
-          message: `could not start the embedded PostgreSQL: ${error instanceof Error ? error.message : String(error)}`
-        })
+        new EmbeddedPostgresError({ message: `could not start the embedded PostgreSQL: ${message(error)}` })
     }),
     (cluster) =>
-      Effect.promise(() => cluster.stop("fast")).pipe(
-        Effect.zipRight(Effect.logInfo("Embedded PostgreSQL stopped"))
+      Effect.tryPromise(() => cluster.stop("fast")).pipe(
+        Effect.zipRight(Effect.logInfo("Embedded PostgreSQL stopped")),
+        Effect.catchAll((error) => Effect.logError(`Embedded PostgreSQL did not stop cleanly: ${message(error)}`))
       )
   )
   const took = (yield* Clock.currentTimeMillis) - started

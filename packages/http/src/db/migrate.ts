@@ -45,7 +45,8 @@ interface AppliedRow {
   readonly finished_at: Date | null
 }
 
-const defaultMigrationsDir = () => fileURLToPath(new URL("../../../prisma/migrations", import.meta.url))
+// packages/http/prisma/migrations, from src/db and from dist/db alike
+const defaultMigrationsDir = () => fileURLToPath(new URL("../../prisma/migrations", import.meta.url))
 
 const readMigrations = async (dir: string): Promise<ReadonlyArray<Migration>> => {
   const entries = await fsp.readdir(dir, { withFileTypes: true })

@@ -1,0 +1,54 @@
+/**
+ * The health check of one `DatabaseService`, shared by `health` (the default
+ * `Database`) and every `Database.Tag`'s `health`.
+ */
+import { Effect } from "effect"
+import type { DatabaseService } from "../Database.js"
+import { type DatabaseError, HealthError, type HealthFailureReason } from "../Errors.js"
+import type { HealthReport } from "../Health.js"
+import * as Metrics from "../Metrics.js"
+
+const count = (result: "pass" | HealthFailureReason) =>
+  Metrics.healthChecks.unsafeUpdate(1, Metrics.resultLabels(result))
+
+export const check = (db: DatabaseService): Effect.Effect<HealthReport, HealthError> =>
+  Effect.gen(function*() {
+    const fail = (
+      reason: HealthFailureReason,
+      message: string,
+      cause?: DatabaseError,
+      retryAfterMs?: number
+    ) => {
+      count(reason)
+      return Effect.zipRight(
+        Effect.logWarning(`Health check failed: ${reason}: ${message}`),
+        Effect.fail(
+          new HealthError({ reason, message, latencyMs: undefined, warmupMs: db.warmup.durationMs, cause, retryAfterMs })
+        )
+      )
+    }
+    if ((yield* db.state) === "shutting_down") {
+      return yield* fail("shutting_down", "the service is shutting down")
+    }
+    // Open or half-open, the breaker refuses queries (half-open lets only its
+    // one probe through): the service is not ready, even if `SELECT 1` would pass.
+    const circuit = yield* db.circuit
+    if (circuit.state !== "closed") {
+      return yield* fail(
+        "circuit_open",
+        `circuit breaker ${circuit.state} after repeated database failures; next probe in ${circuit.retryAfterMs} ms`,
+        undefined,
+        circuit.retryAfterMs
+      )
+    }
+    const latencyMs = yield* db.ping().pipe(
+      Effect.catchAll((error) =>
+        error._tag === "TimeoutError"
+          ? fail("timeout", `probe did not answer within ${db.warmupConfig.healthTimeoutMs} ms`, error)
+          : fail("unreachable", `${error._tag}${error.code ? ` (${error.code})` : ""}: ${error.message}`, error)
+      )
+    )
+    count("pass")
+    yield* Effect.logDebug(`Health check passed in ${latencyMs} ms`)
+    return { status: "pass", latencyMs, warmupMs: db.warmup.durationMs, warmupAttempts: db.warmup.attempts } as const
+  }).pipe(Effect.withSpan("Database.health"))

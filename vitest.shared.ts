@@ -1,0 +1,14 @@
+// Inside the repository the workspace packages resolve to their TypeScript
+// sources, so tests see an edit without a build. What users install, the
+// compiled `dist/` of the packed tarball, is tested by test/artifact.test.ts.
+import { fileURLToPath } from "node:url"
+
+const source = (file: string) => fileURLToPath(new URL(file, import.meta.url))
+
+export const alias = [
+  { find: /^@prisma-resilience\/core$/, replacement: source("./packages/core/src/index.ts") },
+  { find: /^@prisma-resilience\/core\/kernel$/, replacement: source("./packages/core/src/kernel/index.ts") },
+  { find: /^@prisma-resilience\/devdb$/, replacement: source("./packages/devdb/src/index.ts") },
+  { find: /^@prisma-resilience\/http$/, replacement: source("./packages/http/src/index.ts") },
+  { find: /^@prisma-resilience\/http\/db$/, replacement: source("./packages/http/src/db/index.ts") }
+]
