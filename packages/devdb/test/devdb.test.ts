@@ -1,24 +1,13 @@
+import { execFileSync, spawn, spawnSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
 import fs from "node:fs"
 import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
+import { fileURLToPath } from "node:url"
 import pg from "pg"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import {
-  applyMigrations,
-  createCluster,
-  makePrismaClient,
-  startCluster,
-  startProxy,
-  type Cluster
-} from "../src/index.js"
-
-const urlFor = (cluster: Cluster, database: string, port = cluster.port) => {
-  const url = new URL(cluster.url)
-  url.port = String(port)
-  url.pathname = `/${database}`
-  return url.toString()
-}
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { createCluster, startCluster, startProxy, type Cluster } from "../src/index.js"
 
 const connect = async (cluster: Cluster, port = cluster.port) => {
   const client = new pg.Client({
@@ -32,6 +21,51 @@ const connect = async (cluster: Cluster, port = cluster.port) => {
   client.on("error", () => {})
   await client.connect()
   return client
+}
+
+const query = async (cluster: Cluster, sql: string) => {
+  const client = await connect(cluster)
+  try {
+    return (await client.query(sql)).rows
+  } finally {
+    await client.end()
+  }
+}
+
+const show = async (cluster: Cluster, setting: string) =>
+  ((await query(cluster, `SHOW ${setting}`)) as Array<Record<string, string>>)[0]?.[setting]
+
+const isRoot = process.getuid?.() === 0
+const postgresUid = () => Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim())
+// Where user namespaces are off, root falls back to relocating the data under
+// tmpdir; what these tests check cannot hold there.
+const userNamespaces = isRoot &&
+  spawnSync("unshare", ["--user", "--map-user=1", "--map-group=1", "true"], { stdio: "ignore" }).status === 0
+const dataStaysInPlace = !isRoot || userNamespaces
+
+/** paths below dir (dir included) that the current user does not own */
+const foreignFiles = async (dir: string): Promise<Array<string>> => {
+  const found: string[] = []
+  const walk = async (file: string) => {
+    const stat = await fsp.lstat(file)
+    if (stat.uid !== process.getuid?.()) found.push(`${file} (uid ${stat.uid})`)
+    if (stat.isDirectory()) for (const entry of await fsp.readdir(file)) await walk(path.join(file, entry))
+  }
+  await walk(dir)
+  return found
+}
+
+const waitGone = async (pid: number, timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0)
+    } catch {
+      return true
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  return false
 }
 
 describe("devdb", () => {
@@ -66,96 +100,14 @@ describe("devdb", () => {
     expect(JSON.stringify(cluster)).not.toContain(cluster.password)
   })
 
-  it("applies migrations once and skips them afterwards", async () => {
-    const log: string[] = []
-    const first = await applyMigrations(cluster.url, { log: (line) => log.push(line) })
-    expect(first.applied).toEqual(["20261127000000_init"])
-    expect(first.skipped).toEqual([])
-    expect(log).toEqual([expect.stringMatching(/^applied 20261127000000_init in \d+ ms$/)])
-    const second = await applyMigrations(cluster.url)
-    expect(second).toEqual({ applied: [], skipped: ["20261127000000_init"] })
-
-    const client = await connect(cluster)
-    try {
-      const { rows } = await client.query(
-        `SELECT migration_name, finished_at IS NOT NULL AS finished, applied_steps_count, length(checksum) AS checksum_length
-         FROM "_prisma_migrations"`
-      )
-      expect(rows).toEqual([
-        { migration_name: "20261127000000_init", finished: true, applied_steps_count: 1, checksum_length: 64 }
-      ])
-    } finally {
-      await client.end()
-    }
-  })
-
-  it("lets concurrent migrators apply each migration once", async () => {
-    const admin = await connect(cluster)
-    try {
-      await admin.query("CREATE DATABASE concurrent")
-    } finally {
-      await admin.end()
-    }
-    const url = urlFor(cluster, "concurrent")
-    const results = await Promise.all([applyMigrations(url), applyMigrations(url), applyMigrations(url)])
-    expect(results.flatMap((result) => result.applied)).toEqual(["20261127000000_init"])
-    expect(results.flatMap((result) => result.skipped)).toHaveLength(2)
-  })
-
-  it("refuses a migration whose file changed after it was applied, naming it", async () => {
-    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "devdb-migrations-"))
-    try {
-      await fsp.mkdir(path.join(dir, "20261127000000_init"))
-      await fsp.writeFile(path.join(dir, "20261127000000_init", "migration.sql"), "SELECT 1;\n")
-      const failure = await applyMigrations(cluster.url, { migrationsDir: dir }).catch((error: Error) => error)
-      expect(failure).toBeInstanceOf(Error)
-      expect((failure as Error).message).toMatch(/20261127000000_init.*checksum/)
-      expect((failure as Error).message).not.toContain(cluster.password)
-    } finally {
-      await fsp.rm(dir, { recursive: true, force: true })
-    }
-  })
-
-  it("rolls back a failing migration and its record", async () => {
-    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "devdb-migrations-"))
-    try {
-      await fsp.cp(new URL("../../../prisma/migrations", import.meta.url), dir, { recursive: true })
-      await fsp.mkdir(path.join(dir, "20261128000000_broken"))
-      await fsp.writeFile(
-        path.join(dir, "20261128000000_broken", "migration.sql"),
-        `CREATE TABLE "half" ("id" INTEGER);\nSELECT * FROM "no_such_table";\n`
-      )
-      await expect(applyMigrations(cluster.url, { migrationsDir: dir })).rejects.toThrow(
-        /20261128000000_broken failed: relation "no_such_table" does not exist/
-      )
-      const client = await connect(cluster)
-      try {
-        const { rows } = await client.query(
-          `SELECT to_regclass('half') AS half, (SELECT count(*)::int FROM "_prisma_migrations") AS recorded`
-        )
-        expect(rows).toEqual([{ half: null, recorded: 1 }])
-      } finally {
-        await client.end()
-      }
-    } finally {
-      await fsp.rm(dir, { recursive: true, force: true })
-    }
-  })
-
-  it("writes and reads a purchase order through the Prisma client", async () => {
-    const prisma = makePrismaClient(cluster.url, { max: 2 })
-    try {
-      const created = await prisma.purchaseOrder.create({
-        data: { reference: "PO-1", totalCents: 12_345, note: "first" }
-      })
-      const found = await prisma.purchaseOrder.findUnique({ where: { id: created.id } })
-      expect(found).toMatchObject({ reference: "PO-1", totalCents: 12_345, note: "first" })
-    } finally {
-      await prisma.$disconnect()
-    }
+  it("runs a throw-away cluster without fsync, synchronous commits or full page writes", async () => {
+    expect(await show(cluster, "fsync")).toBe("off")
+    expect(await show(cluster, "synchronous_commit")).toBe("off")
+    expect(await show(cluster, "full_page_writes")).toBe("off")
   })
 
   it("keeps data across restart(), kill() and start()", async () => {
+    await query(cluster, "CREATE TABLE kept (id int PRIMARY KEY); INSERT INTO kept VALUES (1)")
     const pid = cluster.pid
     await cluster.restart()
     expect(cluster.running).toBe(true)
@@ -168,12 +120,7 @@ describe("devdb", () => {
     expect(() => process.kill(killed, 0)).toThrow()
     await cluster.start()
 
-    const prisma = makePrismaClient(cluster.url)
-    try {
-      expect(await prisma.purchaseOrder.count({ where: { reference: "PO-1" } })).toBe(1)
-    } finally {
-      await prisma.$disconnect()
-    }
+    expect(await query(cluster, "SELECT id FROM kept")).toEqual([{ id: 1 }])
   })
 
   it("stops in every shutdown mode", async () => {
@@ -204,6 +151,20 @@ describe("devdb", () => {
     expect(fs.existsSync(late.dataDir)).toBe(false)
   })
 
+  it("lets settings override the defaults", async () => {
+    const tuned = await startCluster({
+      dataDir: await fsp.mkdtemp(path.join(os.tmpdir(), "devdb-tuned-")),
+      settings: { fsync: "on", max_connections: "17" }
+    })
+    try {
+      expect(await show(tuned, "fsync")).toBe("on")
+      expect(await show(tuned, "max_connections")).toBe("17")
+      expect(await show(tuned, "synchronous_commit")).toBe("off")
+    } finally {
+      await tuned.destroy()
+    }
+  })
+
   it("never logs the password", () => {
     expect(logLines.length).toBeGreaterThan(0)
     expect(logLines.filter((line) => line.includes(cluster.password))).toEqual([])
@@ -213,11 +174,11 @@ describe("devdb", () => {
     it("forwards queries", async () => {
       const proxy = await startProxy(cluster)
       try {
-        const prisma = makePrismaClient(urlFor(cluster, cluster.database, proxy.port))
+        const client = await connect(cluster, proxy.port)
         try {
-          expect(await prisma.purchaseOrder.count()).toBe(1)
+          expect((await client.query("SELECT count(*)::int AS n FROM kept")).rows).toEqual([{ n: 1 }])
         } finally {
-          await prisma.$disconnect()
+          await client.end()
         }
         expect(proxy.accepted).toBeGreaterThan(0)
       } finally {
@@ -272,5 +233,159 @@ describe("devdb", () => {
         await proxy.close()
       }
     })
+  })
+})
+
+describe("persistent clusters", () => {
+  const clusters: Cluster[] = []
+  const dirs: string[] = []
+
+  afterEach(async () => {
+    // persistent: destroy() only stops; the data goes with its directory
+    await Promise.all(clusters.splice(0).map((cluster) => cluster.destroy()))
+    await Promise.all(dirs.splice(0).map((dir) => fsp.rm(dir, { recursive: true, force: true })))
+  })
+
+  /** a directory only its owner can enter, like a home directory: the postgres OS user cannot */
+  const privateDir = async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "devdb-private-"))
+    dirs.push(dir)
+    await fsp.chmod(dir, 0o700)
+    return dir
+  }
+
+  const start = async (dataDir: string, log?: (line: string) => void) => {
+    const cluster = await startCluster({ dataDir, persistent: true, ...(log ? { log } : {}) })
+    clusters.push(cluster)
+    // without user namespaces root's data may live elsewhere under tmpdir
+    dirs.push(cluster.dataDir)
+    return cluster
+  }
+
+  it.skipIf(!dataStaysInPlace)(
+    "keeps the data at the requested path inside a 0700 directory, with durable settings",
+    async () => {
+      const parent = await privateDir()
+      if (isRoot) {
+        const denied = spawnSync("test", ["-x", parent], { uid: postgresUid(), stdio: "ignore" })
+        expect(denied.status).not.toBe(0)
+      }
+      const requested = path.join(parent, ".data")
+      const cluster = await start(requested)
+      expect(cluster.dataDir).toBe(requested)
+      const stat = await fsp.lstat(requested)
+      expect(stat.isSymbolicLink()).toBe(false)
+      expect(stat.isDirectory()).toBe(true)
+      expect(await fsp.realpath(requested)).toBe(await fsp.realpath(parent).then((real) => path.join(real, ".data")))
+      expect(fs.existsSync(path.join(requested, "PG_VERSION"))).toBe(true)
+      expect(await show(cluster, "fsync")).toBe("on")
+      expect(await show(cluster, "synchronous_commit")).toBe("on")
+      expect(await show(cluster, "full_page_writes")).toBe("on")
+    }
+  )
+
+  it("keeps every acknowledged commit across kill() and start()", async () => {
+    const cluster = await start(path.join(await privateDir(), ".data"))
+    const rows = 300
+    const client = await connect(cluster)
+    try {
+      await client.query("CREATE TABLE orders (id int PRIMARY KEY)")
+      // one commit each, as requests would; the kill follows the last acknowledgement at once
+      for (let id = 1; id <= rows; id++) await client.query("INSERT INTO orders VALUES ($1)", [id])
+      await cluster.kill()
+    } finally {
+      await client.end().catch(() => {})
+    }
+    expect(cluster.running).toBe(false)
+    await cluster.start()
+    expect(await query(cluster, "SELECT count(*)::int AS n, max(id) AS last FROM orders")).toEqual([
+      { n: rows, last: rows }
+    ])
+  })
+
+  it.skipIf(!dataStaysInPlace)("leaves nothing behind when its directory is removed after destroy()", async () => {
+    const parent = await privateDir()
+    const cluster = await start(path.join(parent, ".data"))
+    await query(cluster, "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1)")
+    const pid = cluster.pid as number
+    await cluster.destroy()
+    expect(cluster.running).toBe(false)
+    expect(() => process.kill(pid, 0)).toThrow()
+    // nothing of it lives elsewhere, and nothing in it belongs to another user
+    expect(await fsp.realpath(cluster.dataDir)).toBe(path.join(await fsp.realpath(parent), ".data"))
+    expect(await foreignFiles(parent)).toEqual([])
+    await fsp.rm(parent, { recursive: true })
+    expect(fs.existsSync(parent)).toBe(false)
+  })
+
+  it.runIf(userNamespaces)(
+    "moves a cluster made as the postgres OS user from under tmpdir back to the requested path",
+    async () => {
+      const requested = path.join(await privateDir(), ".data")
+      const first = await start(requested)
+      await query(first, "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (7)")
+      await first.stop()
+      // the layout earlier versions left: the data under tmpdir, owned by postgres, linked from the requested path
+      const base = path.join(os.tmpdir(), "prisma-resilience-pg-data")
+      const baseExisted = fs.existsSync(base)
+      await fsp.mkdir(base, { recursive: true, mode: 0o755 })
+      const relocated = path.join(base, `.data-${randomBytes(8).toString("hex")}`)
+      try {
+        await fsp.rename(requested, relocated)
+        execFileSync("chown", ["-R", "postgres:postgres", relocated])
+        await fsp.symlink(relocated, requested)
+
+        const log: string[] = []
+        const second = await start(requested, (line) => log.push(line))
+        expect(await query(second, "SELECT id FROM orders")).toEqual([{ id: 7 }])
+        expect((await fsp.lstat(requested)).isDirectory()).toBe(true)
+        expect(fs.existsSync(relocated)).toBe(false)
+        expect(await foreignFiles(requested)).toEqual([])
+        expect(log).toContain(`devdb: moved the cluster made as the OS user postgres from ${relocated} to ${requested}`)
+      } finally {
+        await fsp.rm(relocated, { recursive: true, force: true })
+        if (!baseExisted) await fsp.rmdir(base).catch(() => {})
+      }
+    }
+  )
+
+  it.runIf(userNamespaces)("hands a cluster made as the postgres OS user in place to root", async () => {
+    const requested = path.join(await privateDir(), ".data")
+    const first = await start(requested)
+    await query(first, "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (8)")
+    await first.stop()
+    execFileSync("chown", ["-R", "postgres:postgres", requested])
+
+    const second = await start(requested)
+    expect(await query(second, "SELECT id FROM orders")).toEqual([{ id: 8 }])
+    expect(await foreignFiles(requested)).toEqual([])
+  })
+
+  it("cleans up when the process that started clusters exits without destroy()", async () => {
+    const parent = await privateDir()
+    const fixture = fileURLToPath(new URL("./EmbeddedExitFixture.ts", import.meta.url))
+    const child = spawn(process.execPath, ["--import", "tsx", fixture, parent], {
+      cwd: path.dirname(fixture),
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let output = ""
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+    const code = await new Promise<number | null>((resolve) => child.once("close", resolve))
+    expect(code, output).toBe(0)
+    const started = JSON.parse(output.trim().split("\n").at(-1) ?? "") as Record<
+      "ephemeral" | "persistent",
+      { pid: number; dataDir: string }
+    >
+
+    // throw-away: killed at once, its data removed
+    expect(await waitGone(started.ephemeral.pid, 5_000)).toBe(true)
+    expect(fs.existsSync(started.ephemeral.dataDir)).toBe(false)
+    // persistent: asked for a fast shutdown, which it finishes by itself
+    expect(await waitGone(started.persistent.pid, 15_000)).toBe(true)
+    const log: string[] = []
+    const again = await start(started.persistent.dataDir, (line) => log.push(line))
+    expect(log.join("\n")).toMatch(/database system was shut down at/)
+    expect(await query(again, "SELECT id FROM orders")).toEqual([{ id: 1 }])
   })
 })
