@@ -266,14 +266,14 @@ describe("metrics", () => {
         /^# TYPE db_warmup_duration_seconds gauge$/m,
         // One registry per process: the warm-up tests' servers, still warming
         // in this process, set the same gauge to 0.
-        /^db_ready [01]$/m,
+        /^db_ready\{database="default"\} [01]$/m,
         /^db_query_duration_seconds_bucket\{operation="purchaseOrder\.findUnique",le="\+Inf"\} \d+$/m,
         /^db_query_attempts_total\{operation="purchaseOrder\.create",attempt="1",outcome="success"\} \d+$/m,
         /^db_query_attempts_total\{operation="purchaseOrder\.create",attempt="1",outcome="QueryError"\} \d+$/m,
         /^db_health_checks_total\{result="pass"\} \d+$/m,
-        /^db_pool_connections \d+$/m,
-        /^db_pool_idle_connections \d+$/m,
-        /^db_pool_waiting_clients \d+$/m
+        /^db_pool_connections\{database="default"\} \d+$/m,
+        /^db_pool_idle_connections\{database="default"\} \d+$/m,
+        /^db_pool_waiting_clients\{database="default"\} \d+$/m
       ]
     ) expect(text).toMatch(line)
   })
