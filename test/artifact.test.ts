@@ -1,0 +1,275 @@
+// What outside teams install is the packed tarball, not this repository's
+// sources: the incident behind this project was a stale export that only
+// production saw. So core is packed with npm, installed from the tarball into
+// examples/basic copied outside the repository (no workspace node_modules, no
+// source alias can stand in for a missing file), type-checked against the
+// shipped declarations and run against a real PostgreSQL.
+import { type Cluster, startCluster } from "@prisma-resilience/devdb"
+import { type ChildProcess, spawn } from "node:child_process"
+import fsp from "node:fs/promises"
+import { createRequire } from "node:module"
+import os from "node:os"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+import pg from "pg"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+const repo = fileURLToPath(new URL("..", import.meta.url))
+const core = path.join(repo, "packages", "core")
+const example = path.join(repo, "examples", "basic")
+
+let work: string
+let app: string
+let tarball: string
+let cluster: Cluster | undefined
+const children = new Set<ChildProcess>()
+
+/** Child output can reach the CI log; the cluster's password must not. */
+const redact = (text: string) => (cluster ? text.replaceAll(cluster.password, "***") : text)
+const tail = (text: string) => redact(text.split("\n").slice(-40).join("\n"))
+
+// Variables `npm test` sets for its own script would make the app's npm
+// believe it runs inside this repository's package.
+const baseEnv = (): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = { ...process.env, CHECKPOINT_DISABLE: "1", PRISMA_HIDE_UPDATE_MESSAGE: "1" }
+  for (const key of Object.keys(env)) {
+    if (/^(npm_(lifecycle_|package_|command$|config_local_prefix$|config_allow_scripts$)|INIT_CWD$)/i.test(key)) {
+      delete env[key]
+    }
+  }
+  return env
+}
+
+interface Output {
+  readonly stdout: string
+  readonly stderr: string
+}
+
+// Each child leads its own process group, so a timeout or the cleanup also
+// ends what it started (npm → sh → node).
+const killGroup = (child: ChildProcess) => {
+  try {
+    process.kill(-child.pid!, "SIGKILL")
+  } catch {
+    // already gone
+  }
+}
+
+const run = (
+  command: string,
+  args: ReadonlyArray<string>,
+  options: { readonly cwd: string; readonly timeoutMs: number; readonly env?: NodeJS.ProcessEnv }
+) =>
+  new Promise<Output>((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env ?? baseEnv(),
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    children.add(child)
+    let stdout = ""
+    let stderr = ""
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      killGroup(child)
+    }, options.timeoutMs)
+    const line = `${command} ${args.join(" ")}`
+    child.on("error", (error) => {
+      clearTimeout(timer)
+      children.delete(child)
+      reject(error)
+    })
+    child.on("close", (code, signal) => {
+      clearTimeout(timer)
+      children.delete(child)
+      if (timedOut) reject(new Error(`${line}: no exit within ${options.timeoutMs} ms\n${tail(stdout)}\n${tail(stderr)}`))
+      else if (code !== 0) reject(new Error(`${line}: exit ${code ?? signal}\n${tail(stdout)}\n${tail(stderr)}`))
+      else resolve({ stdout, stderr })
+    })
+  })
+
+const timed = async <A>(step: string, f: () => Promise<A>): Promise<A> => {
+  const started = performance.now()
+  try {
+    return await f()
+  } finally {
+    console.info(`[artifact] ${step}: ${Math.round(performance.now() - started)} ms`)
+  }
+}
+
+/** The one JSON line a program prints among Effect's log lines. */
+const jsonLine = (stdout: string) => {
+  const lines = stdout.split("\n").filter((line) => line.startsWith("{"))
+  expect(lines, `one JSON line in\n${tail(stdout)}`).toHaveLength(1)
+  return JSON.parse(lines[0]!)
+}
+
+const npm = (args: ReadonlyArray<string>, timeoutMs: number) => run("npm", args, { cwd: app, timeoutMs })
+const npx = (args: ReadonlyArray<string>, timeoutMs: number, env?: NodeJS.ProcessEnv) =>
+  run("npx", ["--no", "--", ...args], { cwd: app, timeoutMs, ...(env && { env }) })
+const node = (script: string) =>
+  run(process.execPath, [script], { cwd: app, timeoutMs: 30_000, env: { ...baseEnv(), DATABASE_URL: cluster!.url } })
+
+interface LsNode {
+  readonly version?: string
+  readonly dependencies?: Record<string, LsNode>
+}
+
+// The prisma CLI pins an effect of its own (under @prisma/config), so the app
+// has two; what must hold is that core brings none and uses the app's.
+const effectOfCore = async () => {
+  const tree: LsNode = JSON.parse((await npm(["ls", "effect", "--all", "--json"], 30_000)).stdout)
+  const versions = new Set<string>()
+  const walk = (node: LsNode | undefined) => {
+    for (const [name, dep] of Object.entries(node?.dependencies ?? {})) {
+      if (name === "effect" && dep.version) versions.add(dep.version)
+      walk(dep)
+    }
+  }
+  walk(tree.dependencies?.["@prisma-resilience/core"])
+  const resolveFrom = (file: string) => createRequire(file).resolve("effect")
+  return {
+    app: tree.dependencies?.effect?.version,
+    core: [...versions],
+    sameFile: resolveFrom(path.join(app, "node_modules/@prisma-resilience/core/package.json")) ===
+      resolveFrom(path.join(app, "package.json"))
+  }
+}
+
+beforeAll(async () => {
+  work = await fsp.mkdtemp(path.join(os.tmpdir(), "core-artifact-"))
+  app = path.join(work, "app")
+})
+
+afterAll(async () => {
+  for (const child of children) killGroup(child)
+  await cluster?.destroy()
+  if (work) await fsp.rm(work, { recursive: true, force: true })
+})
+
+describe("@prisma-resilience/core as installed from its tarball", { timeout: 60_000 }, () => {
+  it("packs only the build output, README, LICENSE and package.json", async () => {
+    const packed = await timed("npm pack (prepack builds)", () =>
+      run("npm", ["pack", "--json", "--pack-destination", work], { cwd: core, timeoutMs: 90_000 }))
+    // prepack's own output can precede npm's JSON on stdout
+    const [info] = JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[/m)))
+    tarball = path.join(work, info.filename)
+    const files: Array<string> = info.files.map((file: { path: string }) => file.path).sort()
+    console.info(`[artifact] ${info.filename}, ${files.length} files:\n${files.join("\n")}`)
+
+    // soft: one run reports every problem of the tarball
+    const required = ["package.json", "README.md", "LICENSE", "dist/index.js", "dist/index.d.ts"]
+    expect.soft(required.filter((file) => !files.includes(file)), "missing").toEqual([])
+    const unwanted = files.filter((file) =>
+      /(^|\/)(src|test)\/|\.test\.|(^|\/)vitest\.config\.|(^|\/)tsconfig[^/]*$|\.tsbuildinfo/.test(file)
+    )
+    expect.soft(unwanted, "not for users").toEqual([])
+
+    // tsc -b never deletes the output of a removed or renamed source: such a
+    // leftover would ship and stay importable by its old path.
+    const sources = new Set(
+      (await fsp.readdir(path.join(core, "src"), { recursive: true })).map((file) => file.replace(/\.ts$/, ""))
+    )
+    const stale = files.filter((file) =>
+      file.startsWith("dist/") && !sources.has(file.replace(/^dist\//, "").replace(/\.(js\.map|d\.ts|js)$/, ""))
+    )
+    expect.soft(stale, "build output without a source").toEqual([])
+
+    // Every target of `exports` must be in the tarball, or that entry point
+    // works here and fails for every user.
+    const manifest = JSON.parse(await fsp.readFile(path.join(core, "package.json"), "utf8"))
+    const targets = new Set<string>()
+    const collect = (value: unknown): void => {
+      if (typeof value === "string") targets.add(value.replace(/^\.\//, ""))
+      else if (value && typeof value === "object") Object.values(value).forEach(collect)
+    }
+    collect(manifest.exports)
+    expect.soft([...targets].filter((target) => !files.includes(target)), "exported but not packed").toEqual([])
+    expect.soft(Object.keys(manifest.dependencies ?? {}), "effect must be a peer").not.toContain("effect")
+  }, 120_000)
+
+  it("installs into an app outside the repository and type-checks it", async () => {
+    expect(tarball, "packed by the previous test").toBeDefined()
+    await fsp.cp(example, app, {
+      recursive: true,
+      filter: (source) => !/[/\\](node_modules|dist|generated)$|package-lock\.json$/.test(source)
+    })
+    const manifestPath = path.join(app, "package.json")
+    const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
+    manifest.dependencies["@prisma-resilience/core"] = `file:${tarball}`
+    await fsp.writeFile(manifestPath, JSON.stringify(manifest, null, 2))
+
+    await timed("npm install", () => npm(["install", "--no-audit", "--no-fund", "--prefer-offline"], 150_000))
+    // generation is WebAssembly; the schema engine it would download first is not needed
+    await timed("prisma generate", () =>
+      npx(["prisma", "generate"], 60_000, {
+        ...baseEnv(),
+        PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath
+      }))
+    await timed("tsc", () => npx(["tsc", "-p", "."], 120_000))
+    const built = await fsp.readdir(path.join(app, "dist"))
+    expect(built).toEqual(expect.arrayContaining(["main.js", "promise.js"]))
+  }, 300_000)
+
+  it("runs the Effect program against PostgreSQL: warm-up, health, a query, a transaction", async () => {
+    cluster = await timed("start PostgreSQL", async () =>
+      startCluster({ dataDir: await fsp.mkdtemp(path.join(os.tmpdir(), "core-artifact-db-")) }))
+    const client = new pg.Client({ connectionString: cluster.url, connectionTimeoutMillis: 5_000 })
+    await client.connect()
+    try {
+      await client.query(await fsp.readFile(path.join(app, "prisma", "schema.sql"), "utf8"))
+    } finally {
+      await client.end()
+    }
+
+    const { stdout, stderr } = await timed("node dist/main.js", () => node("dist/main.js"))
+    expect((stdout + stderr).includes(cluster.password), "password in the output").toBe(false)
+    expect(stdout + stderr).toMatch(/Warmup complete in \d+ ms/)
+    const result = jsonLine(stdout)
+    expect(result.health).toMatchObject({ status: "pass", warmupAttempts: expect.any(Number) })
+    expect(result.health.warmupMs).toBeGreaterThanOrEqual(0)
+    expect(result.account).toMatchObject({ id: expect.any(Number), balanceCents: 10_000 })
+    expect(result.account.email).toMatch(/@example\.com$/)
+    expect(result.transfer).toEqual({ ...result.account, balanceCents: 7_500 })
+  })
+
+  it("runs the Promise adapter from ordinary async code", async () => {
+    expect(cluster, "started by the previous test").toBeDefined()
+    const { stdout, stderr } = await timed("node dist/promise.js", () => node("dist/promise.js"))
+    expect((stdout + stderr).includes(cluster!.password), "password in the output").toBe(false)
+    const result = jsonLine(stdout)
+    expect(result.health).toMatchObject({ status: "pass" })
+    expect(result.account).toMatchObject({ id: expect.any(Number), balanceCents: 5_000 })
+    expect(result.transfer).toEqual({ ...result.account, balanceCents: 6_000 })
+  })
+
+  it("uses the app's one copy of effect (a peer, never nested)", async () => {
+    const effect = await effectOfCore()
+    console.info(`[artifact] effect: app ${effect.app}, seen by core ${effect.core.join(", ")}`)
+    const declared = JSON.parse(await fsp.readFile(path.join(example, "package.json"), "utf8")).dependencies.effect
+    expect(effect).toEqual({ app: declared, core: [declared], sameFile: true })
+  })
+
+  it("keeps internals out of reach", async () => {
+    for (const specifier of ["@prisma-resilience/core/internal/Database.js", "@prisma-resilience/core/dist/index.js"]) {
+      const probe = `import(${JSON.stringify(specifier)}).then(() => console.log("resolved"), (e) => console.log(e.code))`
+      const { stdout } = await run(process.execPath, ["--input-type=module", "-e", probe], { cwd: app, timeoutMs: 15_000 })
+      expect(stdout.trim(), specifier).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED")
+    }
+  })
+
+  it("works with the oldest effect minor the peer range admits", async () => {
+    expect(cluster, "started by an earlier test").toBeDefined()
+    await timed("npm install effect@3.21.5", () =>
+      npm(["install", "effect@3.21.5", "--save-exact", "--no-audit", "--no-fund", "--prefer-offline"], 90_000))
+    expect(await effectOfCore()).toEqual({ app: "3.21.5", core: ["3.21.5"], sameFile: true })
+    await timed("tsc (effect 3.21.5)", () => npx(["tsc", "-p", "."], 120_000))
+    const result = jsonLine((await timed("node dist/main.js (effect 3.21.5)", () => node("dist/main.js"))).stdout)
+    expect(result.health).toMatchObject({ status: "pass" })
+    expect(result.transfer.balanceCents).toBe(7_500)
+  }, 240_000)
+})
