@@ -14,7 +14,7 @@ import pg from "pg"
 
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url))
 // The compiled service, as `npm start` runs it (`npm run bench` builds first).
-export const serviceMain = path.join(repoRoot, "packages/http/dist/main.js")
+export const serviceMain = path.join(repoRoot, process.env.BENCH_SERVICE_MAIN ?? "packages/http/dist/bundle/main.mjs")
 export const minimalServer = path.join(repoRoot, "bench/minimal-server.ts")
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))

@@ -9,7 +9,7 @@ import pg from "pg"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 // The compiled service, as `npm start` runs it (`npm run test:faults` builds first).
-const mainPath = path.join(root, "packages/http/dist/main.js")
+const mainPath = path.join(root, "packages/http/dist/bundle/main.mjs")
 
 export interface Service {
   readonly baseUrl: string

@@ -13,7 +13,7 @@ import { eventually, sql, startDatabase } from "./support.js"
 
 const repoRoot = fileURLToPath(new URL("../../..", import.meta.url))
 // The compiled service, as `npm start` runs it (`npm test` builds first).
-const mainFile = fileURLToPath(new URL("../dist/main.js", import.meta.url))
+const mainFile = fileURLToPath(new URL("../dist/bundle/main.mjs", import.meta.url))
 
 interface MainProcess {
   readonly child: ChildProcess

@@ -25,9 +25,11 @@ export const embedded = Effect.gen(function*() {
         }`
       })
   })
+  // devdb says where the data lives when it cannot keep it in `dataDir`.
+  const notes: Array<string> = []
   const cluster = yield* Effect.acquireRelease(
     Effect.tryPromise({
-      try: () => startCluster({ dataDir, persistent: true }),
+      try: () => startCluster({ dataDir, persistent: true, log: (line) => line.startsWith("devdb:") && notes.push(line) }),
       catch: (error) =>
         new EmbeddedPostgresError({ message: `could not start the embedded PostgreSQL: ${message(error)}` })
     }),
@@ -37,6 +39,7 @@ export const embedded = Effect.gen(function*() {
         Effect.catchAll((error) => Effect.logError(`Embedded PostgreSQL did not stop cleanly: ${message(error)}`))
       )
   )
+  yield* Effect.forEach(notes, (note) => Effect.logWarning(note), { discard: true })
   const took = (yield* Clock.currentTimeMillis) - started
   yield* Effect.logInfo(`Embedded PostgreSQL listening on ${cluster.host}:${cluster.port} (started in ${took} ms)`)
   return Redacted.make(cluster.url)
