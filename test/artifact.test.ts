@@ -102,9 +102,10 @@ const timed = async <A>(step: string, f: () => Promise<A>): Promise<A> => {
 }
 
 /** The one JSON line a program prints among Effect's log lines. */
-const jsonLine = (stdout: string) => {
+const jsonLine = (program: string, stdout: string) => {
   const lines = stdout.split("\n").filter((line) => line.startsWith("{"))
   expect(lines, `one JSON line in\n${tail(stdout)}`).toHaveLength(1)
+  console.info(`[artifact] ${program} printed ${lines[0]}`)
   return JSON.parse(lines[0]!)
 }
 
@@ -229,7 +230,7 @@ describe("@prisma-resilience/core as installed from its tarball", { timeout: 60_
     const { stdout, stderr } = await timed("node dist/main.js", () => node("dist/main.js"))
     expect((stdout + stderr).includes(cluster.password), "password in the output").toBe(false)
     expect(stdout + stderr).toMatch(/Warmup complete in \d+ ms/)
-    const result = jsonLine(stdout)
+    const result = jsonLine("main.js", stdout)
     expect(result.health).toMatchObject({ status: "pass", warmupAttempts: expect.any(Number) })
     expect(result.health.warmupMs).toBeGreaterThanOrEqual(0)
     expect(result.account).toMatchObject({ id: expect.any(Number), balanceCents: 10_000 })
@@ -241,7 +242,9 @@ describe("@prisma-resilience/core as installed from its tarball", { timeout: 60_
     expect(cluster, "started by the previous test").toBeDefined()
     const { stdout, stderr } = await timed("node dist/promise.js", () => node("dist/promise.js"))
     expect((stdout + stderr).includes(cluster!.password), "password in the output").toBe(false)
-    const result = jsonLine(stdout)
+    const result = jsonLine("promise.js", stdout)
+    expect(result.warmup).toMatchObject({ durationMs: expect.any(Number), attempts: expect.any(Number) })
+    expect(result.warmup.attempts).toBeGreaterThanOrEqual(1)
     expect(result.health).toMatchObject({ status: "pass" })
     expect(result.account).toMatchObject({ id: expect.any(Number), balanceCents: 5_000 })
     expect(result.transfer).toEqual({ ...result.account, balanceCents: 6_000 })
@@ -268,7 +271,8 @@ describe("@prisma-resilience/core as installed from its tarball", { timeout: 60_
       npm(["install", "effect@3.21.5", "--save-exact", "--no-audit", "--no-fund", "--prefer-offline"], 90_000))
     expect(await effectOfCore()).toEqual({ app: "3.21.5", core: ["3.21.5"], sameFile: true })
     await timed("tsc (effect 3.21.5)", () => npx(["tsc", "-p", "."], 120_000))
-    const result = jsonLine((await timed("node dist/main.js (effect 3.21.5)", () => node("dist/main.js"))).stdout)
+    const { stdout } = await timed("node dist/main.js (effect 3.21.5)", () => node("dist/main.js"))
+    const result = jsonLine("main.js (effect 3.21.5)", stdout)
     expect(result.health).toMatchObject({ status: "pass" })
     expect(result.transfer.balanceCents).toBe(7_500)
   }, 240_000)

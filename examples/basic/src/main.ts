@@ -1,18 +1,21 @@
 import { PrismaPg } from "@prisma/adapter-pg"
 import { Database } from "@prisma-resilience/core"
-import { Config, Effect, Redacted } from "effect"
+import { Config, Effect, Layer, Redacted } from "effect"
 import { randomUUID } from "node:crypto"
 import { PrismaClient } from "./generated/prisma/client.js"
 
-// Declared once: every accessor below knows the client's type.
+// Declared once: the accessors below know the client's type.
 class Db extends Database.Tag("Db")<Db, PrismaClient>() {}
 
-// Warm-up: connects and probes before anything can use Db. Retry, timeout and
-// pool settings come from DB_* environment variables (defaults documented).
-const DbLive = Db.layerConfig({
-  client: (pool) =>
-    new PrismaClient({ adapter: new PrismaPg({ connectionString: Redacted.value(url), ...pool }) })
-})
+// The warm-up: connects and probes before anything can use Db. Retry, timeout
+// and pool settings come from the DB_* environment variables; `pool` carries
+// the pool ones, including a connect timeout.
+const DbLive = Layer.unwrapEffect(
+  Effect.map(Config.redacted("DATABASE_URL"), (url) =>
+    Db.layerConfig({
+      client: (pool) => new PrismaClient({ adapter: new PrismaPg({ ...pool, connectionString: Redacted.value(url) }) })
+    }))
+)
 
 const program = Effect.gen(function*() {
   const health = yield* Db.health

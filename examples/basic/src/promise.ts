@@ -6,11 +6,11 @@ import { PrismaClient } from "./generated/prisma/client.js"
 // The same warm-up, retry layer and health as the Effect API, for ordinary
 // async code: model calls keep Prisma's shape.
 const db = createResilientPrisma({
-  client: (pool) => new PrismaClient({ adapter: new PrismaPg({ connectionString: process.env.DATABASE_URL, ...pool }) })
+  client: (pool) => new PrismaClient({ adapter: new PrismaPg({ ...pool, connectionString: process.env.DATABASE_URL }) })
 })
 
 try {
-  await db.$ready()
+  const warmup = await db.$ready()
   const email = `${randomUUID()}@example.com`
   await db.account.create({ data: { email, balanceCents: 5_000 } })
   const account = await db.account.findUnique({ where: { email } })
@@ -19,7 +19,7 @@ try {
     return tx.account.update({ where: { email }, data: { balanceCents: current.balanceCents + 1_000 } })
   })
   const health = await db.$health()
-  console.log(JSON.stringify({ health, account, transfer }))
+  console.log(JSON.stringify({ warmup, health, account, transfer }))
 } finally {
   await db.$disconnect()
 }
