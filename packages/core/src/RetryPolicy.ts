@@ -160,10 +160,13 @@ export const continueAfter = <A, R>(
         retrySchedule.step(now, error, state),
         ([next, _delay, decision]): Effect.Effect<A, DatabaseError, R> => {
           if (ScheduleDecision.isDone(decision)) {
-            return Effect.zipRight(
-              Effect.logWarning(`${operation} attempt ${n}/${total} failed: ${describe(error)}, ${giveUpReason(error, n, now)}`),
-              Effect.fail(error)
-            )
+            // A non-retryable error (a unique violation, a missing row) is an
+            // answer of a working database, usually an expected outcome for the
+            // caller: not a failed attempt to warn about.
+            const log = error.safety === "never"
+              ? Effect.logDebug(`${operation} attempt ${n}/${total}: ${describe(error)}, ${giveUpReason(error, n, now)}`)
+              : Effect.logWarning(`${operation} attempt ${n}/${total} failed: ${describe(error)}, ${giveUpReason(error, n, now)}`)
+            return Effect.zipRight(log, Effect.fail(error))
           }
           if (budget !== undefined && !budget.allowsRetry()) {
             Metrics.retriesRefused.unsafeUpdate(1, Metrics.operationLabels(operation))

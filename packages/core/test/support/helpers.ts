@@ -36,10 +36,12 @@ export const databaseLayer = (
 /** Collects log messages instead of printing them. */
 export const captureLogs = () => {
   const lines: Array<string> = []
-  const logger = Logger.make(({ message }) => {
+  const levels: Array<string> = []
+  const logger = Logger.make(({ logLevel, message }) => {
     lines.push(Array.isArray(message) ? message.map(String).join(" ") : String(message))
+    levels.push(logLevel.label)
   })
-  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
+  return { lines, levels, layer: Logger.replace(Logger.defaultLogger, logger) }
 }
 
 export const Db = Database.forClient<PrismaClient>()
