@@ -28,17 +28,8 @@ const children = new Set<ChildProcess>()
 const redact = (text: string) => (cluster ? text.replaceAll(cluster.password, "***") : text)
 const tail = (text: string) => redact(text.split("\n").slice(-40).join("\n"))
 
-// Variables `npm test` sets for its own script would make the app's npm
-// believe it runs inside this repository's package.
-const baseEnv = (): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = { ...process.env, CHECKPOINT_DISABLE: "1", PRISMA_HIDE_UPDATE_MESSAGE: "1" }
-  for (const key of Object.keys(env)) {
-    if (/^(npm_(lifecycle_|package_|command$|config_local_prefix$|config_allow_scripts$)|INIT_CWD$)/i.test(key)) {
-      delete env[key]
-    }
-  }
-  return env
-}
+// Prisma's CLI would otherwise call home (update check, telemetry).
+const childEnv: NodeJS.ProcessEnv = { ...process.env, CHECKPOINT_DISABLE: "1", PRISMA_HIDE_UPDATE_MESSAGE: "1" }
 
 interface Output {
   readonly stdout: string
@@ -63,7 +54,7 @@ const run = (
   new Promise<Output>((resolve, reject) => {
     const child = spawn(command, args, {
       cwd: options.cwd,
-      env: options.env ?? baseEnv(),
+      env: options.env ?? childEnv,
       detached: true,
       stdio: ["ignore", "pipe", "pipe"]
     })
@@ -113,7 +104,7 @@ const npm = (args: ReadonlyArray<string>, timeoutMs: number) => run("npm", args,
 const npx = (args: ReadonlyArray<string>, timeoutMs: number, env?: NodeJS.ProcessEnv) =>
   run("npx", ["--no", "--", ...args], { cwd: app, timeoutMs, ...(env && { env }) })
 const node = (script: string) =>
-  run(process.execPath, [script], { cwd: app, timeoutMs: 30_000, env: { ...baseEnv(), DATABASE_URL: cluster!.url } })
+  run(process.execPath, [script], { cwd: app, timeoutMs: 30_000, env: { ...childEnv, DATABASE_URL: cluster!.url } })
 
 interface LsNode {
   readonly version?: string
@@ -208,7 +199,7 @@ describe("@prisma-resilience/core as installed from its tarball", { timeout: 60_
     // generation is WebAssembly; the schema engine it would download first is not needed
     await timed("prisma generate", () =>
       npx(["prisma", "generate"], 60_000, {
-        ...baseEnv(),
+        ...childEnv,
         PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath
       }))
     await timed("tsc", () => npx(["tsc", "-p", "."], 120_000))
@@ -217,8 +208,8 @@ describe("@prisma-resilience/core as installed from its tarball", { timeout: 60_
   }, 300_000)
 
   it("runs the Effect program against PostgreSQL: warm-up, health, a query, a transaction", async () => {
-    cluster = await timed("start PostgreSQL", async () =>
-      startCluster({ dataDir: await fsp.mkdtemp(path.join(os.tmpdir(), "core-artifact-db-")) }))
+    cluster = await timed("start PostgreSQL", () =>
+      startCluster({ dataDir: path.join(work, "postgres") }))
     const client = new pg.Client({ connectionString: cluster.url, connectionTimeoutMillis: 5_000 })
     await client.connect()
     try {
@@ -258,7 +249,7 @@ describe("@prisma-resilience/core as installed from its tarball", { timeout: 60_
   })
 
   it("keeps internals out of reach", async () => {
-    for (const specifier of ["@prisma-resilience/core/internal/Database.js", "@prisma-resilience/core/dist/index.js"]) {
+    for (const specifier of ["@prisma-resilience/core/internal/attempt.js", "@prisma-resilience/core/dist/index.js"]) {
       const probe = `import(${JSON.stringify(specifier)}).then(() => console.log("resolved"), (e) => console.log(e.code))`
       const { stdout } = await run(process.execPath, ["--input-type=module", "-e", probe], { cwd: app, timeoutMs: 15_000 })
       expect(stdout.trim(), specifier).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED")
