@@ -8,9 +8,9 @@
  * module reads its settings and publishes `db_circuit_state`.
  */
 import { Config, type MetricLabel } from "effect"
-import { positiveMs } from "./internal/config.js"
 import * as Kernel from "./kernel/circuitBreaker.js"
 import * as Metrics from "./Metrics.js"
+import * as Setting from "./Setting.js"
 
 export {
   type CircuitBreaker,
@@ -24,11 +24,11 @@ export {
 
 /** DB_CIRCUIT_FAILURE_THRESHOLD (default 5; 0 disables the breaker), DB_CIRCUIT_RESET_MS (default 2000) */
 export const config: Config.Config<Kernel.CircuitBreakerConfig> = Config.all({
-  failureThreshold: Config.integer("DB_CIRCUIT_FAILURE_THRESHOLD").pipe(
-    Config.validate({ message: "must be 0 (disabled) or a positive integer", validation: (n) => n >= 0 }),
-    Config.withDefault(Kernel.defaults.failureThreshold)
-  ),
-  resetTimeoutMs: positiveMs("DB_CIRCUIT_RESET_MS", Kernel.defaults.resetTimeoutMs)
+  failureThreshold: Setting.integer("DB_CIRCUIT_FAILURE_THRESHOLD", Kernel.defaults.failureThreshold, {
+    min: 0,
+    range: "0 (disabled) or a positive integer"
+  }),
+  resetTimeoutMs: Setting.milliseconds("DB_CIRCUIT_RESET_MS", Kernel.defaults.resetTimeoutMs)
 })
 
 /** A breaker whose state is published to `db_circuit_state` under `labels`. */

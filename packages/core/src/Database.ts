@@ -41,12 +41,12 @@ import {
   type Recover,
   recordDuration
 } from "./internal/attempt.js"
-import { positiveMs } from "./internal/config.js"
 import { kindOfMethod } from "./kernel/safety.js"
 import { redact } from "./kernel/redact.js"
 import * as Metrics from "./Metrics.js"
 import * as RetryBudget from "./RetryBudget.js"
 import * as RetryPolicy from "./RetryPolicy.js"
+import * as Setting from "./Setting.js"
 
 /** What the layer needs of a Prisma client; `PrismaClient` satisfies it. */
 export interface PrismaClientLike {
@@ -104,22 +104,19 @@ export const warmupDefaults: WarmupConfig = {
 
 /** DB_POOL_MAX, DB_CONNECT_TIMEOUT_MS, DB_POOL_IDLE_TIMEOUT_MS */
 export const poolConfig: Config.Config<PoolSettings> = Config.all({
-  max: Config.integer("DB_POOL_MAX").pipe(
-    Config.validate({ message: "must be a positive integer", validation: (n) => n > 0 }),
-    Config.withDefault(poolDefaults.max)
-  ),
-  connectionTimeoutMillis: positiveMs("DB_CONNECT_TIMEOUT_MS", poolDefaults.connectionTimeoutMillis),
-  idleTimeoutMillis: positiveMs("DB_POOL_IDLE_TIMEOUT_MS", poolDefaults.idleTimeoutMillis)
+  max: Setting.integer("DB_POOL_MAX", poolDefaults.max, { min: 1, range: "a positive integer" }),
+  connectionTimeoutMillis: Setting.milliseconds("DB_CONNECT_TIMEOUT_MS", poolDefaults.connectionTimeoutMillis),
+  idleTimeoutMillis: Setting.milliseconds("DB_POOL_IDLE_TIMEOUT_MS", poolDefaults.idleTimeoutMillis)
 })
 
 /** DB_WARMUP_TIMEOUT_MS, DB_WARMUP_ATTEMPT_TIMEOUT_MS, DB_WARMUP_BACKOFF_MS, DB_WARMUP_BACKOFF_MAX_MS, DB_HEALTH_TIMEOUT_MS, DB_SHUTDOWN_TIMEOUT_MS */
 export const warmupConfig: Config.Config<WarmupConfig> = Config.all({
-  timeoutMs: positiveMs("DB_WARMUP_TIMEOUT_MS", warmupDefaults.timeoutMs),
-  attemptTimeoutMs: positiveMs("DB_WARMUP_ATTEMPT_TIMEOUT_MS", warmupDefaults.attemptTimeoutMs),
-  backoffMs: positiveMs("DB_WARMUP_BACKOFF_MS", warmupDefaults.backoffMs),
-  backoffMaxMs: positiveMs("DB_WARMUP_BACKOFF_MAX_MS", warmupDefaults.backoffMaxMs),
-  healthTimeoutMs: positiveMs("DB_HEALTH_TIMEOUT_MS", warmupDefaults.healthTimeoutMs),
-  shutdownTimeoutMs: positiveMs("DB_SHUTDOWN_TIMEOUT_MS", warmupDefaults.shutdownTimeoutMs)
+  timeoutMs: Setting.milliseconds("DB_WARMUP_TIMEOUT_MS", warmupDefaults.timeoutMs),
+  attemptTimeoutMs: Setting.milliseconds("DB_WARMUP_ATTEMPT_TIMEOUT_MS", warmupDefaults.attemptTimeoutMs),
+  backoffMs: Setting.milliseconds("DB_WARMUP_BACKOFF_MS", warmupDefaults.backoffMs),
+  backoffMaxMs: Setting.milliseconds("DB_WARMUP_BACKOFF_MAX_MS", warmupDefaults.backoffMaxMs),
+  healthTimeoutMs: Setting.milliseconds("DB_HEALTH_TIMEOUT_MS", warmupDefaults.healthTimeoutMs),
+  shutdownTimeoutMs: Setting.milliseconds("DB_SHUTDOWN_TIMEOUT_MS", warmupDefaults.shutdownTimeoutMs)
 })
 
 export interface QueryOptions {

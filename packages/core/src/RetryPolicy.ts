@@ -22,9 +22,9 @@ import {
   type OperationKind,
   RetryConfigError
 } from "./Errors.js"
-import { positiveMs } from "./internal/config.js"
 import { attemptTimeout, defaults, maxAttempts, type RetryConfig, worstCase } from "./kernel/retryPolicy.js"
 import * as Metrics from "./Metrics.js"
+import * as Setting from "./Setting.js"
 
 export { attemptTimeout, defaults, maxAttempts, type RetryConfig, worstCase } from "./kernel/retryPolicy.js"
 
@@ -38,7 +38,10 @@ const delayList = (name: string) =>
       return delays.every((d, i) => parts[i] !== "" && Number.isInteger(d) && d >= 0)
         ? Either.right(delays)
         : Either.left(
-          ConfigError.InvalidData([], `expected comma-separated non-negative integers (ms) such as "500,1000", got "${raw}"`)
+          ConfigError.InvalidData(
+            [],
+            `must be comma-separated non-negative integers (ms) such as "500,1000", or "none"; got ${JSON.stringify(raw)}`
+          )
         )
     })
   )
@@ -50,13 +53,10 @@ const delayList = (name: string) =>
  */
 export const config: Config.Config<RetryConfig> = Config.all({
   delaysMs: delayList("DB_RETRY_DELAYS_MS").pipe(Config.withDefault(defaults.delaysMs)),
-  attemptTimeoutMs: positiveMs("DB_ATTEMPT_TIMEOUT_MS", defaults.attemptTimeoutMs),
-  requestBudgetMs: positiveMs("DB_REQUEST_BUDGET_MS", defaults.requestBudgetMs),
-  warmupWaitMs: Config.integer("DB_WARMUP_WAIT_MS").pipe(
-    Config.validate({ message: "must be a non-negative integer number of milliseconds", validation: (n) => n >= 0 }),
-    Config.withDefault(defaults.warmupWaitMs)
-  ),
-  jitter: Config.boolean("DB_RETRY_JITTER").pipe(Config.withDefault(defaults.jitter))
+  attemptTimeoutMs: Setting.milliseconds("DB_ATTEMPT_TIMEOUT_MS", defaults.attemptTimeoutMs),
+  requestBudgetMs: Setting.milliseconds("DB_REQUEST_BUDGET_MS", defaults.requestBudgetMs),
+  warmupWaitMs: Setting.milliseconds("DB_WARMUP_WAIT_MS", defaults.warmupWaitMs, 0),
+  jitter: Setting.boolean("DB_RETRY_JITTER", defaults.jitter)
 })
 
 /**

@@ -8,12 +8,26 @@
  */
 import { HttpApiBuilder, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Clock, Context, Duration, Effect, Layer } from "effect"
+import { Clock, Context, Data, Duration, Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import * as ApiLive from "./ApiLive.js"
 import * as Drain from "./internal/drain.js"
 import { Readiness } from "./Readiness.js"
 import * as ServerConfig from "./ServerConfig.js"
+
+/** The server could not listen on HOST:PORT; `message` says where and why (EADDRINUSE, EADDRNOTAVAIL, EACCES). */
+export class ListenError extends Data.TaggedError("ListenError")<{
+  readonly host: string
+  readonly port: number
+  readonly cause: unknown
+}> {
+  override get message() {
+    const cause = this.cause as { code?: unknown; message?: unknown } | undefined
+    const code = typeof cause?.code === "string" ? `${cause.code}: ` : ""
+    const reason = typeof cause?.message === "string" ? cause.message : String(this.cause)
+    return `cannot listen on ${this.host}:${this.port} (HOST, PORT): ${code}${reason}`
+  }
+}
 
 /** The running server, as `HttpServer` (whose address tells the port when PORT is 0). */
 export const layer = Layer.scoped(
@@ -24,7 +38,9 @@ export const layer = Layer.scoped(
     const server = createServer()
     const drain = Drain.track(server)
 
-    const platform = yield* Layer.build(NodeHttpServer.layer(() => server, { port: config.port, host: config.host }))
+    const platform = yield* Layer.build(NodeHttpServer.layer(() => server, { port: config.port, host: config.host })).pipe(
+      Effect.mapError((error) => new ListenError({ host: config.host, port: config.port, cause: error.cause }))
+    )
     yield* Layer.build(
       HttpApiBuilder.serve().pipe(
         Layer.provide(ApiLive.layer),

@@ -3,6 +3,7 @@
  * (retries, budget, warm-up, pool) are core's: see `RetryPolicy.config`,
  * `warmupConfig` and `poolConfig`.
  */
+import { Setting } from "@prisma-resilience/core"
 import { Config } from "effect"
 
 export interface ServerConfig {
@@ -20,23 +21,11 @@ export interface ServerConfig {
   readonly drainTimeoutMs: number
 }
 
-const nonNegative = (name: string, fallback: number) =>
-  Config.integer(name).pipe(
-    Config.validate({ message: "must be a non-negative integer", validation: (n) => n >= 0 }),
-    Config.withDefault(fallback)
-  )
-
 export const config: Config.Config<ServerConfig> = Config.all({
-  port: Config.integer("PORT").pipe(
-    Config.validate({ message: "must be a port number from 0 to 65535", validation: (n) => n >= 0 && n <= 65535 }),
-    Config.withDefault(3000)
-  ),
+  port: Setting.integer("PORT", 3000, { min: 0, max: 65535, range: "a port number from 0 to 65535" }),
   host: Config.string("HOST").pipe(Config.withDefault("0.0.0.0")),
-  maxBodyBytes: Config.integer("MAX_BODY_BYTES").pipe(
-    Config.validate({ message: "must be a positive integer", validation: (n) => n > 0 }),
-    Config.withDefault(65_536)
-  ),
-  retryAfterSeconds: nonNegative("RETRY_AFTER_SECONDS", 1),
-  shutdownDelayMs: nonNegative("SHUTDOWN_DELAY_MS", 0),
-  drainTimeoutMs: nonNegative("SHUTDOWN_DRAIN_MS", 10_000)
+  maxBodyBytes: Setting.integer("MAX_BODY_BYTES", 65_536, { min: 1, range: "a positive integer number of bytes" }),
+  retryAfterSeconds: Setting.integer("RETRY_AFTER_SECONDS", 1, { min: 0, range: "a non-negative integer number of seconds" }),
+  shutdownDelayMs: Setting.milliseconds("SHUTDOWN_DELAY_MS", 0, 0),
+  drainTimeoutMs: Setting.milliseconds("SHUTDOWN_DRAIN_MS", 10_000, 0)
 })

@@ -224,3 +224,43 @@ describe("SIGTERM with a request in flight", () => {
     })
   })
 })
+
+describe("settings and the listen address are checked before the server serves", () => {
+  // Never reached: every case must stop before the first connection attempt matters.
+  const unreachable = "postgresql://app:hunter2-secret@127.0.0.1:1/app"
+
+  it.each([
+    ["DB_CIRCUIT_FAILURE_THRESHOLD", "abc", "0 (disabled) or a positive integer"],
+    ["DB_RETRY_BUDGET_TOKEN_RATIO", "-1", "a number above 0 and at most 1"],
+    ["DB_RETRY_BUDGET_MAX_TOKENS", "abc", "0 (disabled) or a positive finite number"],
+    ["DB_RETRY_BUDGET_MAX_TOKENS", "Infinity", "0 (disabled) or a positive finite number"],
+    ["DB_CIRCUIT_RESET_MS", "0", "a positive integer number of milliseconds"],
+    ["DB_POOL_MAX", "ten", "a positive integer"],
+    ["DB_RETRY_JITTER", "maybe", "true or false"],
+    ["DB_RETRY_DELAYS_MS", "500,x", "comma-separated non-negative integers"],
+    ["SHUTDOWN_DRAIN_MS", "-5", "a non-negative integer number of milliseconds"],
+    ["PORT", "70000", "a port number from 0 to 65535"]
+  ])("%s=%s: exits non-zero naming the variable and its range, without listening", async (name, value, range) => {
+    const main = startMain({ DATABASE_URL: unreachable, [name]: value })
+    const code = await Promise.race([main.exit, new Promise<string>((resolve) => setTimeout(() => resolve("timeout"), 20_000))])
+    const log = main.lines.join("\n")
+    expect(code, log).not.toBe(0)
+    expect(code, log).not.toBe("timeout")
+    expect(log).toContain(name)
+    expect(log).toContain(range)
+    expect(log).toContain(JSON.stringify(value))
+    expect(log).not.toMatch(/Listening on/)
+    expect(log).not.toContain("hunter2-secret")
+  })
+
+  it("says which address it could not listen on, and why", async () => {
+    // TEST-NET-1 (RFC 5737) is assigned to no interface here: bind fails at once, nothing is sent.
+    const main = startMain({ DATABASE_URL: unreachable, HOST: "192.0.2.1" })
+    const code = await Promise.race([main.exit, new Promise<string>((resolve) => setTimeout(() => resolve("timeout"), 20_000))])
+    const log = main.lines.join("\n")
+    expect(code, log).not.toBe(0)
+    expect(code, log).not.toBe("timeout")
+    expect(log).toMatch(/ListenError: cannot listen on 192\.0\.2\.1:0 \(HOST, PORT\): EADDRNOTAVAIL/)
+    expect(log).not.toContain("An error has occurred")
+  })
+})
