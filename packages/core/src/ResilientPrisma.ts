@@ -1,0 +1,320 @@
+/**
+ * `createResilientPrisma`: the `Database` layer for ordinary Promise code. One
+ * `ManagedRuntime` holds the layer; every call is one request through the
+ * service it provides, so warm-up, retries, the request budget, the retry
+ * budget, the circuit breaker, metrics and health are the Effect API's own.
+ *
+ * ```ts
+ * const db = createResilientPrisma({ client: (pool) => new PrismaClient({ adapter: new PrismaPg({ connectionString, ...pool }) }) })
+ * await db.$ready()
+ * const account = await db.account.findUnique({ where: { id } })
+ * ```
+ */
+import { Cause, Context, Effect, Exit, ManagedRuntime, Option, Runtime } from "effect"
+import {
+  config as databaseConfig,
+  Database,
+  type DatabaseService,
+  type LayerOptions,
+  type PrismaClientLike,
+  type QueryOptions,
+  type Settings,
+  type TransactionClient,
+  type TransactionOptions,
+  type WarmupInfo
+} from "./Database.js"
+import {
+  ConnectionError,
+  type DatabaseError,
+  HealthError,
+  type HealthFailureReason,
+  type RetryConfigError,
+  WarmupError
+} from "./Errors.js"
+import { health, type HealthReport } from "./Health.js"
+import { redact } from "./kernel/redact.js"
+import * as Metrics from "./Metrics.js"
+import * as RetryPolicy from "./RetryPolicy.js"
+
+/** `Database.layer`'s options; settings not given are read from the `DB_*` variables. */
+export type ResilientPrismaOptions<C extends PrismaClientLike> = LayerOptions<C>
+
+/**
+ * The client's model delegates with their own signatures, each call one
+ * `Database.query`, plus the `$` methods below. A model call is lazy like
+ * Prisma's: nothing is sent until it is awaited. Field references (`fields`)
+ * and the fluent relation API (`findUnique(…).posts()`) need the client
+ * itself: use `$query`.
+ */
+export type ResilientPrisma<C extends PrismaClientLike> =
+  & { readonly [K in keyof C as K extends `$${string}` ? never : K extends string ? K : never]: Omit<C[K], "fields"> }
+  & {
+    /**
+     * Resolves once warm-up has finished; rejects with its `WarmupError`. After
+     * a failed warm-up, a call made `warmup.backoffMaxMs` later starts a new one.
+     */
+    readonly $ready: () => Promise<WarmupInfo>
+    /** `Database.query`: `f` receives the client and returns a Prisma promise. */
+    readonly $query: <A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) => Promise<A>
+    /** `Database.transaction`: run again whole on transaction conflicts. */
+    readonly $transaction: <A>(f: (tx: TransactionClient<C>) => Promise<A>, options?: TransactionOptions) => Promise<A>
+    readonly $queryRaw: C["$queryRaw"]
+    /** `health`, without waiting: rejects with `warming` until warm-up has finished. */
+    readonly $health: () => Promise<HealthReport>
+    /** Closes the layer's scope: disconnects within `warmup.shutdownTimeoutMs`; every later call rejects. */
+    readonly $disconnect: () => Promise<void>
+  }
+
+type Run = <A, E>(effect: Effect.Effect<A, E, Database>) => Promise<A>
+
+type Outcome<C> =
+  | { readonly _tag: "Warm"; readonly service: DatabaseService<C>; readonly run: Run }
+  | { readonly _tag: "Failed"; readonly error: unknown; readonly at: number }
+
+/** One build of the layer: a failed warm-up is followed by a new one, never reused. */
+interface Generation<C> {
+  readonly managed: ManagedRuntime.ManagedRuntime<Database, WarmupError | RetryConfigError>
+  readonly since: number
+  outcome: Outcome<C> | undefined
+  readonly settled: Promise<Outcome<C>>
+}
+
+// Promise callers get the typed error itself, never a FiberFailure wrapper;
+// a defect is rejected as the value that was thrown.
+const reason = (cause: Cause.Cause<unknown>): unknown =>
+  Option.getOrElse(Cause.failureOption(cause), () => Cause.squash(cause))
+
+const runner = (runtime: Runtime.Runtime<Database>): Run => {
+  const runCallback = Runtime.runCallback(runtime)
+  return (effect) =>
+    new Promise((resolve, reject) => {
+      runCallback(effect, { onExit: (exit) => Exit.isSuccess(exit) ? resolve(exit.value) : reject(reason(exit.cause)) })
+    })
+}
+
+// Read and checked once, at creation: the wait for warm-up needs the retry
+// policy before the layer exists, and a configuration that cannot work should
+// stop the app at start-up, not fail each call.
+const resolveSettings = <C extends PrismaClientLike>(options: LayerOptions<C>): Settings => {
+  const exit = Effect.runSyncExit(Effect.flatMap(databaseConfig, (base) => {
+    const settings: Settings = {
+      retry: { ...base.retry, ...options.retry },
+      warmup: { ...base.warmup, ...options.warmup },
+      pool: { ...base.pool, ...options.pool },
+      retryBudget: { ...base.retryBudget, ...options.retryBudget },
+      circuitBreaker: { ...base.circuitBreaker, ...options.circuitBreaker }
+    }
+    return Effect.as(RetryPolicy.validate(settings.retry), settings)
+  }))
+  if (Exit.isSuccess(exit)) return exit.value
+  const error = reason(exit.cause)
+  // RetryConfigError is an Error; a ConfigError is not: give it a stack and a message.
+  if (error instanceof Error) throw error
+  throw new Error(`invalid database configuration: ${String(error)}`, { cause: error })
+}
+
+/** A request that never reached the database: `attempt` 0, no attempt was made. */
+const notSent = (operation: string, code: string, message: string, cause: unknown, safety: DatabaseError["safety"]) =>
+  new ConnectionError({ operation, attempt: 0, safety, code, message, cause })
+
+const disconnected = (operation: string) =>
+  notSent(operation, "DISCONNECTED", "the client was disconnected ($disconnect)", undefined, "never")
+
+const describeFailure = (error: unknown) => redact(error instanceof Error ? error.message : String(error))
+
+// Before-send: nothing reached the database, and a later call starts a new warm-up.
+const warmupFailed = (operation: string, error: unknown) =>
+  error instanceof WarmupError
+    ? notSent(operation, "WARMUP_FAILED", `the database is not ready: ${error.message}`, error, "before-send")
+    : error
+
+const healthFailure = (reason: HealthFailureReason, message: string, cause?: DatabaseError): Promise<never> => {
+  Metrics.healthChecks.unsafeUpdate(1, Metrics.resultLabels(reason))
+  Effect.runFork(Effect.logInfo(`Health check failed: ${reason}: ${message}`))
+  return Promise.reject(new HealthError({ reason, message, latencyMs: undefined, warmupMs: undefined, cause }))
+}
+
+/**
+ * A Prisma-style promise: the request starts on the first `then`, so a model
+ * call that is never awaited sends nothing and cannot reject unobserved.
+ */
+class LazyRequest<A> implements PromiseLike<A> {
+  get [Symbol.toStringTag]() {
+    return "PrismaPromise" as const
+  }
+  #started: Promise<A> | undefined
+  constructor(private readonly start: () => Promise<A>) {}
+  then<R1 = A, R2 = never>(
+    onfulfilled?: ((value: A) => R1 | PromiseLike<R1>) | null,
+    onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null
+  ): Promise<R1 | R2> {
+    return (this.#started ??= this.start()).then(onfulfilled, onrejected)
+  }
+  catch<R = never>(onrejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<A | R> {
+    return this.then(undefined, onrejected)
+  }
+  finally(onfinally?: (() => void) | null): Promise<A> {
+    return (this.#started ??= this.start()).finally(onfinally)
+  }
+}
+
+type Method = (...args: Array<unknown>) => PromiseLike<unknown>
+
+export const createResilientPrisma = <C extends PrismaClientLike>(
+  options: ResilientPrismaOptions<C>
+): ResilientPrisma<C> => {
+  const settings = resolveSettings(options)
+  const layer = Database.layer({ ...options, ...settings })
+  let closed = false
+  let disconnecting: Promise<void> | undefined
+
+  const start = (): Generation<C> => {
+    const managed = ManagedRuntime.make(layer)
+    const generation: Generation<C> = {
+      managed,
+      since: Date.now(),
+      outcome: undefined,
+      // Started now, so that the first request usually finds a warm database;
+      // runPromiseExit never rejects, so a failed warm-up nobody awaits is no
+      // unhandled rejection.
+      settled: Effect.runPromiseExit(managed).then((exit) => {
+        if (Exit.isSuccess(exit)) {
+          generation.outcome = { _tag: "Warm", service: Context.get(exit.value.context, Database), run: runner(exit.value) }
+        } else {
+          generation.outcome = { _tag: "Failed", error: reason(exit.cause), at: Date.now() }
+          Effect.runFork(managed.disposeEffect)
+        }
+        return generation.outcome
+      })
+    }
+    return generation
+  }
+  let current = start()
+
+  // A failed warm-up is retried by the next call, but not sooner than the
+  // warm-up's capped backoff: a database refusing every connection should
+  // see at most one warm-up per `backoffMaxMs`, whatever the request rate.
+  const generation = (): Generation<C> => {
+    const outcome = current.outcome
+    if (outcome?._tag === "Failed" && Date.now() - outcome.at >= settings.warmup.backoffMaxMs) current = start()
+    return current
+  }
+
+  const awaitWarm = (operation: string, waitMs: number): Promise<Extract<Outcome<C>, { _tag: "Warm" }>> => {
+    const waiting = generation()
+    if (waiting.outcome?._tag === "Failed") return Promise.reject(warmupFailed(operation, waiting.outcome.error))
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() =>
+        reject(notSent(
+          operation,
+          "WARMUP_WAIT",
+          `the database is not ready yet: warm-up still running after waiting ${waitMs} ms`,
+          undefined,
+          "before-send"
+        )), waitMs)
+      waiting.settled.then((outcome) => {
+        clearTimeout(timer)
+        if (closed) reject(disconnected(operation))
+        else if (outcome._tag === "Warm") resolve(outcome)
+        else reject(warmupFailed(operation, outcome.error))
+      })
+    })
+  }
+
+  // One call is one request: during warm-up it waits at most `warmupWaitMs`,
+  // and its deadline counts from the call, not from the end of the wait.
+  const request = <A>(
+    operation: string,
+    retry: Partial<RetryPolicy.RetryConfig> | undefined,
+    effect: (db: DatabaseService<C>) => Effect.Effect<A, DatabaseError>
+  ): Promise<A> => {
+    if (closed) return Promise.reject(disconnected(operation))
+    const outcome = current.outcome
+    if (outcome?._tag === "Warm") return outcome.run(effect(outcome.service))
+    const started = Date.now()
+    const budgetMs = retry?.requestBudgetMs ?? settings.retry.requestBudgetMs
+    const waitMs = Math.min(retry?.warmupWaitMs ?? settings.retry.warmupWaitMs, budgetMs)
+    return awaitWarm(operation, waitMs).then((warm) =>
+      warm.run(Effect.locally(effect(warm.service), RetryPolicy.currentDeadline, started + budgetMs))
+    )
+  }
+
+  const query = <A>(f: (client: C) => PromiseLike<A>, queryOptions: QueryOptions | undefined) =>
+    request(queryOptions?.operation ?? "query", queryOptions?.retry, (db) => db.query(f, queryOptions))
+
+  const modelView = (model: string) => {
+    const methods = new Map<string, Method>()
+    return new Proxy({}, {
+      get(_, method) {
+        if (typeof method !== "string" || method === "then" || method === "fields") return undefined
+        let call = methods.get(method)
+        if (call === undefined) {
+          // Built once per model and method: a call allocates only its request.
+          const queryOptions: QueryOptions = { operation: `${model}.${method}` }
+          call = (...args) =>
+            new LazyRequest(() =>
+              query((client) => (client as unknown as Record<string, Record<string, Method>>)[model]![method]!(...args), queryOptions)
+            )
+          methods.set(method, call)
+        }
+        return call
+      }
+    })
+  }
+
+  const rawQueryOptions: QueryOptions = { operation: "$queryRaw" }
+  const methods = {
+    $ready: (): Promise<WarmupInfo> => {
+      if (closed) return Promise.reject(disconnected("$ready"))
+      return generation().settled.then((outcome) => {
+        if (closed) throw disconnected("$ready")
+        if (outcome._tag === "Failed") throw outcome.error
+        return outcome.service.warmup
+      })
+    },
+    $query: <A>(f: (client: C) => PromiseLike<A>, queryOptions?: QueryOptions) => query(f, queryOptions),
+    $transaction: <A>(f: (tx: TransactionClient<C>) => Promise<A>, txOptions?: TransactionOptions) =>
+      request(txOptions?.operation ?? "$transaction", txOptions?.retry, (db) => db.transaction(f, txOptions)),
+    $queryRaw: (...args: Array<unknown>) =>
+      new LazyRequest(() => query((client) => (client.$queryRaw as unknown as Method)(...args), rawQueryOptions)),
+    $health: (): Promise<HealthReport> => {
+      if (closed) return healthFailure("shutting_down", "the client was disconnected ($disconnect)")
+      const checked = generation()
+      const outcome = checked.outcome
+      if (outcome === undefined) {
+        return healthFailure("warming", `database warm-up in progress for ${Date.now() - checked.since} ms`)
+      }
+      if (outcome._tag === "Failed") {
+        return healthFailure(
+          "unreachable",
+          describeFailure(outcome.error),
+          outcome.error instanceof WarmupError ? outcome.error.cause : undefined
+        )
+      }
+      return outcome.run(health)
+    },
+    $disconnect: (): Promise<void> => {
+      if (disconnecting === undefined) {
+        closed = true
+        // Interrupts a warm-up still running; failed generations were disposed already.
+        disconnecting = current.managed.dispose()
+      }
+      return disconnecting
+    }
+  }
+
+  const models = new Map<string, object>()
+  return new Proxy(methods, {
+    get(target, key) {
+      if (typeof key !== "string" || key in target || key.startsWith("$") || key === "then") {
+        return Reflect.get(target, key)
+      }
+      let model = models.get(key)
+      if (model === undefined) {
+        model = modelView(key)
+        models.set(key, model)
+      }
+      return model
+    }
+  }) as unknown as ResilientPrisma<C>
+}
