@@ -41,6 +41,7 @@ import {
   type Recover,
   recordDuration
 } from "./internal/attempt.js"
+import { isPoolWait } from "./kernel/classify.js"
 import { kindOfMethod } from "./kernel/safety.js"
 import { redact } from "./kernel/redact.js"
 import * as Metrics from "./Metrics.js"
@@ -373,10 +374,19 @@ const makeWith = <C extends PrismaClientLike>(
       Runtime.runFork(runtime)(
         (to === "closed" ? Effect.logInfo : Effect.logWarning)(`Circuit breaker ${from} → ${to}: ${reason}`)
       )
+    const poolStats = options.poolStats
     const guard: Guard = {
       budget: RetryBudget.make(settings.retryBudget, labels),
       breaker: CircuitBreaker.make(settings.circuitBreaker, logTransition, labels),
-      clock: yield* Effect.clock
+      clock: yield* Effect.clock,
+      overloaded: (error) => {
+        if (!isPoolWait(error.code)) return false
+        // Prisma's P2024 is a pool wait by definition; pg-pool's message is
+        // also what a slow new connection gives, so the counts decide.
+        if (error.code === "P2024") return true
+        const stats = poolStats?.(client)
+        return stats !== undefined && (stats.totalCount >= pool.max || stats.waitingCount > 0)
+      }
     }
 
     const readStats = Effect.sync(() => (options.poolStats ? options.poolStats(client) : undefined))
@@ -440,7 +450,7 @@ const makeWith = <C extends PrismaClientLike>(
         return RetryPolicy.continueAfter(
           error,
           ({ attempt: n, timeoutMs }) => attempt(n, () => f(client as unknown as C2), timeoutMs),
-          { config, operation: name, kind, deadlineMs, budget: guard.budget }
+          { config, operation: name, kind, deadlineMs, budget: guard.budget, overloaded: guard.overloaded }
         ).pipe(Effect.tapError(() => Effect.sync(() => recordDuration(name, started))))
       }
       const firstAttempt = attempt(1, () => first, RetryPolicy.attemptTimeout(config, deadlineMs, now), afterFirstFailure)
@@ -475,7 +485,8 @@ const makeWith = <C extends PrismaClientLike>(
           config,
           operation: name,
           kind: txOptions?.idempotent ? "idempotent-write" : "transaction",
-          budget: guard.budget
+          budget: guard.budget,
+          overloaded: guard.overloaded
         }).pipe(
           Effect.tapError(() => Effect.sync(() => recordDuration(name, started))),
           Effect.withSpan("Database.transaction", { attributes: { "db.operation": name } })

@@ -129,6 +129,8 @@ export interface RetryContext extends RetryOptions {
   readonly deadlineMs: number
   /** the shared retry budget, consulted before each retry the schedule allows */
   readonly budget?: { readonly allowsRetry: () => boolean } | undefined
+  /** whether the error was a wait for a connection of a pool that is full now: retrying would queue again */
+  readonly overloaded?: ((error: DatabaseError) => boolean) | undefined
 }
 
 const describe = (error: DatabaseError): string =>
@@ -144,7 +146,7 @@ export const continueAfter = <A, R>(
   attempt: (info: AttemptInfo) => Effect.Effect<A, DatabaseError, R>,
   context: RetryContext
 ): Effect.Effect<A, DatabaseError, R> => {
-  const { budget, config, deadlineMs, kind, operation } = context
+  const { budget, config, deadlineMs, kind, operation, overloaded } = context
   const total = maxAttempts(config)
   const retrySchedule = schedule(config, { kind, deadlineMs })
   const giveUpReason = (error: DatabaseError, n: number, now: number): string => {
@@ -167,6 +169,14 @@ export const continueAfter = <A, R>(
               ? Effect.logDebug(`${operation} attempt ${n}/${total}: ${describe(error)}, ${giveUpReason(error, n, now)}`)
               : Effect.logWarning(`${operation} attempt ${n}/${total} failed: ${describe(error)}, ${giveUpReason(error, n, now)}`)
             return Effect.zipRight(log, Effect.fail(error))
+          }
+          if (overloaded?.(error)) {
+            return Effect.zipRight(
+              Effect.logWarning(
+                `${operation} attempt ${n}/${total} failed: ${describe(error)}, not retried: the connection pool is full (the process is overloaded)`
+              ),
+              Effect.fail(error)
+            )
           }
           if (budget !== undefined && !budget.allowsRetry()) {
             Metrics.retriesRefused.unsafeUpdate(1, Metrics.operationLabels(operation))
@@ -197,7 +207,7 @@ export const continueAfter = <A, R>(
  */
 export const retry = <A, R>(
   attempt: (info: AttemptInfo) => Effect.Effect<A, DatabaseError, R>,
-  options: RetryOptions & Pick<RetryContext, "budget">
+  options: RetryOptions & Pick<RetryContext, "budget" | "overloaded">
 ): Effect.Effect<A, DatabaseError, R> =>
   Effect.withFiberRuntime((fiber) => {
     const now = fiber.currentDefaultServices.unsafeMap.get(Clock.Clock.key).unsafeCurrentTimeMillis()

@@ -74,6 +74,8 @@ export interface Guard {
   readonly budget: RetryBudget.RetryBudget
   readonly breaker: CircuitBreaker.CircuitBreaker
   readonly clock: Clock.Clock
+  /** whether `error` is a wait for a connection of a pool that is full now: the process is overloaded */
+  readonly overloaded: (error: DatabaseError) => boolean
 }
 
 const settleSuccess = (context: AttemptContext) => {
@@ -86,6 +88,9 @@ const settleFailure = (context: AttemptContext, error: DatabaseError) => {
   // from a working database: contention must neither drain the budget nor open
   // the circuit.
   if (error.safety === "never" || error.safety === "transaction") return settleSuccess(context)
+  // The query never reached the database: its pool was full. Overload is the
+  // caller's to shed (503 + Retry-After), not a reason to open the circuit.
+  if (context.guard.overloaded(error)) return context.guard.breaker.onNeutral(context.permit)
   context.guard.budget.onFailure()
   context.guard.breaker.onFailure(context.guard.clock.unsafeCurrentTimeMillis(), context.permit, error._tag)
 }

@@ -46,6 +46,12 @@ export interface CircuitBreaker {
   readonly onSuccess: (now: number, permit: Permit) => void
   /** the attempt failed with an error of the retryable kind */
   readonly onFailure: (now: number, permit: Permit, error: string) => void
+  /**
+   * The attempt ended without saying anything about the database (it never
+   * got a connection from a full pool): the count stays as it was, and a
+   * half-open probe's slot is freed for the next caller.
+   */
+  readonly onNeutral: (permit: Permit) => void
 }
 
 const ALLOWED: Permit = { _tag: "Allowed", probe: false }
@@ -96,6 +102,9 @@ export const make = (
         probeInFlight = false
         move("closed", "the probe succeeded")
       }
+    },
+    onNeutral: (permit) => {
+      if (permit._tag === "Allowed" && permit.probe) probeInFlight = false
     },
     onFailure: (now, permit, error) => {
       if (!enabled) return

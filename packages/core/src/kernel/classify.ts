@@ -14,9 +14,21 @@ export type ErrorTag = "ConnectionError" | "EmptyResponseError" | "TimeoutError"
 export interface Verdict {
   readonly tag: ErrorTag
   readonly safety: RetrySafety
+  /** the code to report when the error itself carries none */
+  readonly code?: string
 }
 
-const verdict = (tag: ErrorTag, safety: RetrySafety): Verdict => ({ tag, safety })
+const verdict = (tag: ErrorTag, safety: RetrySafety, code?: string): Verdict =>
+  code === undefined ? { tag, safety } : { tag, safety, code }
+
+/**
+ * Waiting for a pooled connection timed out (Prisma's P2024, or pg-pool's
+ * message): with a full pool that is the process's own overload, not the
+ * database failing, so it must neither open the circuit nor be retried into
+ * the same full queue.
+ */
+export const POOL_ACQUIRE_TIMEOUT = "POOL_ACQUIRE_TIMEOUT"
+export const isPoolWait = (code: string | undefined): boolean => code === "P2024" || code === POOL_ACQUIRE_TIMEOUT
 
 /** Prisma 7 driver-adapter error kinds (`meta.driverAdapterError.cause.kind`). */
 const adapterKinds: Readonly<Record<string, Verdict>> = {
@@ -88,7 +100,9 @@ const messagePatterns: ReadonlyArray<readonly [RegExp, Verdict]> = [
   [/Can't reach database server/i, verdict("ConnectionError", "before-send")],
   [/Response from the Engine was empty/i, verdict("EmptyResponseError", "ambiguous")],
   [/Timed out fetching a new connection/i, verdict("TimeoutError", "before-send")],
-  [/timeout exceeded when trying to connect/i, verdict("TimeoutError", "before-send")],
+  // pg-pool's own timer: a wait for a free client of a full pool, or a new
+  // connection that took too long; the pool's counts tell which.
+  [/timeout exceeded when trying to connect/i, verdict("TimeoutError", "before-send", POOL_ACQUIRE_TIMEOUT)],
   [/Connection terminated due to connection timeout/i, verdict("TimeoutError", "before-send")],
   [/Connection terminated unexpectedly/i, verdict("ConnectionError", "ambiguous")],
   [/Client has encountered a connection error and is not queryable/i, verdict("ConnectionError", "ambiguous")],
@@ -150,7 +164,7 @@ const read = (error: unknown, depth: number): Signals => {
   const message = str(prop(error, "message"))
   if (message !== undefined) {
     for (const [pattern, v] of messagePatterns) {
-      if (pattern.test(message)) return { verdict: v, code }
+      if (pattern.test(message)) return { verdict: v, code: code ?? v.code }
     }
   }
 

@@ -5,7 +5,7 @@
  * binding to another Effect major (or to no Effect at all) reuses these.
  */
 export * as CircuitBreaker from "./circuitBreaker.js"
-export { diagnose, type Diagnosis, type ErrorTag, type Verdict } from "./classify.js"
+export { diagnose, type Diagnosis, type ErrorTag, isPoolWait, POOL_ACQUIRE_TIMEOUT, type Verdict } from "./classify.js"
 export { redact, summarize } from "./redact.js"
 export * as RetryBudget from "./retryBudget.js"
 export * as RetryPolicy from "./retryPolicy.js"
