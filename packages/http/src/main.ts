@@ -30,4 +30,16 @@ export const main = Effect.gen(function*() {
   return yield* Effect.never
 }).pipe(Effect.scoped)
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) NodeRuntime.runMain(main)
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  // Ctrl-C under `npm start` delivers SIGINT twice (the terminal signals the
+  // whole process group, and npm forwards its own). runMain stops listening
+  // after the first, and a second, unheard, would kill node mid-drain (exit
+  // 130): while the ordered shutdown runs, repeats are only noted.
+  let shutdownSignals = 0
+  const repeat = (signal: NodeJS.Signals) => {
+    if (shutdownSignals++ > 0) console.info(`${signal} again: already shutting down in order`)
+  }
+  process.on("SIGINT", repeat)
+  process.on("SIGTERM", repeat)
+  NodeRuntime.runMain(main)
+}

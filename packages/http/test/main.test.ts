@@ -264,3 +264,29 @@ describe("settings and the listen address are checked before the server serves",
     expect(log).not.toContain("An error has occurred")
   })
 })
+
+describe("Ctrl-C under npm start", () => {
+  let cluster: Cluster
+
+  beforeAll(async () => {
+    cluster = await startDatabase()
+  })
+
+  afterAll(async () => {
+    await cluster?.destroy()
+  })
+
+  it("a doubled SIGINT (terminal and npm) still stops in order and exits 0", async () => {
+    const main = startMain({ DATABASE_URL: cluster.url })
+    await withLog(main, async () => {
+      const baseUrl = await main.baseUrl
+      await eventually(async () => (await fetch(`${baseUrl}/health`)).status === 200, 300)
+      main.child.kill("SIGINT")
+      await new Promise((resolve) => setTimeout(resolve, 5))
+      main.child.kill("SIGINT")
+      expect(await main.exit).toBe(0)
+      const order = [/Shutting down/, /HTTP server closed/, /Database disconnected/].map((pattern) => indexOf(main.lines, pattern))
+      expect(order).toEqual([...order].sort((a, b) => a - b))
+    })
+  })
+})
