@@ -124,7 +124,7 @@ describe("npm start without DATABASE_URL", () => {
     if (dataDir !== undefined) await fsp.rm(dataDir, { recursive: true, force: true })
   })
 
-  it("starts an embedded PostgreSQL, migrates, serves, and stops it all on SIGTERM with exit code 0", async () => {
+  it("starts an embedded PostgreSQL, migrates, serves, restarts it when it dies, and stops it all on SIGTERM with exit code 0", async () => {
     const main = startMain({ DATA_DIR: dataDir })
     await withLog(main, async () => {
       const baseUrl = await main.baseUrl
@@ -135,8 +135,20 @@ describe("npm start without DATABASE_URL", () => {
         body: JSON.stringify({ reference: "PO-MAIN-1", totalCents: 1 })
     })
     expect(created.status).toBe(201)
+    const crashed = postmasterOf(dataDir)
+    expect(crashed).toBeTypeOf("number")
+
+    // A postmaster that dies is started again; the acknowledged order survives (fsync on).
+    process.kill(crashed!, "SIGKILL")
+    const restarted = /Embedded PostgreSQL listening again on 127\.0\.0\.1:\d+ \(restarted in \d+ ms\)/
+    await eventually(async () => {
+      const again = postmasterOf(dataDir)
+      return again !== undefined && again !== crashed && main.lines.some((line) => restarted.test(line)) &&
+        (await fetch(`${baseUrl}/health`)).status === 200
+    }, 200, 100)
+    const { id } = (await created.json()) as { id: string }
+    expect((await fetch(`${baseUrl}/purchase-orders/${id}`)).status).toBe(200)
     const postmaster = postmasterOf(dataDir)
-    expect(postmaster).toBeTypeOf("number")
 
     main.child.kill("SIGTERM")
     expect(await main.exit).toBe(0)

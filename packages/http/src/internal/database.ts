@@ -5,7 +5,7 @@
  * development convenience: its code is loaded only when `DATABASE_URL` is not
  * set, so a deployment never loads it.
  */
-import { Clock, Config, Data, Effect, Option, Redacted } from "effect"
+import { Clock, Config, Data, Duration, Effect, Option, Redacted, Schedule } from "effect"
 import path from "node:path"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{ readonly message: string }> {}
@@ -40,6 +40,28 @@ export const embedded = Effect.gen(function*() {
       )
   )
   yield* Effect.forEach(notes, (note) => Effect.logWarning(note), { discard: true })
+  // The service is only as up as its database: a postmaster that died (OOM
+  // killer, a stray kill) is started again on the same port and data, and the
+  // layer's retries and breaker carry the requests across. Interrupted when
+  // the scope closes, before the release above stops the server on purpose.
+  yield* Effect.forkScoped(
+    Effect.repeat(
+      Effect.suspend(() =>
+        cluster.running ? Effect.void : Effect.gen(function*() {
+          yield* Effect.logWarning("Embedded PostgreSQL is not running; starting it again")
+          const restarted = yield* Clock.currentTimeMillis
+          yield* Effect.tryPromise(() => cluster.start()).pipe(
+            Effect.zipRight(
+              Effect.flatMap(Clock.currentTimeMillis, (now) =>
+                Effect.logInfo(`Embedded PostgreSQL listening again on ${cluster.host}:${cluster.port} (restarted in ${now - restarted} ms)`))
+            ),
+            Effect.catchAll((error) => Effect.logError(`Embedded PostgreSQL did not start again: ${message(error.error)}`))
+          )
+        })
+      ),
+      Schedule.spaced(Duration.seconds(1))
+    )
+  )
   const took = (yield* Clock.currentTimeMillis) - started
   yield* Effect.logInfo(`Embedded PostgreSQL listening on ${cluster.host}:${cluster.port} (started in ${took} ms)`)
   return Redacted.make(cluster.url)
