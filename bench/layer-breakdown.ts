@@ -4,6 +4,7 @@
 //
 //   npx tsx bench/layer-breakdown.ts [calls=4000]
 import { CircuitBreaker, Database, RetryBudget, RetryPolicy } from "@prisma-resilience/core"
+import { QueryHealth } from "@prisma-resilience/core/kernel"
 import { startCluster } from "@prisma-resilience/devdb"
 import { applyMigrations, makePrismaClient, type PrismaClient } from "@prisma-resilience/http/db"
 import { Clock, Effect, Logger, LogLevel } from "effect"
@@ -23,7 +24,7 @@ const main = async () => {
     const order = await prisma.purchaseOrder.create({ data: { reference: "breakdown", totalCents: 1 } })
     const Db = Database.forClient<PrismaClient>()
     const layer = Db.layer({ client: () => prisma, retry: RetryPolicy.defaults })
-    const guard = { budget: RetryBudget.make(), breaker: CircuitBreaker.make(), clock: Clock.make(), overloaded: () => false }
+    const guard = { budget: RetryBudget.make(), breaker: CircuitBreaker.make(), clock: Clock.make(), overloaded: () => false, queryHealth: QueryHealth.make() }
     const find = () => prisma.purchaseOrder.findUnique({ where: { id: order.id } })
     const operation = "purchaseOrder.findUnique"
     const samples = new Map<string, Array<number>>()
