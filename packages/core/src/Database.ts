@@ -42,6 +42,7 @@ import {
   recordDuration
 } from "./internal/attempt.js"
 import { isPoolWait } from "./kernel/classify.js"
+import * as QueryHealth from "./kernel/queryHealth.js"
 import { kindOfMethod } from "./kernel/safety.js"
 import { redact } from "./kernel/redact.js"
 import * as Metrics from "./Metrics.js"
@@ -180,6 +181,8 @@ export interface DatabaseService<C = any> {
   readonly circuit: Effect.Effect<{ readonly state: CircuitBreaker.State; readonly retryAfterMs: number }>
   /** Tokens left in the shared retry budget. */
   readonly retryBudgetTokens: Effect.Effect<number>
+  /** Why the queries are not working now (consecutive failures, a stall), or undefined. */
+  readonly queryPath: Effect.Effect<QueryHealth.Degraded | undefined>
 }
 
 export interface LayerOptions<C extends PrismaClientLike> {
@@ -198,7 +201,22 @@ export interface LayerOptions<C extends PrismaClientLike> {
   readonly pool?: Partial<PoolSettings>
   readonly retryBudget?: Partial<RetryBudget.RetryBudgetConfig>
   readonly circuitBreaker?: Partial<CircuitBreaker.CircuitBreakerConfig>
+  readonly health?: Partial<HealthConfig>
 }
+
+/** What health learns from the queries themselves (see `kernel/queryHealth`). */
+export type HealthConfig = QueryHealth.QueryHealthConfig
+
+export const healthDefaults: HealthConfig = QueryHealth.defaults
+
+/** DB_HEALTH_FAILED_QUERIES (default 3; 0 disables), DB_HEALTH_STALL_MS (default 1000; 0 disables) */
+export const healthConfig: Config.Config<HealthConfig> = Config.all({
+  failedQueries: Setting.integer("DB_HEALTH_FAILED_QUERIES", healthDefaults.failedQueries, {
+    min: 0,
+    range: "0 (disabled) or a positive integer"
+  }),
+  stallMs: Setting.milliseconds("DB_HEALTH_STALL_MS", healthDefaults.stallMs, 0)
+})
 
 /** Every setting of a `Database`, resolved. */
 export interface Settings {
@@ -207,6 +225,7 @@ export interface Settings {
   readonly pool: PoolSettings
   readonly retryBudget: RetryBudget.RetryBudgetConfig
   readonly circuitBreaker: CircuitBreaker.CircuitBreakerConfig
+  readonly health: HealthConfig
 }
 
 export const defaults: Settings = {
@@ -214,7 +233,8 @@ export const defaults: Settings = {
   warmup: warmupDefaults,
   pool: poolDefaults,
   retryBudget: RetryBudget.defaults,
-  circuitBreaker: CircuitBreaker.defaults
+  circuitBreaker: CircuitBreaker.defaults,
+  health: healthDefaults
 }
 
 /** Every `DB_*` setting, read from the environment and checked, with the documented defaults. */
@@ -223,15 +243,18 @@ export const config: Config.Config<Settings> = Config.all({
   warmup: warmupConfig,
   pool: poolConfig,
   retryBudget: RetryBudget.config,
-  circuitBreaker: CircuitBreaker.config
+  circuitBreaker: CircuitBreaker.config,
+  health: healthConfig
 })
 
-const resolve = <C extends PrismaClientLike>(options: LayerOptions<C>, base: Settings): Settings => ({
+/** The settings of `options`, with `base` for every one not given. */
+export const resolveSettings = <C extends PrismaClientLike>(options: LayerOptions<C>, base: Settings): Settings => ({
   retry: { ...base.retry, ...options.retry },
   warmup: { ...base.warmup, ...options.warmup },
   pool: { ...base.pool, ...options.pool },
   retryBudget: { ...base.retryBudget, ...options.retryBudget },
-  circuitBreaker: { ...base.circuitBreaker, ...options.circuitBreaker }
+  circuitBreaker: { ...base.circuitBreaker, ...options.circuitBreaker },
+  health: { ...base.health, ...options.health }
 })
 
 // The default tracer is Effect's own; while it is in place nobody collects
@@ -379,6 +402,7 @@ const makeWith = <C extends PrismaClientLike>(
       budget: RetryBudget.make(settings.retryBudget, labels),
       breaker: CircuitBreaker.make(settings.circuitBreaker, logTransition, labels),
       clock: yield* Effect.clock,
+      queryHealth: QueryHealth.make(settings.health),
       overloaded: (error) => {
         if (!isPoolWait(error.code)) return false
         // Prisma's P2024 is a pool wait by definition; pg-pool's message is
@@ -519,7 +543,8 @@ const makeWith = <C extends PrismaClientLike>(
         const now = guard.clock.unsafeCurrentTimeMillis()
         return { state: guard.breaker.state(now), retryAfterMs: Math.max(0, guard.breaker.retryAfterMs(now)) }
       }),
-      retryBudgetTokens: Effect.sync(() => guard.budget.tokens())
+      retryBudgetTokens: Effect.sync(() => guard.budget.tokens()),
+      queryPath: Effect.sync(() => guard.queryHealth.degraded(guard.clock.unsafeCurrentTimeMillis()))
     }
     queriesIn.set(service, queryIn)
     return service
@@ -532,13 +557,13 @@ const makeWith = <C extends PrismaClientLike>(
 export const make = <C extends PrismaClientLike>(
   options: LayerOptions<C>
 ): Effect.Effect<DatabaseService<C>, WarmupError | RetryConfigError, Scope.Scope> =>
-  makeWith(options, resolve(options, defaults), options.name ?? defaultName)
+  makeWith(options, resolveSettings(options, defaults), options.name ?? defaultName)
 
 /** `make`, with the settings not given read through `Config` (the `DB_*` variables, see `config`). */
 export const makeConfig = <C extends PrismaClientLike>(
   options: LayerOptions<C>
 ): Effect.Effect<DatabaseService<C>, WarmupError | RetryConfigError | ConfigError.ConfigError, Scope.Scope> =>
-  Effect.flatMap(config, (base) => makeWith(options, resolve(options, base), options.name ?? defaultName))
+  Effect.flatMap(config, (base) => makeWith(options, resolveSettings(options, base), options.name ?? defaultName))
 
 type QueryIn = <C, A>(
   fiber: Fiber.RuntimeFiber<unknown, unknown>,

@@ -77,7 +77,11 @@ export class RetryConfigError extends Data.TaggedError("RetryConfigError")<{
   readonly message: string
 }> {}
 
-export type HealthFailureReason = "warming" | "unreachable" | "timeout" | "shutting_down" | "circuit_open"
+/**
+ * Why health failed: `degraded` means `SELECT 1` may pass but the queries
+ * themselves are failing or stalled (a lock, a missing table, a full pool).
+ */
+export type HealthFailureReason = "warming" | "unreachable" | "timeout" | "shutting_down" | "circuit_open" | "degraded"
 
 export class HealthError extends Data.TaggedError("HealthError")<{
   readonly reason: HealthFailureReason

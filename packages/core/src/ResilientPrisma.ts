@@ -18,6 +18,7 @@ import {
   type LayerOptions,
   type PrismaClientLike,
   type QueryOptions,
+  resolveSettings,
   type Settings,
   type TransactionClient,
   type TransactionOptions,
@@ -95,15 +96,9 @@ const runner = (runtime: Runtime.Runtime<Database>): Run => {
 // Read and checked once, at creation: the wait for warm-up needs the retry
 // policy before the layer exists, and a configuration that cannot work should
 // stop the app at start-up, not fail each call.
-const resolveSettings = <C extends PrismaClientLike>(options: LayerOptions<C>): Settings => {
+const settingsOf = <C extends PrismaClientLike>(options: LayerOptions<C>): Settings => {
   const exit = Effect.runSyncExit(Effect.flatMap(databaseConfig, (base) => {
-    const settings: Settings = {
-      retry: { ...base.retry, ...options.retry },
-      warmup: { ...base.warmup, ...options.warmup },
-      pool: { ...base.pool, ...options.pool },
-      retryBudget: { ...base.retryBudget, ...options.retryBudget },
-      circuitBreaker: { ...base.circuitBreaker, ...options.circuitBreaker }
-    }
+    const settings = resolveSettings(options, base)
     return Effect.as(RetryPolicy.validate(settings.retry), settings)
   }))
   if (Exit.isSuccess(exit)) return exit.value
@@ -163,7 +158,7 @@ type Method = (...args: Array<unknown>) => PromiseLike<unknown>
 export const createResilientPrisma = <C extends PrismaClientLike>(
   options: ResilientPrismaOptions<C>
 ): ResilientPrisma<C> => {
-  const settings = resolveSettings(options)
+  const settings = settingsOf(options)
   const layer = Database.layer({ ...options, ...settings })
   let closed = false
   let disconnecting: Promise<void> | undefined

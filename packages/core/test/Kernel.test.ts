@@ -39,4 +39,31 @@ describe("kernel", () => {
     expect(transitions).toEqual(["open", "half-open"])
     expect(Kernel.RetryPolicy.worstCase(Kernel.RetryPolicy.defaults).totalMs).toBe(9000)
   })
+
+  it("query-path health: consecutive failures and stalls degrade it, progress restores it", () => {
+    const q = Kernel.QueryHealth.make({ failedQueries: 3, stallMs: 1000 })
+    expect(q.degraded(0)).toBeUndefined()
+    for (let i = 0; i < 2; i++) {
+      q.started(i)
+      q.settled(i, true, "TimeoutError")
+    }
+    expect(q.degraded(10)).toBeUndefined()
+    q.started(10)
+    q.settled(10, true, "TimeoutError")
+    expect(q.degraded(11)?.reason).toBe("failing")
+    q.started(20)
+    q.settled(20, false)
+    expect(q.degraded(21)).toBeUndefined()
+    // Idle for a minute, then one attempt: not stalled until it has run for stallMs.
+    q.started(60_000)
+    expect(q.degraded(60_999)).toBeUndefined()
+    expect(q.degraded(61_000)?.reason).toBe("stalled")
+    q.settled(61_200, false)
+    expect(q.degraded(70_000)).toBeUndefined()
+    const off = Kernel.QueryHealth.make({ failedQueries: 0, stallMs: 0 })
+    off.started(0)
+    for (let i = 0; i < 10; i++) off.settled(i, true)
+    off.started(10)
+    expect(off.degraded(100_000)).toBeUndefined()
+  })
 })

@@ -8,6 +8,8 @@ import type * as CircuitBreaker from "../CircuitBreaker.js"
 import { classify } from "../Classify.js"
 import { CircuitOpenError, type DatabaseError, TimeoutError } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
+import { isBrokenSchema } from "../kernel/classify.js"
+import type * as QueryHealth from "../kernel/queryHealth.js"
 import type * as RetryBudget from "../RetryBudget.js"
 
 interface Pending {
@@ -76,23 +78,33 @@ export interface Guard {
   readonly clock: Clock.Clock
   /** whether `error` is a wait for a connection of a pool that is full now: the process is overloaded */
   readonly overloaded: (error: DatabaseError) => boolean
+  /** what the attempts say about the query path, for health */
+  readonly queryHealth: QueryHealth.QueryHealth
 }
 
-const settleSuccess = (context: AttemptContext) => {
+const settleSuccess = (context: AttemptContext, now: number, brokenPath?: DatabaseError) => {
   context.guard.budget.onSuccess()
-  context.guard.breaker.onSuccess(context.guard.clock.unsafeCurrentTimeMillis(), context.permit)
+  context.guard.breaker.onSuccess(now, context.permit)
+  context.guard.queryHealth.settled(now, brokenPath !== undefined, brokenPath && describeFailure(brokenPath))
 }
+
+const describeFailure = (error: DatabaseError) => `${error._tag}${error.code === undefined ? "" : ` (${error.code})`}`
 
 const settleFailure = (context: AttemptContext, error: DatabaseError) => {
+  const now = context.guard.clock.unsafeCurrentTimeMillis()
   // A non-retryable error (P2002, ...) or a transaction conflict is an answer
   // from a working database: contention must neither drain the budget nor open
-  // the circuit.
-  if (error.safety === "never" || error.safety === "transaction") return settleSuccess(context)
+  // the circuit. A missing table is an answer too, but one every query of it
+  // will get: health hears of it.
+  if (error.safety === "never" || error.safety === "transaction") {
+    return settleSuccess(context, now, isBrokenSchema(error.code) ? error : undefined)
+  }
+  context.guard.queryHealth.settled(now, true, describeFailure(error))
   // The query never reached the database: its pool was full. Overload is the
   // caller's to shed (503 + Retry-After), not a reason to open the circuit.
   if (context.guard.overloaded(error)) return context.guard.breaker.onNeutral(context.permit)
   context.guard.budget.onFailure()
-  context.guard.breaker.onFailure(context.guard.clock.unsafeCurrentTimeMillis(), context.permit, error._tag)
+  context.guard.breaker.onFailure(now, context.permit, error._tag)
 }
 
 /**
@@ -141,7 +153,7 @@ export const awaitWithTimeout = <A>(
         if (context !== undefined) {
           Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(operation, attempt, "success"))
           recordDuration(operation, context.started)
-          settleSuccess(context)
+          settleSuccess(context, context.guard.clock.unsafeCurrentTimeMillis())
         }
         resume(Effect.succeed(value))
       },
@@ -177,7 +189,8 @@ export const guardedAttempt = <A>(
   started: number,
   recover?: Recover<A>
 ): Effect.Effect<A, DatabaseError> => {
-  const permit = guard.breaker.acquire(guard.clock.unsafeCurrentTimeMillis())
+  const now = guard.clock.unsafeCurrentTimeMillis()
+  const permit = guard.breaker.acquire(now)
   if (permit._tag === "Rejected") {
     Metrics.circuitRejections.unsafeUpdate(1, Metrics.operationLabels(operation))
     const rejected = new CircuitOpenError({
@@ -191,6 +204,7 @@ export const guardedAttempt = <A>(
     })
     return recover === undefined ? Effect.fail(rejected) : recover(rejected)
   }
+  guard.queryHealth.started(now)
   let promise: PromiseLike<A>
   try {
     promise = makePromise()

@@ -41,6 +41,10 @@ export const check = (db: DatabaseService): Effect.Effect<HealthReport, HealthEr
         circuit.retryAfterMs
       )
     }
+    // `SELECT 1` cannot see a lock, a missing table or a full pool: the
+    // queries' own outcomes can.
+    const degraded = yield* db.queryPath
+    if (degraded !== undefined) return yield* fail("degraded", `queries ${degraded.reason}: ${degraded.message}`)
     const latencyMs = yield* db.ping().pipe(
       Effect.catchAll((error) =>
         error._tag === "TimeoutError"

@@ -30,6 +30,14 @@ const verdict = (tag: ErrorTag, safety: RetrySafety, code?: string): Verdict =>
 export const POOL_ACQUIRE_TIMEOUT = "POOL_ACQUIRE_TIMEOUT"
 export const isPoolWait = (code: string | undefined): boolean => code === "P2024" || code === POOL_ACQUIRE_TIMEOUT
 
+/**
+ * Codes of a non-retryable error that no request can get past: the schema the
+ * client expects is not there (a table or column missing). Unlike a unique
+ * violation they are not an answer to one request but a broken query path.
+ */
+const brokenSchema: ReadonlySet<string> = new Set(["42P01", "42703", "3F000", "P2021", "P2022"])
+export const isBrokenSchema = (code: string | undefined): boolean => code !== undefined && brokenSchema.has(code)
+
 /** Prisma 7 driver-adapter error kinds (`meta.driverAdapterError.cause.kind`). */
 const adapterKinds: Readonly<Record<string, Verdict>> = {
   DatabaseNotReachable: verdict("ConnectionError", "before-send"),

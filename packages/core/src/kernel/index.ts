@@ -5,8 +5,9 @@
  * binding to another Effect major (or to no Effect at all) reuses these.
  */
 export * as CircuitBreaker from "./circuitBreaker.js"
-export { diagnose, type Diagnosis, type ErrorTag, isPoolWait, POOL_ACQUIRE_TIMEOUT, type Verdict } from "./classify.js"
+export { diagnose, type Diagnosis, type ErrorTag, isBrokenSchema, isPoolWait, POOL_ACQUIRE_TIMEOUT, type Verdict } from "./classify.js"
 export { redact, summarize } from "./redact.js"
+export * as QueryHealth from "./queryHealth.js"
 export * as RetryBudget from "./retryBudget.js"
 export * as RetryPolicy from "./retryPolicy.js"
 export { isSafeToRetry, kindOfMethod, type OperationKind, type RetrySafety } from "./safety.js"
