@@ -6,11 +6,13 @@ import { CircuitBreaker, Database, RetryBudget, RetryPolicy } from "@prisma-resi
 import { type Cluster, createCluster, freePort, startCluster, startProxy } from "@prisma-resilience/devdb"
 import { applyMigrations, makePrismaClient, type PrismaClient } from "@prisma-resilience/http/db"
 import { Effect, Logger, LogLevel } from "effect"
+import fs from "node:fs"
 import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import {
+  accuracyText,
   checkWrites,
   type Row,
   seed,
@@ -72,6 +74,7 @@ const finish = async (
     unhandled: unhandled.length + (s.crashed() ? 1 : 0),
     rowsExpected: writes.expected,
     rowsFound: writes.found,
+    health: accuracyText(load.health),
     notes: `${notes}; max latency ${load.maxLatencyMs} ms; lost ${writes.lost}, duplicated ${writes.duplicated}`
   }
   rows.push(row)
@@ -136,6 +139,7 @@ describe("fault matrix", () => {
       unhandled: unhandledLines(s).length + (s.crashed() ? 1 : 0),
       rowsExpected: "–",
       rowsFound: "–",
+      health: "–",
       notes: `/health while down: ${distinct.join(", ")}; 200 ${healthyAfterMs} ms after the database accepted connections`
     })
     expect(distinct).toEqual(["503 warming"])
@@ -302,10 +306,68 @@ describe("fault matrix", () => {
       unhandled: 0,
       rowsExpected: "counter 50",
       rowsFound: `counter ${final}`,
+      health: "–",
       notes: "50 concurrent serializable read-increment-write transactions, in-process"
     })
     expect(failures).toBe(0)
     expect(final).toBe(50)
+  })
+
+  /** The postmaster and every process it started: the whole server. */
+  const serverPids = (postmaster: number) => {
+    const children = fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+      try {
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+        return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === postmaster
+      } catch {
+        return false
+      }
+    })
+    return [postmaster, ...children]
+  }
+
+  it("8. PostgreSQL frozen (SIGSTOP) for 5 s under load: health fails while queries do", async () => {
+    const cluster = await newCluster(true, { synchronous_commit: "on" })
+    await applyMigrations(cluster.url)
+    const prefix = "f8"
+    const ids = await seed(cluster, prefix, 20)
+    const s = await service(cluster.url)
+    await waitHealthy(s.baseUrl)
+    const running = load(s, ids, prefix, 11_000)
+    await sleep(2000)
+    const frozen = serverPids(cluster.pid!)
+    for (const pid of frozen) process.kill(pid, "SIGSTOP")
+    cleanups.push(async () => {
+      for (const pid of frozen) process.kill(pid, "SIGCONT")
+    })
+    await sleep(5000)
+    for (const pid of frozen) process.kill(pid, "SIGCONT")
+    running.markRecovery()
+    const result = await running.done
+    await finish("8 PostgreSQL frozen (SIGSTOP) 5 s", cluster, s, prefix, result, `${frozen.length} processes frozen; recovery ${result.recoveryMs} ms after SIGCONT`)
+    expect(result.typed503).toBeGreaterThan(0)
+    expect(result.recoveryMs).toBeDefined()
+  })
+
+  it("9. table locked for 5 s under load: SELECT 1 passes, health does not", async () => {
+    const cluster = await newCluster(true, { synchronous_commit: "on" })
+    await applyMigrations(cluster.url)
+    const prefix = "f9"
+    const ids = await seed(cluster, prefix, 20)
+    const s = await service(cluster.url)
+    await waitHealthy(s.baseUrl)
+    const running = load(s, ids, prefix, 11_000)
+    await sleep(2000)
+    await withClient(cluster, async (c) => {
+      await c.query("BEGIN")
+      await c.query("LOCK TABLE purchase_order IN ACCESS EXCLUSIVE MODE")
+      await sleep(5000)
+      await c.query("COMMIT")
+    })
+    running.markRecovery()
+    const result = await running.done
+    await finish("9 table locked 5 s", cluster, s, prefix, result, `recovery ${result.recoveryMs} ms after COMMIT`)
+    expect(result.typed503).toBeGreaterThan(0)
   })
 
   describe("7. through PgBouncer in transaction mode", () => {

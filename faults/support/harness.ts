@@ -107,7 +107,28 @@ export interface LoadResult {
   recoveryMs: number | undefined
   /** statuses seen, in order of arrival, for scenario-specific checks */
   statuses: Array<number>
+  /** `/health` and a GET sampled together every 100 ms */
+  health: HealthAccuracy
 }
+
+/**
+ * Health accuracy, the incident's own success criterion: how often `/health`
+ * and a real query, sampled at the same moment, agree. `falsePass` is the
+ * dangerous miss (health 200 while the query failed); `falseFail` takes a
+ * working instance out of rotation.
+ */
+export interface HealthAccuracy {
+  samples: number
+  agree: number
+  falsePass: number
+  falseFail: number
+}
+
+export const accuracyText = (h: HealthAccuracy) =>
+  h.samples === 0
+    ? "–"
+    : `${(100 * h.agree / h.samples).toFixed(1)} % of ${h.samples}` +
+      (h.falsePass + h.falseFail > 0 ? ` (${h.falsePass} false pass, ${h.falseFail} false fail)` : "")
 
 const PLATFORM_LIMIT_MS = 10_000
 
@@ -125,7 +146,8 @@ export const startLoad = (baseUrl: string, options: LoadOptions) => {
     maxLatencyMs: 0,
     acknowledged: new Set(),
     recoveryMs: undefined,
-    statuses: []
+    statuses: [],
+    health: { samples: 0, agree: 0, falsePass: 0, falseFail: 0 }
   }
   let recoveryFrom: number | undefined
   const deadline = Date.now() + options.durationMs
@@ -183,7 +205,34 @@ export const startLoad = (baseUrl: string, options: LoadOptions) => {
     }
   }
 
-  const done = Promise.all(Array.from({ length: options.clients }, (_, i) => client(i))).then(() => result)
+  const status = (url: string) =>
+    fetch(url, { signal: AbortSignal.timeout(PLATFORM_LIMIT_MS) }).then(
+      async (response) => {
+        await response.arrayBuffer()
+        return response.status
+      },
+      () => 0
+    )
+  // A pair every 100 ms, not one after the other: a stalled query must not
+  // thin out the samples taken while it stalls.
+  const sampler = async () => {
+    const pairs: Array<Promise<void>> = []
+    const id = options.readIds[0]
+    for (; id !== undefined && Date.now() < deadline; await sleep(100)) {
+      pairs.push(
+        Promise.all([status(`${baseUrl}/health`), status(`${baseUrl}/purchase-orders/${id}`)]).then(([health, query]) => {
+          const h = result.health
+          h.samples++
+          if ((health === 200) === (query === 200)) h.agree++
+          else if (health === 200) h.falsePass++
+          else h.falseFail++
+        })
+      )
+    }
+    await Promise.all(pairs)
+  }
+
+  const done = Promise.all([...Array.from({ length: options.clients }, (_, i) => client(i)), sampler()]).then(() => result)
   return {
     done,
     /** the database is back from now: measure the time to the next success */
@@ -257,14 +306,15 @@ export interface Row {
   readonly unhandled: number
   readonly rowsExpected: number | string
   readonly rowsFound: number | string
+  readonly health: string
   readonly notes: string
 }
 
 export const table = (rows: ReadonlyArray<Row>) =>
   [
-    "| scenario | requests | succeeded | typed 503 | other failures | unhandled errors | rows expected (acknowledged) | rows found | notes |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| scenario | requests | succeeded | typed 503 | other failures | unhandled errors | rows expected (acknowledged) | rows found | health accuracy | notes |",
+    "|---|---|---|---|---|---|---|---|---|---|",
     ...rows.map((r) =>
-      `| ${r.scenario} | ${r.requests} | ${r.ok} | ${r.typed503} | ${r.other} | ${r.unhandled} | ${r.rowsExpected} | ${r.rowsFound} | ${r.notes} |`
+      `| ${r.scenario} | ${r.requests} | ${r.ok} | ${r.typed503} | ${r.other} | ${r.unhandled} | ${r.rowsExpected} | ${r.rowsFound} | ${r.health} | ${r.notes} |`
     )
   ].join("\n")
