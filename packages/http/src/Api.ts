@@ -58,7 +58,14 @@ export class PurchaseOrderPage extends Schema.Class<PurchaseOrderPage>("Purchase
   nextCursor: Schema.NullOr(Schema.UUID)
 }) {}
 
-export const HealthFailureReason = Schema.Literal("warming", "unreachable", "timeout", "shutting_down", "circuit_open")
+export const HealthFailureReason = Schema.Literal(
+  "warming",
+  "unreachable",
+  "timeout",
+  "shutting_down",
+  "circuit_open",
+  "degraded"
+)
 
 /** One entry of `checks`, as in draft-inadarei-api-health-check. */
 export const HealthCheck = Schema.Struct({

@@ -6,7 +6,14 @@
  * details in the log only.
  */
 import { HttpApiBuilder, HttpApiScalar, HttpServerResponse } from "@effect/platform"
-import { type Database, type DatabaseError, type HealthError, type HealthReport, isDatabaseError } from "@prisma-resilience/core"
+import {
+  type Database,
+  type DatabaseError,
+  type HealthError,
+  type HealthFailureReason,
+  type HealthReport,
+  isDatabaseError
+} from "@prisma-resilience/core"
 import { DateTime, Effect, Layer } from "effect"
 import { Api, DatabaseUnavailable, type Health, healthContentType, InternalServerError } from "./Api.js"
 import * as Middleware from "./internal/middleware.js"
@@ -34,18 +41,31 @@ const passBody = (report: HealthReport, time: string): Health => ({
   }
 })
 
+// `/health` is public, and a failed check's message can name the host, port,
+// user and database or quote the server's error: that detail is in the log
+// line of the failed check ("Health check failed: …", written once per check
+// by core or by Readiness), and the response says only this.
+const publicOutput: Record<HealthFailureReason, string> = {
+  warming: "database warm-up in progress",
+  unreachable: "database unreachable",
+  timeout: "database probe timed out",
+  shutting_down: "shutting down",
+  circuit_open: "circuit breaker open",
+  degraded: "database queries failing or stalled"
+}
+
 const failBody = (error: HealthError, time: string): Health => ({
   status: "fail",
   reason: error.reason,
   description,
-  output: `${error.reason}: ${error.message}`,
+  output: publicOutput[error.reason],
   checks: {
     "postgres:responseTime": [{
       componentType: "datastore",
       ...(error.latencyMs === undefined ? {} : { observedValue: error.latencyMs, observedUnit: "ms" }),
       status: "fail",
       time,
-      output: error.message
+      output: publicOutput[error.reason]
     }],
     "postgres:warmup": [{
       componentType: "datastore",
