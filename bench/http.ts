@@ -1,14 +1,33 @@
-// `GET /purchase-orders/:id` through the service against the same request on
-// bench/minimal-server.ts (node:http + the same PrismaClient and pool). Both
-// run as child processes against one embedded PostgreSQL; a closed-loop
-// keep-alive client in this process loads one server at a time, in rounds
-// ordered A B, B A, A B, … so that drift on this shared machine hits both
-// alike. Also the peak RSS of each server over the whole run.
+// `GET /purchase-orders/:id` through the service and through five other
+// servers that send the same `findUnique` (same PrismaClient factory, same
+// pool of 10, same `select`) and answer the same JSON:
 //
-//   npx tsx bench/http.ts [rounds=3] [roundSeconds=10] [concurrency=16]
+//   service         the shipped bundle (packages/http/dist/bundle/main.mjs), as `npm start` runs it
+//   Effect floor    @effect/platform HttpRouter + Effect.promise(prisma…)   bench/effect-floor-server.ts
+//   minimal         node:http + Prisma                                       bench/minimal-server.ts
+//   Fastify         Fastify + raw Prisma                                     bench/fastify-server.ts
+//   Fastify+layer   Fastify + createResilientPrisma (core's Promise adapter) bench/fastify-resilient-server.ts
+//   service capped  the same bundle under --max-semi-space-size=4 --max-old-space-size=128
+//
+// All run at once as child processes against one embedded PostgreSQL; the
+// TypeScript servers are bundled with esbuild first, like the service, so
+// that none pays for tsx (`--tsx` runs them through tsx instead). autocannon
+// in this process loads one server at a time over keep-alive connections on
+// loopback, in rounds whose order rotates, so that drift on this shared
+// machine hits all alike; ratios are taken within a round. Per server:
+// requests/s, latency over all answers, CPU time of the server process per
+// request (/proc/<pid>/stat), its resident set before load and sampled every
+// 100 ms under load (/proc/<pid>/status).
+//
+//   npx tsx bench/http.ts [rounds=3] [roundSeconds=6] [connections=16] [--tsx]
 import { applyMigrations, makePrismaClient } from "@prisma-resilience/http/db"
+import os from "node:os"
 import {
-  cpuMs,
+  bundleServers,
+  countStatuses,
+  effectFloorServer,
+  fastifyResilientServer,
+  fastifyServer,
   fmtMs,
   get,
   load,
@@ -17,104 +36,186 @@ import {
   minimalServer,
   rss,
   serviceMain,
+  type ServerProcess,
   startServer,
   summary,
   until200,
   withCluster
 } from "./support.js"
 
-const rounds = Number(process.argv[2] ?? 3)
-const roundMs = Number(process.argv[3] ?? 10) * 1000
-const concurrency = Number(process.argv[4] ?? 16)
-const warmupMs = 3000
+const positional = process.argv.slice(2).filter((arg) => !arg.startsWith("--"))
+const rounds = Number(positional[0] ?? 3)
+const roundMs = Number(positional[1] ?? 6) * 1000
+const connections = Number(positional[2] ?? 16)
+const throughTsx = process.argv.includes("--tsx")
+const warmupMs = 2000
+const seedRows = 1000
+const v8Caps = ["--max-semi-space-size=4", "--max-old-space-size=128"]
 
-interface Measured {
-  readonly name: string
-  readonly pid: number
-  readonly url: string
-  readonly rounds: Array<LoadResult & { cpuMs: number; rssAfterMiB: number }>
-  idleRssMiB: number
+if (!(rounds >= 1 && roundMs >= 1000 && connections >= 1 && connections <= 1000)) {
+  throw new Error("usage: bench/http.ts [rounds ≥ 1] [roundSeconds ≥ 1] [connections 1–1000] [--tsx]")
 }
 
-const main = () =>
-  withCluster(async (cluster) => {
-    await applyMigrations(cluster.url)
-    const prisma = makePrismaClient(cluster.url, { max: 1 })
-    const order = await prisma.purchaseOrder.create({ data: { reference: "bench-http", totalCents: 12_345, note: "bench" } })
-    await prisma.$disconnect()
+interface Spec {
+  readonly key: "service" | "floor" | "minimal" | "fastify" | "fastifyLayer" | "serviceCapped"
+  readonly name: string
+  readonly file: string
+  readonly nodeArgs?: ReadonlyArray<string>
+}
 
-    const service = startServer(serviceMain, { DATABASE_URL: cluster.url })
-    const minimal = startServer(minimalServer, { DATABASE_URL: cluster.url })
-    try {
-      const servers: Array<Measured> = []
-      for (const [name, server] of [["service", service], ["minimal node:http", minimal]] as const) {
-        const base = await server.baseUrl
-        if (server === service) await until200(`${base}/health`, { everyMs: 20, timeoutMs: 30_000 })
-        const url = `${base}/purchase-orders/${order.id}`
-        const first = await get(url)
-        if (first.status !== 200 || JSON.parse(first.body).id !== order.id) {
-          throw new Error(`${name} answered ${first.status} ${first.body}`)
+const specs: ReadonlyArray<Spec> = [
+  { key: "service", name: "service (bundle, `npm start`)", file: serviceMain },
+  { key: "floor", name: "Effect floor: HttpRouter + Effect.promise", file: effectFloorServer },
+  { key: "minimal", name: "minimal node:http + Prisma", file: minimalServer },
+  { key: "fastify", name: "Fastify + raw Prisma", file: fastifyServer },
+  { key: "fastifyLayer", name: "Fastify + createResilientPrisma", file: fastifyResilientServer },
+  { key: "serviceCapped", name: `service, ${v8Caps.join(" ")}`, file: serviceMain, nodeArgs: v8Caps }
+]
+
+interface Measured {
+  readonly spec: Spec
+  readonly server: ServerProcess
+  readonly url: string
+  readonly idleRssMiB: number
+  readonly rounds: Array<LoadResult>
+}
+
+const rps = (r: LoadResult) => r.requests / (r.durationMs / 1000)
+const mib = (x: number) => `${x.toFixed(0)} MiB`
+const us = (x: number) => `${x.toFixed(0)} µs`
+
+const main = async () => {
+  const loadAtStart = os.loadavg()
+  const startedAt = performance.now()
+  const tsFiles = [...new Set(specs.map((s) => s.file).filter((file) => file.endsWith(".ts")))]
+  const bundled = throughTsx ? undefined : await bundleServers(tsFiles)
+  const fileOf = (spec: Spec) => bundled?.bundles.get(spec.file) ?? spec.file
+  try {
+    await withCluster(async (cluster) => {
+      await applyMigrations(cluster.url)
+      const prisma = makePrismaClient(cluster.url, { max: 1 })
+      await prisma.purchaseOrder.createMany({
+        data: Array.from({ length: seedRows }, (_, i) => ({
+          reference: `bench-http-${i}`,
+          totalCents: 10_000 + i,
+          note: i % 2 === 0 ? "bench" : null
+        }))
+      })
+      const order = await prisma.purchaseOrder.findUniqueOrThrow({ where: { reference: `bench-http-${seedRows / 2}` } })
+      await prisma.$disconnect()
+
+      const started = specs.map((spec) => ({
+        spec,
+        server: startServer(fileOf(spec), { DATABASE_URL: cluster.url }, spec.nodeArgs ? { nodeArgs: spec.nodeArgs } : {})
+      }))
+      try {
+        const servers: Array<Measured> = []
+        for (const { spec, server } of started) {
+          const base = await server.baseUrl
+          if (spec.key === "service" || spec.key === "serviceCapped") {
+            await until200(`${base}/health`, { everyMs: 20, timeoutMs: 30_000 })
+          }
+          const url = `${base}/purchase-orders/${order.id}`
+          await until200(url, { everyMs: 20, timeoutMs: 30_000 })
+          servers.push({ spec, server, url, idleRssMiB: rss(server.pid).currentMiB, rounds: [] })
         }
-        servers.push({ name, pid: server.pid, url, rounds: [], idleRssMiB: rss(server.pid).currentMiB })
-      }
-      const [a, b] = servers as [Measured, Measured]
-      // Same bodies from both, so that they do the same work.
-      const bodies = await Promise.all(servers.map((s) => get(s.url).then((r) => JSON.parse(r.body))))
-      if (JSON.stringify(bodies[0]) !== JSON.stringify(bodies[1])) {
-        throw new Error(`different answers: ${JSON.stringify(bodies)}`)
-      }
+        // The same bytes from all, so that they do the same work.
+        const bodies = await Promise.all(servers.map((s) => get(s.url).then((r) => JSON.stringify(JSON.parse(r.body)))))
+        if (new Set(bodies).size !== 1) {
+          throw new Error(`different answers:\n${servers.map((s, i) => `${s.spec.name}: ${bodies[i]}`).join("\n")}`)
+        }
 
-      // JIT, pool and PostgreSQL caches warm before anything counts.
-      for (const s of servers) await load(s.url, { concurrency, durationMs: warmupMs })
-      for (let round = 0; round < rounds; round++) {
-        for (const s of round % 2 === 0 ? [a, b] : [b, a]) {
-          const cpuBefore = cpuMs(s.pid)
-          const result = await load(s.url, { concurrency, durationMs: roundMs })
-          s.rounds.push({ ...result, cpuMs: cpuMs(s.pid) - cpuBefore, rssAfterMiB: rss(s.pid).currentMiB })
-          console.error(
-            `  round ${round + 1} ${s.name}: ${(result.requests / (result.durationMs / 1000)).toFixed(0)} rps`
+        // JIT, pools and PostgreSQL's caches warm before anything counts.
+        for (const s of servers) await load(s.url, { connections, durationMs: warmupMs })
+        for (let round = 0; round < rounds; round++) {
+          const shift = round % servers.length
+          for (const s of [...servers.slice(shift), ...servers.slice(0, shift)]) {
+            const result = await load(s.url, { connections, durationMs: roundMs, pid: s.server.pid })
+            s.rounds.push(result)
+            console.error(`  round ${round + 1} ${s.spec.name}: ${rps(result).toFixed(0)} req/s`)
+          }
+        }
+        const loadAtEnd = os.loadavg()
+
+        const figures = new Map(servers.map((s) => {
+          const requests = s.rounds.reduce((sum, r) => sum + r.requests, 0)
+          const ok = s.rounds.reduce((sum, r) => sum + countStatuses(r.statuses, (status) => status === 200), 0)
+          const errors = s.rounds.reduce((sum, r) => sum + r.errors, 0)
+          return [s.spec.key, {
+            name: s.spec.name,
+            rps: s.rounds.map(rps),
+            medianRps: summary(s.rounds.map(rps)).median,
+            latency: summary(s.rounds.flatMap((r) => r.latenciesMs)),
+            failures: requests - ok + errors,
+            cpuUs: (s.rounds.reduce((sum, r) => sum + r.cpuMs, 0) * 1000) / requests,
+            idleRssMiB: s.idleRssMiB,
+            peakRssMiB: Math.max(...s.rounds.map((r) => r.peakRssMiB)),
+            hwmMiB: rss(s.server.pid).peakMiB
+          }] as const
+        }))
+        const f = (key: Spec["key"]) => figures.get(key)!
+        // Ratios of requests/s within each round (the two ran seconds apart), median over rounds.
+        const ratio = (a: Spec["key"], b: Spec["key"]) => {
+          const perRound = f(a).rps.map((x, i) => x / f(b).rps[i]!)
+          const s = summary(perRound)
+          return { median: s.median, min: s.min, max: s.max }
+        }
+        const fmtRatio = (r: { median: number; min: number; max: number }) =>
+          `${r.median.toFixed(3)} (rounds ${r.min.toFixed(3)}–${r.max.toFixed(3)})`
+
+        console.log(
+          `GET /purchase-orders/:id, autocannon ${connections} keep-alive connections on 127.0.0.1, ${rounds} rounds × ` +
+            `${roundMs / 1000} s per server, order rotating per round (after ${warmupMs / 1000} s warm-up each); ` +
+            `TypeScript servers ${throughTsx ? "through tsx" : "bundled with esbuild like the service"}; ` +
+            `${await machine(cluster)}; load average ${loadAtStart[0]!.toFixed(2)} at start, ` +
+            `${loadAtEnd[0]!.toFixed(2)} at end (1 min)`
+        )
+        console.log("")
+        console.log(
+          `| server | req/s (median of rounds) | per round | latency p50 | latency p99 | failures | CPU per request | ` +
+            `RSS before load | peak RSS under load (sampled) | VmHWM |`
+        )
+        console.log(`|---|---|---|---|---|---|---|---|---|---|`)
+        for (const x of figures.values()) {
+          console.log(
+            `| ${x.name} | ${x.medianRps.toFixed(0)} | ${x.rps.map((v) => v.toFixed(0)).join(" / ")} | ` +
+              `${fmtMs(x.latency.median)} | ${fmtMs(x.latency.p99)} | ${x.failures} | ${us(x.cpuUs)} | ` +
+              `${mib(x.idleRssMiB)} | ${mib(x.peakRssMiB)} | ${mib(x.hwmMiB)} |`
           )
         }
+        console.log("")
+        const lat = (key: Spec["key"]) => `${fmtMs(f(key).latency.median)} / ${fmtMs(f(key).latency.p99)}`
+        const svc = f("service")
+        const min = f("minimal")
+        const capped = f("serviceCapped")
+        const lines = [
+          `service / Effect floor (HttpRouter + Effect.promise), req/s: ${fmtRatio(ratio("service", "floor"))}; goal ≥ 0.95`,
+          `service / minimal node:http, req/s: ${fmtRatio(ratio("service", "minimal"))}`,
+          `Fastify + layer / Fastify raw, req/s: ${fmtRatio(ratio("fastifyLayer", "fastify"))}; goal ≥ 0.95`,
+          `Effect floor / minimal node:http, req/s: ${fmtRatio(ratio("floor", "minimal"))}`,
+          `Fastify raw / minimal node:http, req/s: ${fmtRatio(ratio("fastify", "minimal"))}`,
+          `CPU per request: ${specs.map((s) => `${s.key} ${us(f(s.key).cpuUs)}`).join(", ")}; ` +
+          `service / floor ${(svc.cpuUs / f("floor").cpuUs).toFixed(2)}, Fastify + layer / Fastify ` +
+          `${(f("fastifyLayer").cpuUs / f("fastify").cpuUs).toFixed(2)}`,
+          `latency p50 / p99: ${specs.map((s) => `${s.key} ${lat(s.key)}`).join(", ")}`,
+          `RSS: service idle ${mib(svc.idleRssMiB)}, peak ${mib(svc.peakRssMiB)}; minimal idle ${mib(min.idleRssMiB)}, ` +
+          `peak ${mib(min.peakRssMiB)}; service peak / minimal peak ${(svc.peakRssMiB / min.peakRssMiB).toFixed(2)} ` +
+          `(goal ≤ 1.2, no V8 flags)`,
+          `V8 caps (${v8Caps.join(" ")}): service peak RSS ${mib(capped.peakRssMiB)} vs ${mib(svc.peakRssMiB)} uncapped ` +
+          `(${(capped.peakRssMiB / svc.peakRssMiB).toFixed(2)}); CPU per request ${(capped.cpuUs / svc.cpuUs).toFixed(2)} × ` +
+          `uncapped; req/s ${fmtRatio(ratio("serviceCapped", "service"))} of uncapped`,
+          `machine load average (1 min): ${loadAtStart[0]!.toFixed(2)} at start, ${loadAtEnd[0]!.toFixed(2)} at end, ` +
+          `${os.cpus().length} cores; ${((performance.now() - startedAt) / 1000).toFixed(0)} s in all`
+        ]
+        for (const line of lines) console.log(`- ${line}`)
+      } finally {
+        await Promise.all(started.map(({ server }) => server.stop()))
       }
-
-      const figures = servers.map((s) => {
-        const rps = s.rounds.map((r) => r.requests / (r.durationMs / 1000))
-        const latency = summary(s.rounds.flatMap((r) => r.latenciesMs))
-        const requests = s.rounds.reduce((sum, r) => sum + r.requests, 0)
-        const cpu = s.rounds.reduce((sum, r) => sum + r.cpuMs, 0)
-        return {
-          name: s.name,
-          rps: summary(rps).median,
-          perRound: rps.map((x) => x.toFixed(0)).join(" / "),
-          latency,
-          failures: s.rounds.reduce((sum, r) => sum + r.failures, 0),
-          cpuUsPerRequest: (cpu * 1000) / requests,
-          idleRssMiB: s.idleRssMiB,
-          rssAfter: s.rounds.map((r) => r.rssAfterMiB.toFixed(0)).join(" / "),
-          peakRssMiB: rss(s.pid).peakMiB
-        }
-      })
-      const [fa, fb] = figures as [(typeof figures)[0], (typeof figures)[0]]
-
-      console.log(`GET /purchase-orders/:id, ${concurrency} keep-alive connections, ${rounds} rounds × ${roundMs / 1000} s per server, interleaved (after ${warmupMs / 1000} s warm-up each); ${await machine(cluster)}`)
-      console.log(`| server | requests/s (median of rounds) | per round | latency median | latency p99 | failures | server CPU per request | RSS before load | RSS after each round | peak RSS |`)
-      console.log(`|---|---|---|---|---|---|---|---|---|---|`)
-      for (const f of figures) {
-        console.log(
-          `| ${f.name} | ${f.rps.toFixed(0)} | ${f.perRound} | ${fmtMs(f.latency.median)} | ${fmtMs(f.latency.p99)} | ` +
-            `${f.failures} | ${f.cpuUsPerRequest.toFixed(0)} µs | ${f.idleRssMiB.toFixed(0)} MiB | ${f.rssAfter} MiB | ` +
-            `${f.peakRssMiB.toFixed(0)} MiB |`
-        )
-      }
-      console.log(
-        `| service / minimal | ${(fa.rps / fb.rps).toFixed(2)} | | ${(fa.latency.median / fb.latency.median).toFixed(2)} | ` +
-          `${(fa.latency.p99 / fb.latency.p99).toFixed(2)} | | ${(fa.cpuUsPerRequest / fb.cpuUsPerRequest).toFixed(2)} | ` +
-          `${(fa.idleRssMiB / fb.idleRssMiB).toFixed(2)} | | ${(fa.peakRssMiB / fb.peakRssMiB).toFixed(2)} |`
-      )
-    } finally {
-      await Promise.all([service.stop(), minimal.stop()])
-    }
-  })
+    })
+  } finally {
+    await bundled?.remove()
+  }
+}
 
 main().catch((error) => {
   console.error(error)

@@ -2,11 +2,20 @@
 // its own (its own PostgreSQL, metrics registry and heap), under the command
 // that reproduces it alone.
 import { spawn } from "node:child_process"
+import os from "node:os"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url))
-const benchmarks = ["query-overhead.ts", "success-path.ts", "http.ts", "warmup.ts", "recovery.ts", "outage.ts"]
+const benchmarks = [
+  "query-overhead.ts",
+  "success-path.ts",
+  "http.ts",
+  "overload.ts",
+  "warmup.ts",
+  "recovery.ts",
+  "outage.ts"
+]
 
 let current: ReturnType<typeof spawn> | undefined
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -23,6 +32,8 @@ const run = (file: string) =>
     child.once("exit", (code, signal) => resolve(code ?? (signal ? 1 : 0)))
   })
 
+const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(", ")
+console.log(`Machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "unknown"}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; load average (1, 5, 15 min) at start: ${loadavg()}`)
 const started = performance.now()
 const failed: Array<string> = []
 for (const file of benchmarks) {
@@ -33,5 +44,5 @@ for (const file of benchmarks) {
   if (code !== 0) failed.push(file)
   console.log(`\n(${file}: ${((performance.now() - t0) / 1000).toFixed(0)} s${code === 0 ? "" : `, exit ${code}`})`)
 }
-console.log(`\nAll benchmarks: ${((performance.now() - started) / 1000).toFixed(0)} s${failed.length ? `; failed: ${failed.join(", ")}` : ""}`)
+console.log(`\nAll benchmarks: ${((performance.now() - started) / 1000).toFixed(0)} s${failed.length ? `; failed: ${failed.join(", ")}` : ""}; load average (1, 5, 15 min) at end: ${loadavg()}`)
 if (failed.length) process.exitCode = 1

@@ -1,8 +1,12 @@
 // What the benchmarks share: their own throw-away PostgreSQL, server child
-// processes that are always killed, a bounded HTTP load generator on loopback,
-// and the summary statistics.
+// processes that are always killed (TypeScript servers optionally bundled
+// like the service first), a bounded HTTP load generator on loopback
+// (autocannon) that also samples the server's CPU time and resident set, and
+// the summary statistics.
 import { type Cluster, startCluster } from "@prisma-resilience/devdb"
 import { Prisma } from "@prisma-resilience/http/db"
+import autocannon from "autocannon"
+import { build } from "esbuild"
 import { type ChildProcess, spawn } from "node:child_process"
 import fs from "node:fs"
 import fsp from "node:fs/promises"
@@ -16,6 +20,9 @@ export const repoRoot = fileURLToPath(new URL("..", import.meta.url))
 // The compiled service, as `npm start` runs it (`npm run bench` builds first).
 export const serviceMain = path.join(repoRoot, process.env.BENCH_SERVICE_MAIN ?? "packages/http/dist/bundle/main.mjs")
 export const minimalServer = path.join(repoRoot, "bench/minimal-server.ts")
+export const effectFloorServer = path.join(repoRoot, "bench/effect-floor-server.ts")
+export const fastifyServer = path.join(repoRoot, "bench/fastify-server.ts")
+export const fastifyResilientServer = path.join(repoRoot, "bench/fastify-resilient-server.ts")
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -76,14 +83,21 @@ process.once("exit", () => {
 
 const LOG_TAIL = 200
 
+export interface StartOptions {
+  /** node options before the script, e.g. V8 heap caps or `--cpu-prof` */
+  readonly nodeArgs?: ReadonlyArray<string>
+}
+
 /**
- * Starts `node <file>` (through tsx when it is TypeScript) on a
+ * Starts `node [nodeArgs] <file>` (through tsx when it is TypeScript) on a
  * free loopback port with only the environment given here, so that nothing
- * from the outer shell (a DATABASE_URL, DB_* settings) changes the figures.
+ * from the outer shell (a DATABASE_URL, DB_* settings, NODE_OPTIONS) changes
+ * the figures.
  */
-export const startServer = (file: string, env: Record<string, string>): ServerProcess => {
+export const startServer = (file: string, env: Record<string, string>, options: StartOptions = {}): ServerProcess => {
   const startedAt = performance.now()
-  const child = spawn(process.execPath, file.endsWith(".ts") ? ["--import", "tsx", file] : [file], {
+  const args = [...(options.nodeArgs ?? []), ...(file.endsWith(".ts") ? ["--import", "tsx"] : []), file]
+  const child = spawn(process.execPath, args, {
     cwd: repoRoot,
     env: {
       PATH: process.env.PATH ?? "/usr/bin:/bin",
@@ -131,6 +145,45 @@ export const startServer = (file: string, env: Record<string, string>): ServerPr
   return { pid: child.pid, startedAt, baseUrl, lines, stop }
 }
 
+/**
+ * Bundles TypeScript servers the way packages/http/scripts/bundle.mjs bundles
+ * the service (esbuild, one ESM file each with its dependencies inside, the
+ * same `require` banner, resolving workspace packages to their compiled
+ * dist/ as the service does; no source maps), into a temporary directory: started from there,
+ * every server pays the same loader cost as the service, and none pays for
+ * tsx. Returns the bundle of each file (by its path) and a function that
+ * removes them.
+ */
+export const bundleServers = async (files: ReadonlyArray<string>) => {
+  const outdir = await fsp.mkdtemp(path.join(os.tmpdir(), "bench-servers-"))
+  try {
+    await build({
+      absWorkingDir: repoRoot,
+      entryPoints: [...files],
+      outdir,
+      outExtension: { ".js": ".mjs" },
+      bundle: true,
+      platform: "node",
+      target: "node20",
+      format: "esm",
+      // Shared code in chunks and Prisma's query compiler loaded when first
+      // used, as in the service's bundle.
+      splitting: true,
+      // Not the root tsconfig's `paths` (which map the packages to their
+      // sources for type checking): the packages' exports, as the service.
+      tsconfigRaw: {},
+      external: ["@prisma-resilience/devdb"],
+      banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
+      logLevel: "warning"
+    })
+  } catch (error) {
+    await fsp.rm(outdir, { recursive: true, force: true })
+    throw error
+  }
+  const bundles = new Map(files.map((file) => [file, path.join(outdir, `${path.basename(file, ".ts")}.mjs`)]))
+  return { bundles, remove: () => fsp.rm(outdir, { recursive: true, force: true }) }
+}
+
 /** Peak (VmHWM) and current (VmRSS) resident set of a process, in MiB. */
 export const rss = (pid: number) => {
   const status = fs.readFileSync(`/proc/${pid}/status`, "utf8")
@@ -168,38 +221,110 @@ export const get = (url: string, agent?: http.Agent) =>
   })
 
 export interface LoadResult {
+  /** answers received (any status) */
   readonly requests: number
-  readonly failures: number
   readonly durationMs: number
+  /** latency of every answer, any status, in ms (autocannon's own histogram has 1 ms steps) */
   readonly latenciesMs: Array<number>
+  /** answers by status code */
+  readonly statuses: ReadonlyMap<number, number>
+  /** 503 answers that carried Retry-After */
+  readonly retryAfter503: number
+  /** connection errors and request timeouts (autocannon counts a timeout as both) */
+  readonly errors: number
+  readonly timeouts: number
+  /** CPU time (user + system) the server process used during the load, when `pid` was given */
+  readonly cpuMs: number
+  /** VmRSS of the server sampled every 100 ms during the load (max), when `pid` was given */
+  readonly peakRssMiB: number
 }
 
 /**
- * Closed-loop load: `concurrency` clients over as many keep-alive
- * connections, each sending the next request as soon as the previous answer
- * is read, until `durationMs` has passed. Non-200 answers count as failures.
+ * Closed-loop load with autocannon: `connections` keep-alive connections to
+ * `url`, each sending its next request as soon as the previous answer is read,
+ * for `durationMs`; requests time out after `timeoutS` (autocannon then opens
+ * a new connection). With `pid`, also the server's CPU time over the load and
+ * its resident set sampled every 100 ms. `onTick` runs every `tickMs` while
+ * the load runs (e.g. to scrape metrics).
  */
-export const load = async (url: string, options: { concurrency: number; durationMs: number }): Promise<LoadResult> => {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency })
+export const load = async (
+  url: string,
+  options: {
+    readonly connections: number
+    readonly durationMs: number
+    readonly timeoutS?: number
+    readonly pid?: number
+    readonly onTick?: () => void
+    readonly tickMs?: number
+  }
+): Promise<LoadResult> => {
   const latenciesMs: Array<number> = []
-  let failures = 0
-  const start = performance.now()
-  const deadline = start + options.durationMs
-  const client = async () => {
-    while (performance.now() < deadline) {
-      const sent = performance.now()
-      const ok = await get(url, agent).then((response) => response.status === 200, () => false)
-      latenciesMs.push(performance.now() - sent)
-      if (!ok) failures++
+  const statuses = new Map<number, number>()
+  let retryAfter503 = 0
+  let peakRssMiB = 0
+  const pid = options.pid
+  const sampleRss = () => {
+    if (pid === undefined) return
+    try {
+      peakRssMiB = Math.max(peakRssMiB, rss(pid).currentMiB)
+    } catch {
+      // the server exited: its failures show in the answers
     }
   }
+  const cpuBefore = pid === undefined ? 0 : cpuMs(pid)
+  sampleRss()
+  const sampler = setInterval(sampleRss, 100)
+  const ticker = options.onTick ? setInterval(options.onTick, options.tickMs ?? 250) : undefined
+  const start = performance.now()
   try {
-    await Promise.all(Array.from({ length: options.concurrency }, client))
+    const instance = autocannon({
+      url,
+      connections: options.connections,
+      duration: options.durationMs / 1000,
+      timeout: options.timeoutS ?? 10,
+      setupClient: (client) => {
+        client.on("headers", (info) => {
+          if (info.statusCode !== 503) return
+          for (let i = 0; i < info.headers.length; i += 2) {
+            if (info.headers[i]!.toLowerCase() === "retry-after") {
+              retryAfter503++
+              break
+            }
+          }
+        })
+      }
+    })
+    instance.on("response", (_client, statusCode, _bytes, responseTimeMs) => {
+      latenciesMs.push(responseTimeMs)
+      statuses.set(statusCode, (statuses.get(statusCode) ?? 0) + 1)
+    })
+    // autocannon stops itself after `duration`; this bounds a run whose
+    // clients hang in a way it does not notice.
+    const guard = setTimeout(() => instance.stop(), options.durationMs + 30_000)
+    const result = await instance
+    clearTimeout(guard)
+    const durationMs = performance.now() - start
+    sampleRss()
+    return {
+      requests: latenciesMs.length,
+      durationMs,
+      latenciesMs,
+      statuses,
+      retryAfter503,
+      errors: result.errors,
+      timeouts: result.timeouts,
+      cpuMs: pid === undefined ? 0 : cpuMs(pid) - cpuBefore,
+      peakRssMiB
+    }
   } finally {
-    agent.destroy()
+    clearInterval(sampler)
+    if (ticker) clearInterval(ticker)
   }
-  return { requests: latenciesMs.length, failures, durationMs: performance.now() - start, latenciesMs }
 }
+
+/** Answers of `statuses` whose code `matches`. */
+export const countStatuses = (statuses: ReadonlyMap<number, number>, matches: (status: number) => boolean) =>
+  [...statuses].reduce((sum, [status, count]) => (matches(status) ? sum + count : sum), 0)
 
 /** Polls `url` until it answers 200, every `everyMs`, for at most `timeoutMs`. */
 export const until200 = async (url: string, options: { everyMs: number; timeoutMs: number }) => {
