@@ -197,7 +197,8 @@ const main = async () => {
           `CPU per request: ${specs.map((s) => `${s.key} ${us(f(s.key).cpuUs)}`).join(", ")}; ` +
           `service / floor ${(svc.cpuUs / f("floor").cpuUs).toFixed(2)}, Fastify + layer / Fastify ` +
           `${(f("fastifyLayer").cpuUs / f("fastify").cpuUs).toFixed(2)}`,
-          `latency p50 / p99: ${specs.map((s) => `${s.key} ${lat(s.key)}`).join(", ")}`,
+          `latency p50 / p99: ${specs.map((s) => `${s.key} ${lat(s.key)}`).join(", ")}; service / floor ` +
+          `${(svc.latency.median / f("floor").latency.median).toFixed(2)} / ${(svc.latency.p99 / f("floor").latency.p99).toFixed(2)}`,
           `RSS: service idle ${mib(svc.idleRssMiB)}, peak ${mib(svc.peakRssMiB)}; minimal idle ${mib(min.idleRssMiB)}, ` +
           `peak ${mib(min.peakRssMiB)}; service peak / minimal peak ${(svc.peakRssMiB / min.peakRssMiB).toFixed(2)} ` +
           `(goal ≤ 1.2, no V8 flags)`,
