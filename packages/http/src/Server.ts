@@ -2,8 +2,10 @@
  * The Node HTTP server. It listens at once (the database warms up behind
  * `Readiness`) and shuts down in order: health fails with `shutting_down`,
  * optionally for `SHUTDOWN_DELAY_MS` while load balancers notice, then the
- * listener closes and in-flight requests get up to `SHUTDOWN_DRAIN_MS` to
- * finish, then the remaining connections are closed. The database is
+ * listener closes; a connection already accepted may still deliver its
+ * request for `SHUTDOWN_IDLE_GRACE_MS`, and in-flight requests get up to
+ * `SHUTDOWN_DRAIN_MS` to finish (all answered with `Connection: close`), then
+ * the remaining connections are closed. The database is
  * disconnected after all of that, when `Readiness` is released.
  */
 import { HttpApiBuilder, HttpServer } from "@effect/platform"
@@ -58,9 +60,9 @@ export const layer = Layer.scoped(
         if (config.shutdownDelayMs > 0) yield* Effect.sleep(Duration.millis(config.shutdownDelayMs))
         const started = yield* Clock.currentTimeMillis
         yield* Effect.logInfo(
-          `No longer accepting connections; draining ${drain.inFlight()} in-flight request(s) for up to ${config.drainTimeoutMs} ms`
+          `No longer accepting connections; draining ${drain.inFlight()} in-flight request(s) on ${drain.connections()} connection(s) for up to ${config.drainTimeoutMs} ms`
         )
-        const drained = yield* drain.drain(config.drainTimeoutMs)
+        const drained = yield* drain.drain(config.drainTimeoutMs, config.idleGraceMs)
         const took = (yield* Clock.currentTimeMillis) - started
         yield* drained
           ? Effect.logInfo(`Drained in ${took} ms`)

@@ -19,6 +19,12 @@ export interface ServerConfig {
   readonly shutdownDelayMs: number
   /** SHUTDOWN_DRAIN_MS, default 10000: how long in-flight requests may take to finish after that */
   readonly drainTimeoutMs: number
+  /**
+   * SHUTDOWN_IDLE_GRACE_MS, default 1000: how long a connection accepted
+   * before the listener closed may still deliver its request (served with
+   * `Connection: close`) before it is closed
+   */
+  readonly idleGraceMs: number
 }
 
 export const config: Config.Config<ServerConfig> = Config.all({
@@ -27,5 +33,6 @@ export const config: Config.Config<ServerConfig> = Config.all({
   maxBodyBytes: Setting.integer("MAX_BODY_BYTES", 65_536, { min: 1, range: "a positive integer number of bytes" }),
   retryAfterSeconds: Setting.integer("RETRY_AFTER_SECONDS", 1, { min: 0, range: "a non-negative integer number of seconds" }),
   shutdownDelayMs: Setting.milliseconds("SHUTDOWN_DELAY_MS", 0, 0),
-  drainTimeoutMs: Setting.milliseconds("SHUTDOWN_DRAIN_MS", 10_000, 0)
+  drainTimeoutMs: Setting.milliseconds("SHUTDOWN_DRAIN_MS", 10_000, 0),
+  idleGraceMs: Setting.milliseconds("SHUTDOWN_IDLE_GRACE_MS", 1000, 0)
 })

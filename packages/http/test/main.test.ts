@@ -4,6 +4,7 @@ import type { Cluster } from "@prisma-resilience/devdb"
 import { type ChildProcess, spawn } from "node:child_process"
 import fs from "node:fs"
 import fsp from "node:fs/promises"
+import net from "node:net"
 import os from "node:os"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -274,6 +275,54 @@ describe("settings and the listen address are checked before the server serves",
     expect(code, log).not.toBe("timeout")
     expect(log).toMatch(/ListenError: cannot listen on 192\.0\.2\.1:0 \(HOST, PORT\): EADDRNOTAVAIL/)
     expect(log).not.toContain("An error has occurred")
+  })
+})
+
+describe("SIGTERM with idle keep-alive connections", () => {
+  let cluster: Cluster
+
+  beforeAll(async () => {
+    cluster = await startDatabase()
+  })
+
+  afterAll(async () => {
+    await cluster?.destroy()
+  })
+
+  it("serves a request that arrives on an idle keep-alive connection after SIGTERM, with Connection: close", async () => {
+    const main = startMain({ DATABASE_URL: cluster.url })
+    await withLog(main, async () => {
+      const baseUrl = new URL(await main.baseUrl)
+      await eventually(async () => (await fetch(`${baseUrl.origin}/health`)).status === 200, 300)
+      const request = "GET /live HTTP/1.1\r\nHost: service\r\n\r\n"
+      // Connections a load balancer keeps open: accepted, served once, idle.
+      const sockets = await Promise.all(
+        Array.from({ length: 5 }, () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const socket = net.connect(Number(baseUrl.port), "127.0.0.1", () => socket.write(request))
+            socket.once("error", reject)
+            socket.setEncoding("utf8").once("data", () => resolve(socket))
+          }))
+      )
+      const answers = sockets.map((socket) =>
+        new Promise<string>((resolve) => {
+          let text = ""
+          socket.on("data", (chunk: string) => (text += chunk))
+          socket.once("error", (error) => resolve(`error: ${error.message}`))
+          socket.once("close", () => resolve(text))
+        })
+      )
+      main.child.kill("SIGTERM")
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      // Sent after the listener closed, on connections it had accepted: served, not reset.
+      for (const socket of sockets) socket.write(request)
+      for (const answer of await Promise.all(answers)) {
+        expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+        expect(answer.toLowerCase()).toContain("connection: close")
+      }
+      expect(await main.exit).toBe(0)
+      indexOf(main.lines, /draining 0 in-flight request\(s\) on \d+ connection\(s\)/)
+    })
   })
 })
 
