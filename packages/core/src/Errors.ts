@@ -10,7 +10,10 @@ export type { OperationKind, RetrySafety } from "./kernel/safety.js"
 interface Fields {
   /** e.g. `purchaseOrder.findUnique`; `unknown` when the caller named none */
   readonly operation: string
-  /** 1-based attempt on which this error happened */
+  /**
+   * 1-based attempt on which this error happened; 0 when nothing was sent (the
+   * Promise adapter's `WARMUP_WAIT`, `WARMUP_FAILED` and `DISCONNECTED`)
+   */
   readonly attempt: number
   readonly safety: RetrySafety
   /** Prisma code (P2002), SQLSTATE (40001), adapter kind or errno code, when known */
