@@ -25,11 +25,12 @@ const urlFor = (options: { readonly port?: number; readonly password?: string; r
   return url.toString()
 }
 
-// Fast warm-up give-up, so that a database that cannot be reached is
-// `unreachable` (not `warming`) within a second or two.
+// A quick warm-up give-up, so that a database that cannot be used is
+// `unreachable` (not `warming`) within seconds; attempts long enough to end
+// with the server's own error, not their timeout, on a loaded machine.
 const failFast = {
-  DB_WARMUP_TIMEOUT_MS: "1000",
-  DB_WARMUP_ATTEMPT_TIMEOUT_MS: "500",
+  DB_WARMUP_TIMEOUT_MS: "2500",
+  DB_WARMUP_ATTEMPT_TIMEOUT_MS: "2000",
   DB_WARMUP_BACKOFF_MS: "100",
   DB_WARMUP_BACKOFF_MAX_MS: "200"
 }
