@@ -66,4 +66,30 @@ describe("kernel", () => {
     off.started(10)
     expect(off.degraded(100_000)).toBeUndefined()
   })
+
+  it("reads libpq multi-host connection strings and gives one single-host string per host", () => {
+    const multi = Kernel.parseMultiHost(
+      "postgresql://app:s%40cret@127.0.0.1:5433,127.0.0.1:5434,[::1]/orders?target_session_attrs=read-write&sslmode=disable"
+    )
+    expect(multi.hosts).toEqual([
+      { host: "127.0.0.1", port: 5433 },
+      { host: "127.0.0.1", port: 5434 },
+      { host: "::1", port: 5432 }
+    ])
+    expect(multi.targetSessionAttrs).toBe("read-write")
+    expect(multi.forHost(1)).toBe("postgresql://app:s%40cret@127.0.0.1:5434/orders?sslmode=disable")
+    expect(multi.forHost(2)).toBe("postgresql://app:s%40cret@[::1]:5432/orders?sslmode=disable")
+    const single = Kernel.parseMultiHost("postgres://localhost/app")
+    expect(single.hosts).toEqual([{ host: "localhost", port: 5432 }])
+    expect(single.targetSessionAttrs).toBe("any")
+    expect(single.forHost(0)).toBe("postgres://localhost:5432/app")
+    for (const bad of ["mysql://u:p@h/db", "postgresql://u:secret@h:99999/db", "postgresql://u:secret@h/db?target_session_attrs=writer"]) {
+      expect(() => Kernel.parseMultiHost(bad)).toThrow(Kernel.ConnectionStringError)
+      try {
+        Kernel.parseMultiHost(bad)
+      } catch (error) {
+        expect((error as Error).message).not.toContain("secret")
+      }
+    }
+  })
 })

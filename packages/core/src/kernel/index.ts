@@ -5,6 +5,13 @@
  * binding to another Effect major (or to no Effect at all) reuses these.
  */
 export * as CircuitBreaker from "./circuitBreaker.js"
+export {
+  ConnectionStringError,
+  type HostPort,
+  type MultiHost,
+  parseMultiHost,
+  type TargetSessionAttrs
+} from "./connectionString.js"
 export { diagnose, type Diagnosis, type ErrorTag, isBrokenSchema, isPoolWait, POOL_ACQUIRE_TIMEOUT, type Verdict } from "./classify.js"
 export { redact, summarize } from "./redact.js"
 export * as QueryHealth from "./queryHealth.js"
