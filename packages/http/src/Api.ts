@@ -2,10 +2,30 @@
  * The HTTP API as data: schemas, errors and endpoints. The server, the web
  * handler, `/openapi.json` and `/docs` are all derived from this one value.
  */
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
 // ------------------------------------------------------------------ schemas
+
+// Every message that a client's input can reach is fixed text: Effect's
+// default messages quote the input ("Expected string, actual …"), which would
+// send a 60 KB value back, twice, and format arbitrarily deep values.
+
+// With the `u` flag a surrogate pair is one code point, so this only matches
+// an unpaired half (ES2022 has no `String.prototype.isWellFormed` type).
+const loneSurrogate = /\p{Surrogate}/u
+
+/**
+ * Text that PostgreSQL stores exactly as sent. It rejects NUL in text
+ * (SQLSTATE 22021), and an unpaired surrogate has no UTF-8 encoding: it
+ * would be stored as U+FFFD, so that different strings became one.
+ */
+const StoredText = Schema.String.annotations({ message: () => "must be a string" }).pipe(
+  Schema.filter((s) => !s.includes("\u0000"), { message: () => "must not contain the NUL character (U+0000)" }),
+  Schema.filter((s) => !loneSurrogate.test(s), {
+    message: () => "must be well-formed Unicode: an unpaired surrogate (e.g. \\ud800) cannot be stored"
+  })
+)
 
 export class PurchaseOrder extends Schema.Class<PurchaseOrder>("PurchaseOrder")({
   id: Schema.UUID,
@@ -16,40 +36,57 @@ export class PurchaseOrder extends Schema.Class<PurchaseOrder>("PurchaseOrder")(
 }) {}
 
 /** A reference is free text without surrounding whitespace: "PO-2026-0001". */
-export const Reference = Schema.String.pipe(
-  Schema.minLength(1),
-  Schema.maxLength(100),
+export const Reference = StoredText.pipe(
+  Schema.minLength(1, { message: () => "must not be empty" }),
+  Schema.maxLength(100, { message: () => "must be at most 100 characters long" }),
   Schema.pattern(/^\S(?:.*\S)?$/s, { message: () => "must not start or end with whitespace" })
-)
+).annotations({
+  description: "1-100 characters, not starting or ending with whitespace; no NUL (U+0000), no unpaired surrogate"
+})
+
+export const Note = StoredText.pipe(Schema.maxLength(1000, { message: () => "must be at most 1000 characters long" }))
+  .annotations({ description: "at most 1000 characters; no NUL (U+0000), no unpaired surrogate" })
 
 /** The `total_cents` column is a PostgreSQL INTEGER. */
-export const TotalCents = Schema.Int.pipe(
+export const TotalCents = Schema.Number.annotations({ message: () => "must be a number" }).pipe(
+  Schema.int({ message: () => "must be an integer number of cents" }),
   Schema.greaterThanOrEqualTo(0, { message: () => "must be a non-negative integer number of cents" }),
   Schema.lessThanOrEqualTo(2_147_483_647, { message: () => "must be at most 2147483647 cents" })
 )
 
 // Unknown fields are rejected, in the body and in the query string alike: a
-// misspelt optional field would otherwise vanish without a trace.
+// misspelt optional field would otherwise vanish without a trace. Optional
+// fields are `exact`: JSON, query strings and headers have no `undefined`, and
+// without it each message about an optional field would add "Expected
+// undefined, actual <the value>".
 const strict = { parseOptions: { onExcessProperty: "error" } } as const
 
 export const CreatePurchaseOrder = Schema.Struct({
   reference: Reference,
   totalCents: TotalCents,
-  note: Schema.optional(Schema.String.pipe(Schema.maxLength(1000)))
-}).annotations({ ...strict, identifier: "CreatePurchaseOrder" })
+  note: Schema.optionalWith(Note, { exact: true })
+}).annotations({ ...strict, identifier: "CreatePurchaseOrder", message: () => "the request body must be a JSON object" })
 export type CreatePurchaseOrder = typeof CreatePurchaseOrder.Type
 
+const idempotencyKeyMessage = { message: () => "must be 1-255 visible ASCII characters" }
 export const IdempotencyKey = Schema.String.pipe(
-  Schema.minLength(1),
-  Schema.maxLength(255),
-  Schema.pattern(/^[\x21-\x7e]+$/, { message: () => "must be 1-255 visible ASCII characters" })
+  Schema.minLength(1, idempotencyKeyMessage),
+  Schema.maxLength(255, idempotencyKeyMessage),
+  Schema.pattern(/^[\x21-\x7e]+$/, idempotencyKeyMessage)
 )
 
+/** A UUID from the path or the query string. */
+export const Id = Schema.UUID.annotations({ message: () => ({ message: "must be a UUID", override: true }) })
+
 export const ListParams = Schema.Struct({
-  limit: Schema.optional(
-    Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 100, { message: () => "must be an integer from 1 to 100" }))
+  limit: Schema.optionalWith(
+    Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 100)).annotations({
+      // also for `limit=1&limit=2`, whose message would quote the values
+      message: () => ({ message: "must be an integer from 1 to 100", override: true })
+    }),
+    { exact: true }
   ),
-  cursor: Schema.optional(Schema.UUID)
+  cursor: Schema.optionalWith(Id, { exact: true })
 }).annotations(strict)
 
 export class PurchaseOrderPage extends Schema.Class<PurchaseOrderPage>("PurchaseOrderPage")({
@@ -130,12 +167,31 @@ export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>
   HttpApiSchema.annotations({ status: 503 })
 ) {}
 
+/**
+ * 415: `POST /purchase-orders` takes `application/json` only, in UTF-8 (no
+ * `charset` or `charset=utf-8`). A missing `Content-Type` is refused too, so
+ * that a cross-origin form or `text/plain` post cannot create an order
+ * without a CORS preflight.
+ */
+export class UnsupportedMediaType extends Schema.TaggedError<UnsupportedMediaType>()(
+  "UnsupportedMediaType",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 415 })
+) {}
+
 /** 500 for failures that retrying cannot fix; the details are in the log, never in the response. */
 export class InternalServerError extends Schema.TaggedError<InternalServerError>()(
   "InternalServerError",
   { message: Schema.String },
   HttpApiSchema.annotations({ status: 500 })
 ) {}
+
+// --------------------------------------------------------------- middleware
+
+/** Checks an endpoint's `Content-Type` before its payload is read. */
+export class RequireJson extends HttpApiMiddleware.Tag<RequireJson>()("RequireJson", {
+  failure: UnsupportedMediaType
+}) {}
 
 // ---------------------------------------------------------------- endpoints
 
@@ -164,7 +220,7 @@ export class MetricsApi extends HttpApiGroup.make("metrics")
 export class PurchaseOrdersApi extends HttpApiGroup.make("purchaseOrders")
   .add(
     HttpApiEndpoint.get("findById", "/purchase-orders/:id")
-      .setPath(Schema.Struct({ id: Schema.UUID }))
+      .setPath(Schema.Struct({ id: Id }))
       .addSuccess(PurchaseOrder)
       .addError(PurchaseOrderNotFound)
   )
@@ -177,7 +233,8 @@ export class PurchaseOrdersApi extends HttpApiGroup.make("purchaseOrders")
   .add(
     HttpApiEndpoint.post("create", "/purchase-orders")
       .setPayload(CreatePurchaseOrder)
-      .setHeaders(Schema.Struct({ "idempotency-key": Schema.optional(IdempotencyKey) }))
+      .middleware(RequireJson)
+      .setHeaders(Schema.Struct({ "idempotency-key": Schema.optionalWith(IdempotencyKey, { exact: true }) }))
       .addSuccess(PurchaseOrder, { status: 201 })
       .addError(DuplicateReference)
       .addError(IdempotencyKeyReused)

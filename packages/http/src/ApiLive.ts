@@ -16,6 +16,7 @@ import {
 } from "@prisma-resilience/core"
 import { DateTime, Effect, Layer } from "effect"
 import { Api, DatabaseUnavailable, type Health, healthContentType, InternalServerError } from "./Api.js"
+import { RequireJsonLive } from "./internal/input.js"
 import * as Middleware from "./internal/middleware.js"
 import { Prometheus } from "./Prometheus.js"
 import * as PurchaseOrders from "./PurchaseOrders.js"
@@ -133,7 +134,7 @@ const PurchaseOrdersLive = HttpApiBuilder.group(Api, "purchaseOrders", (handlers
       .handle("findById", ({ path }) => run(PurchaseOrders.findById(path.id)))
       .handle("list", ({ urlParams }) => run(PurchaseOrders.list(urlParams)))
       .handle("create", ({ headers, payload }) => run(PurchaseOrders.create(payload, headers["idempotency-key"])))
-  }))
+  })).pipe(Layer.provide(RequireJsonLive))
 
 /**
  * Everything the service serves: the API with its handlers, `/openapi.json`,

@@ -1,13 +1,15 @@
 /**
  * The API-level middleware, shared by the Node server and the web handler. It
  * wraps the router, inside the HttpApi's error encoding: it sets the body size
- * limit, answers the failures that the HttpApi would otherwise send with an
- * empty body (unknown route, unreadable body, defects) with JSON, and adds
- * `Retry-After` to every 503.
+ * limit, has the body read strictly (`Input.strictText`), answers the failures
+ * that the HttpApi would otherwise send with an empty body (unknown route,
+ * unreadable body, defects) with JSON, and adds `Retry-After` to every 503.
  */
 import { HttpApiBuilder, HttpApp, HttpIncomingMessage, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import type { RequestError } from "@effect/platform/HttpServerError"
 import { Cause, Chunk, Effect, Option, Predicate } from "effect"
 import * as ServerConfig from "../ServerConfig.js"
+import * as Input from "./input.js"
 
 export interface Options {
   readonly maxBodyBytes: number
@@ -24,8 +26,25 @@ const badRequest = (message: string) =>
 
 const hasTag = (tag: string) => (u: unknown): boolean => Predicate.hasProperty(u, "_tag") && u._tag === tag
 
-const isTooLarge = (error: unknown) =>
-  Predicate.hasProperty(error, "cause") && error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
+const isRequestError = (u: unknown): u is RequestError => hasTag("RequestError")(u)
+
+const unreadableMessage = (error: RequestError, tooLarge: string) =>
+  error.cause instanceof Input.InvalidBody
+    ? error.cause.message
+    : error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
+    ? tooLarge
+    : "request body is not valid JSON"
+
+/**
+ * `request` reading its body as `text`. The platform's request classes read
+ * `json` through their own `text` and offer no way to substitute it, so the
+ * original request is the prototype of one that does. (`RequireJson` lets
+ * only JSON through, which the HttpApi reads with `json`.)
+ */
+const withText = (
+  request: HttpServerRequest.HttpServerRequest,
+  text: Effect.Effect<string, RequestError>
+): HttpServerRequest.HttpServerRequest => Object.create(request, { text: { value: text } })
 
 export const make = (options: Options) => (app: HttpApp.Default): HttpApp.Default =>
   Effect.gen(function*() {
@@ -40,7 +59,9 @@ export const make = (options: Options) => (app: HttpApp.Default): HttpApp.Defaul
     const tooLarge = `request body exceeds ${options.maxBodyBytes} bytes`
     if (Number(request.headers["content-length"] ?? 0) > options.maxBodyBytes) return badRequest(tooLarge)
 
+    const text = yield* Effect.cached(Input.strictText(request, options.maxBodyBytes))
     return yield* HttpIncomingMessage.withMaxBodySize(app, Option.some(options.maxBodyBytes)).pipe(
+      Effect.provideService(HttpServerRequest.HttpServerRequest, withText(request, text)),
       Effect.catchAllCause((cause) => {
         if (Chunk.some(Cause.failures(cause), hasTag("RouteNotFound"))) {
           return Effect.succeed(
@@ -51,10 +72,8 @@ export const make = (options: Options) => (app: HttpApp.Default): HttpApp.Defaul
           )
         }
         // The HttpApi reads the body with `orDie`, so an unreadable body arrives as a defect.
-        const unreadable = Chunk.findFirst(Cause.defects(cause), hasTag("RequestError"))
-        if (Option.isSome(unreadable)) {
-          return Effect.succeed(badRequest(isTooLarge(unreadable.value) ? tooLarge : "request body is not valid JSON"))
-        }
+        const unreadable = Chunk.findFirst(Cause.defects(cause), isRequestError)
+        if (Option.isSome(unreadable)) return Effect.succeed(badRequest(unreadableMessage(unreadable.value, tooLarge)))
         // Typed failures are the API's errors, encoded after this middleware.
         if (!Cause.isDie(cause) || !Chunk.isEmpty(Cause.failures(cause))) return Effect.failCause(cause)
         return Effect.as(

@@ -1,0 +1,97 @@
+/**
+ * What the service accepts as a request body, checked before the HttpApi
+ * decodes it: the media type (`RequireJson`, per endpoint), then the bytes
+ * (UTF-8 and nesting depth, when a route reads the body).
+ */
+import { HttpServerRequest } from "@effect/platform"
+import { RequestError } from "@effect/platform/HttpServerError"
+import { Data, Effect, Layer } from "effect"
+import { RequireJson, UnsupportedMediaType } from "../Api.js"
+
+/**
+ * Deeper arrays and objects are refused before `JSON.parse`. No payload of
+ * this API nests more than once; the limit leaves room for the schema to name
+ * the offending field, and keeps everything downstream (decoding, error
+ * formatting, logging) far from the recursion limit.
+ */
+export const maxNesting = 64
+
+/** The body cannot be read as the JSON this API takes; `message` is fit for the client. */
+export class InvalidBody extends Data.TaggedError("InvalidBody")<{ readonly message: string }> {}
+
+/** Why `contentType` is not UTF-8 JSON, or undefined when it is. */
+export const contentTypeProblem = (contentType: string | undefined): string | undefined => {
+  if (contentType === undefined || contentType.trim() === "") return "Content-Type is missing: send application/json"
+  const [mediaType = "", ...parameters] = contentType.split(";")
+  if (mediaType.trim().toLowerCase() !== "application/json") return "Content-Type must be application/json"
+  for (const parameter of parameters) {
+    const separator = parameter.indexOf("=")
+    if (separator === -1 || parameter.slice(0, separator).trim().toLowerCase() !== "charset") continue
+    const charset = parameter.slice(separator + 1).trim().replace(/^"(.*)"$/, "$1").toLowerCase()
+    // JSON is UTF-8 (RFC 8259); other charsets are refused, not guessed at.
+    if (charset !== "utf-8" && charset !== "utf8") return "the request body must be UTF-8 (charset=utf-8 or none)"
+  }
+  return undefined
+}
+
+/**
+ * Whether `text` nests arrays and objects more than `limit` deep. Counts
+ * brackets outside strings, without recursion; malformed JSON is left to
+ * `JSON.parse`.
+ */
+export const nestsDeeperThan = (text: string, limit: number): boolean => {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++ // backslash: skip the escaped character
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) {
+      inString = true
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--
+    }
+  }
+  return false
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+/**
+ * The body as text, strictly: the platform decodes UTF-8 leniently (invalid
+ * bytes become U+FFFD, silently altering what is stored), so the bytes are
+ * decoded here, once, and refused if they are not UTF-8 or nest too deep.
+ * Failures are `RequestError`s carrying an `InvalidBody`, like any other
+ * unreadable body.
+ */
+export const strictText = (
+  request: HttpServerRequest.HttpServerRequest,
+  maxBodyBytes: number
+): Effect.Effect<string, RequestError> =>
+  Effect.flatMap(request.arrayBuffer, (buffer) => {
+    const invalid = (message: string) =>
+      Effect.fail(new RequestError({ request, reason: "Decode", cause: new InvalidBody({ message }) }))
+    // Node stops reading at the limit; a web `Request` has been read whole.
+    if (buffer.byteLength > maxBodyBytes) return invalid(`request body exceeds ${maxBodyBytes} bytes`)
+    let text: string
+    try {
+      text = utf8.decode(buffer)
+    } catch {
+      return invalid("request body is not valid UTF-8")
+    }
+    return nestsDeeperThan(text, maxNesting)
+      ? invalid(`request body nests arrays or objects more than ${maxNesting} levels deep`)
+      : Effect.succeed(text)
+  })
+
+/** `RequireJson`: 415 before the payload is read, unless the request declares UTF-8 JSON. */
+export const RequireJsonLive = Layer.succeed(
+  RequireJson,
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const problem = contentTypeProblem(request.headers["content-type"])
+    return problem === undefined ? Effect.void : Effect.fail(new UnsupportedMediaType({ message: problem }))
+  })
+)
