@@ -13,13 +13,16 @@
 // TypeScript servers are bundled with esbuild first, like the service, so
 // that none pays for tsx (`--tsx` runs them through tsx instead). autocannon
 // in this process loads one server at a time over keep-alive connections on
-// loopback, in rounds whose order rotates, so that drift on this shared
-// machine hits all alike; ratios are taken within a round. Per server:
+// loopback, in many short rounds whose order rotates by one each round (and
+// runs backwards every other round, which keeps the compared pairs — service
+// and floor, Fastify and Fastify+layer — next to each other in most rounds),
+// so that drift on this shared machine hits all alike; ratios are taken
+// within a round, then the median over rounds. Per server:
 // requests/s, latency over all answers, CPU time of the server process per
 // request (/proc/<pid>/stat), its resident set before load and sampled every
 // 100 ms under load (/proc/<pid>/status).
 //
-//   npx tsx bench/http.ts [rounds=3] [roundSeconds=6] [connections=16] [--tsx]
+//   npx tsx bench/http.ts [rounds=6] [roundSeconds=3] [connections=16] [--tsx]
 import { applyMigrations, makePrismaClient } from "@prisma-resilience/http/db"
 import os from "node:os"
 import {
@@ -44,8 +47,8 @@ import {
 } from "./support.js"
 
 const positional = process.argv.slice(2).filter((arg) => !arg.startsWith("--"))
-const rounds = Number(positional[0] ?? 3)
-const roundMs = Number(positional[1] ?? 6) * 1000
+const rounds = Number(positional[0] ?? 6)
+const roundMs = Number(positional[1] ?? 3) * 1000
 const connections = Number(positional[2] ?? 16)
 const throughTsx = process.argv.includes("--tsx")
 const warmupMs = 2000
@@ -129,7 +132,8 @@ const main = async () => {
         for (const s of servers) await load(s.url, { connections, durationMs: warmupMs })
         for (let round = 0; round < rounds; round++) {
           const shift = round % servers.length
-          for (const s of [...servers.slice(shift), ...servers.slice(0, shift)]) {
+          const rotated = [...servers.slice(shift), ...servers.slice(0, shift)]
+          for (const s of round % 2 === 0 ? rotated : rotated.reverse()) {
             const result = await load(s.url, { connections, durationMs: roundMs, pid: s.server.pid })
             s.rounds.push(result)
             console.error(`  round ${round + 1} ${s.spec.name}: ${rps(result).toFixed(0)} req/s`)
@@ -165,7 +169,7 @@ const main = async () => {
 
         console.log(
           `GET /purchase-orders/:id, autocannon ${connections} keep-alive connections on 127.0.0.1, ${rounds} rounds × ` +
-            `${roundMs / 1000} s per server, order rotating per round (after ${warmupMs / 1000} s warm-up each); ` +
+            `${roundMs / 1000} s per server, order rotating per round, backwards every other round (after ${warmupMs / 1000} s warm-up each); ` +
             `TypeScript servers ${throughTsx ? "through tsx" : "bundled with esbuild like the service"}; ` +
             `${await machine(cluster)}; load average ${loadAtStart[0]!.toFixed(2)} at start, ` +
             `${loadAtEnd[0]!.toFixed(2)} at end (1 min)`

@@ -2,8 +2,12 @@
 // under `node --cpu-prof` for one round of `GET /purchase-orders/:id`
 // (autocannon, keep-alive, loopback) after a warm-up, one server at a time;
 // only the samples taken during the round count. Prints self time per
-// request by package and the top frames by self time. The profiler inflates
-// every figure; compare servers within one run. Not part of `npm run bench`.
+// request by package and the top frames by self time. A profile's time is
+// time on the stack, which on a busy machine includes time the process was
+// preempted (mostly inside system calls such as writev), so beside it each
+// package's share is also applied to the process's real CPU time per request
+// (/proc/<pid>/stat over the same round). The profiler itself slows the
+// server too: compare servers within one run. Not part of `npm run bench`.
 //
 // The service runs unbundled here (packages/http/dist/main.js, compiled by
 // `npm run build`) and the TypeScript servers through tsx, so that frames keep
@@ -121,6 +125,7 @@ const main = async () => {
           nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${dir}`]
         })
         let requests = 0
+        let cpuMs = 0
         let window: [number, number] = [0, 0]
         try {
           const base = await server.baseUrl
@@ -129,9 +134,10 @@ const main = async () => {
           await load(url, { connections, durationMs: warmupMs })
           // The profile's timestamps are V8's monotonic clock in µs, as process.hrtime on Linux.
           const from = Number(process.hrtime.bigint() / 1000n)
-          const result = await load(url, { connections, durationMs: roundMs })
+          const result = await load(url, { connections, durationMs: roundMs, pid: server.pid })
           window = [from, Number(process.hrtime.bigint() / 1000n)]
           requests = result.requests
+          cpuMs = result.cpuMs
         } finally {
           await server.stop()
         }
@@ -147,13 +153,17 @@ const main = async () => {
         const perRequest = (us: number) => `${(us / requests).toFixed(1)} µs`
         const busy = [...times.byPackage].filter(([name]) => name !== "(idle)").reduce((sum, [, us]) => sum + us, 0)
         console.log("")
-        console.log(`### ${key}: ${requests} requests, ${(busy / 1000).toFixed(0)} ms busy = ${perRequest(busy)} per request${note}`)
+        const cpuUs = (cpuMs * 1000) / requests
+        console.log(
+          `### ${key}: ${requests} requests; profile: ${perRequest(busy)} on the stack per request; ` +
+            `/proc: ${cpuUs.toFixed(0)} µs CPU per request${note}`
+        )
         console.log("")
-        console.log(`| package | self time per request | share of busy |`)
-        console.log(`|---|---|---|`)
+        console.log(`| package | profile self time per request | share | share × CPU per request |`)
+        console.log(`|---|---|---|---|`)
         for (const [name, us] of [...times.byPackage].sort((a, b) => b[1] - a[1])) {
           if (name === "(idle)") continue
-          console.log(`| ${name} | ${perRequest(us)} | ${((100 * us) / busy).toFixed(1)} % |`)
+          console.log(`| ${name} | ${perRequest(us)} | ${((100 * us) / busy).toFixed(1)} % | ${((cpuUs * us) / busy).toFixed(1)} µs |`)
         }
         console.log("")
         console.log(`| frame | where | self time per request |`)
