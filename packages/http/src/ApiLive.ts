@@ -5,7 +5,7 @@
  * budget spent or circuit open) or 500 (retrying cannot help), with the
  * details in the log only.
  */
-import { HttpApiBuilder, HttpApiScalar, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import {
   type Database,
   type DatabaseError,
@@ -16,6 +16,7 @@ import {
 } from "@prisma-resilience/core"
 import { DateTime, Effect, Layer } from "effect"
 import { Api, DatabaseUnavailable, type Health, healthContentType, InternalServerError } from "./Api.js"
+import * as Docs from "./internal/docs.js"
 import { RequireJsonLive } from "./internal/input.js"
 import * as Middleware from "./internal/middleware.js"
 import { Prometheus } from "./Prometheus.js"
@@ -141,7 +142,7 @@ const PurchaseOrdersLive = HttpApiBuilder.group(Api, "purchaseOrders", (handlers
  * `/docs` and the API-level middleware. Needs `Readiness` and `Prometheus`.
  */
 export const layer = Layer.mergeAll(
-  HttpApiScalar.layer({ path: "/docs" }),
+  Docs.layer,
   HttpApiBuilder.middlewareOpenApi(),
   Middleware.layer
 ).pipe(

@@ -1,8 +1,10 @@
 // What clients send, against the real server and PostgreSQL: no input may
 // produce a 500, nothing is stored other than as sent, POST takes UTF-8 JSON
-// only.
+// only; and `/docs`, served compressed and cached.
 import type { Cluster } from "@prisma-resilience/devdb"
 import fc from "fast-check"
+import http from "node:http"
+import zlib from "node:zlib"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { eventually, type RunningServer, sql, startDatabase, startServer } from "./support.js"
 
@@ -246,5 +248,47 @@ describe("no client input produces a 500 (property-based)", () => {
       }),
       { numRuns: 200, interruptAfterTimeLimit: 20_000, markInterruptAsFailure: true }
     )
+  })
+})
+
+// fetch decompresses by itself and always asks for gzip and br: node:http
+// sends only the given headers and shows the bytes on the wire.
+const docs = (headers: Record<string, string>) =>
+  new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+    http.get(`${server.baseUrl}/docs`, { headers }, (response) => {
+      const chunks: Array<Buffer> = []
+      response.on("data", (chunk: Buffer) => chunks.push(chunk))
+      response.on("end", () => resolve({ status: response.statusCode!, headers: response.headers, body: Buffer.concat(chunks) }))
+      response.on("error", reject)
+    }).on("error", reject)
+  })
+
+describe("GET /docs", () => {
+  it("#13 is compressed when the client accepts it, carries an ETag and Cache-Control, and is 304 when the client has it", async () => {
+    const plain = await docs({})
+    expect(plain.status).toBe(200)
+    expect(plain.headers["content-type"]).toBe("text/html; charset=utf-8")
+    expect(plain.headers["content-encoding"]).toBeUndefined()
+    expect(plain.body.toString("utf8")).toContain("<!doctype html>")
+    const etag = plain.headers.etag as string
+    expect(etag).toMatch(/^W\/".+"$/)
+    expect(plain.headers["cache-control"]).toMatch(/max-age=\d+/)
+    expect(plain.headers.vary).toMatch(/accept-encoding/i)
+
+    for (const [accept, coding] of [["gzip, deflate, br", "br"], ["gzip", "gzip"], ["br;q=0, gzip;q=0.5", "gzip"]] as const) {
+      const compressed = await docs({ "accept-encoding": accept })
+      expect(compressed.headers["content-encoding"], accept).toBe(coding)
+      expect(compressed.headers.etag).toBe(etag)
+      // 3.3 MB as 0.8 MB (br) or 0.9 MB (gzip)
+      expect(compressed.body.length * 3).toBeLessThan(plain.body.length)
+      const decoded = coding === "br" ? zlib.brotliDecompressSync(compressed.body) : zlib.gunzipSync(compressed.body)
+      expect(decoded.equals(plain.body)).toBe(true)
+    }
+
+    const revalidated = await docs({ "if-none-match": etag, "accept-encoding": "br" })
+    expect(revalidated.status).toBe(304)
+    expect(revalidated.headers.etag).toBe(etag)
+    expect(revalidated.body.length).toBe(0)
+    expect((await docs({ "if-none-match": "W/\"other\"" })).status).toBe(200)
   })
 })
