@@ -41,10 +41,6 @@ export const check = (db: DatabaseService): Effect.Effect<HealthReport, HealthEr
         circuit.retryAfterMs
       )
     }
-    // `SELECT 1` cannot see a lock, a missing table or a full pool: the
-    // queries' own outcomes can.
-    const degraded = yield* db.queryPath
-    if (degraded !== undefined) return yield* fail("degraded", `queries ${degraded.reason}: ${degraded.message}`)
     const latencyMs = yield* db.ping().pipe(
       Effect.catchAll((error) =>
         error._tag === "TimeoutError"
@@ -52,6 +48,11 @@ export const check = (db: DatabaseService): Effect.Effect<HealthReport, HealthEr
           : fail("unreachable", `${error._tag}${error.code ? ` (${error.code})` : ""}: ${error.message}`, error)
       )
     )
+    // `SELECT 1` answered, but it cannot see a lock, a missing table or a
+    // full pool: the queries' own outcomes can. The probe goes first so that
+    // a database that is down is reported as such.
+    const degraded = yield* db.queryPath
+    if (degraded !== undefined) return yield* fail("degraded", `queries ${degraded.reason}: ${degraded.message}`)
     count("pass")
     yield* Effect.logDebug(`Health check passed in ${latencyMs} ms`)
     return { status: "pass", latencyMs, warmupMs: db.warmup.durationMs, warmupAttempts: db.warmup.attempts } as const
