@@ -7,3 +7,4 @@ export {
   type ShutdownMode
 } from "./EmbeddedPostgres.js"
 export { startProxy, type TcpProxy } from "./TcpProxy.js"
+export { findPrimary, missingPatroniTools, startPatroniCluster, type PatroniCluster, type PatroniClusterOptions, type PatroniMember, type PatroniNode } from "./Patroni.js"
