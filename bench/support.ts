@@ -104,6 +104,10 @@ export const startServer = (file: string, env: Record<string, string>, options: 
       ...(process.env.TMPDIR ? { TMPDIR: process.env.TMPDIR } : {}),
       PORT: "0",
       HOST: "127.0.0.1",
+      // tsx would apply the root tsconfig's `paths` (the packages' sources,
+      // for type checking); without them the packages resolve to their
+      // compiled dist/ through their exports, as in the service.
+      ...(file.endsWith(".ts") ? { TSX_TSCONFIG_PATH: path.join(repoRoot, "tsconfig.base.json") } : {}),
       ...env
     },
     stdio: ["ignore", "pipe", "pipe"]
