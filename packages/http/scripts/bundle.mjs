@@ -5,14 +5,21 @@
 // The embedded PostgreSQL (devdb, a development dependency) stays outside:
 // it is imported only when DATABASE_URL is not set.
 import { build } from "esbuild"
+import fs from "node:fs"
+import path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const packageDir = fileURLToPath(new URL("..", import.meta.url))
+const outdir = path.join(packageDir, "dist/bundle")
+// Built beside and swapped in whole: chunks of an earlier build (hashed
+// names) must not linger, and a process started meanwhile finds a complete one.
+const next = `${outdir}.next`
+fs.rmSync(next, { recursive: true, force: true })
 const started = performance.now()
 await build({
   absWorkingDir: packageDir,
   entryPoints: ["dist/main.js", "dist/migrate.js"],
-  outdir: "dist/bundle",
+  outdir: next,
   outExtension: { ".js": ".mjs" },
   bundle: true,
   platform: "node",
@@ -25,4 +32,6 @@ await build({
   banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
   logLevel: "warning"
 })
+fs.rmSync(outdir, { recursive: true, force: true })
+fs.renameSync(next, outdir)
 console.log(`service bundled into packages/http/dist/bundle in ${Math.round(performance.now() - started)} ms`)
