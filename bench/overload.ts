@@ -75,6 +75,7 @@ const main = () =>
       await load(url, { connections: steps[0]!, durationMs: warmupMs })
       const rows: Array<string> = []
       const summaries: Array<string> = []
+      let firstOkRps: number | undefined
       for (const connections of steps) {
         const before = await scrape()
         let circuitMax = before.max("db_circuit_state")
@@ -124,15 +125,18 @@ const main = () =>
           : `left closed (max ${circuitMax})`
         rows.push(
           `| ${connections} | ${rps.toFixed(0)} | ${okRps.toFixed(0)} | ${fmtMs(latency.median)} | ${fmtMs(latency.p99)} | ` +
+            `${fmtMs(latency.max)} | ` +
             `${share(ok)} | ${share(unavailable)} (${result.retryAfter503} with Retry-After) | ${other} | ` +
             `${result.errors - result.timeouts} / ${result.timeouts} | ${((result.cpuMs * 1000) / Math.max(1, answered)).toFixed(0)} µs | ` +
             `${result.peakRssMiB.toFixed(0)} MiB | ${breaker} (${scrapes} scrapes${scrapeFailures ? `, ${scrapeFailures} failed` : ""}) | ` +
             `${delta("db_circuit_rejections_total")} | ${delta("db_query_retries_total")} | ${poolWaitingMax} |`
         )
+        firstOkRps ??= okRps
         summaries.push(
-          `${connections} connections: ${rps.toFixed(0)} answers/s (${okRps.toFixed(0)} 200/s), p50 ${fmtMs(latency.median)}, ` +
-            `p99 ${fmtMs(latency.p99)}, 200 ${share(ok)}, 503 ${share(unavailable)}, errors ${result.errors}; ` +
-            `breaker ${breaker}`
+          `${connections} connections: ${rps.toFixed(0)} answers/s (${okRps.toFixed(0)} 200/s, ` +
+            `${(okRps / firstOkRps).toFixed(2)} × the ${steps[0]}-connection step), p50 ${fmtMs(latency.median)}, ` +
+            `p99 ${fmtMs(latency.p99)}, max ${fmtMs(latency.max)}, 200 ${share(ok)}, 503 ${share(unavailable)}` +
+            `${unavailable ? ` (${result.retryAfter503} with Retry-After)` : ""}, errors ${result.errors}; breaker ${breaker}`
         )
         console.error(`  ${connections} connections: ${rps.toFixed(0)} req/s, ${share(ok)} 200`)
       }
@@ -146,10 +150,10 @@ const main = () =>
       )
       console.log("")
       console.log(
-        `| connections | answers/s | 200/s | latency p50 | latency p99 | 200 | 503 | other status | conn. errors / timeouts | ` +
+        `| connections | answers/s | 200/s | latency p50 | latency p99 | latency max | 200 | 503 | other status | conn. errors / timeouts | ` +
           `CPU per answer | peak RSS | db_circuit_state | breaker rejections | retries | max pool waiters |`
       )
-      console.log(`|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|`)
+      console.log(`|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|`)
       for (const row of rows) console.log(row)
       console.log("")
       for (const line of summaries) console.log(`- ${line}`)
