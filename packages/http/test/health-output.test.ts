@@ -1,10 +1,9 @@
 // `/health` is public: while the database is unreachable, refuses the login or
 // lacks the database, the response says why in a few generic words and never
 // names the host, port, user or database; the detail is logged, once per check.
-import type { Cluster } from "@prisma-resilience/devdb"
+import { type Cluster, freePort } from "@prisma-resilience/devdb"
 import { applyMigrations } from "@prisma-resilience/http/db"
 import { randomBytes } from "node:crypto"
-import net from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { eventually, type RunningServer, sql, startDatabase, startServer } from "./support.js"
 
@@ -54,16 +53,6 @@ const health = async (server: RunningServer): Promise<Health> => {
   const headers = [...response.headers].map(([name, value]) => `${name}: ${value}`).join("\n")
   return { status: response.status, raw: `${response.status} ${response.statusText}\n${headers}\n\n${text}`, body: JSON.parse(text) }
 }
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 
 /** Nothing of where the database is or who logs in, as text or as a number. */
 const expectNoConnectionDetails = (raw: string, port: number) => {
