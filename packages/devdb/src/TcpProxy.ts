@@ -15,6 +15,20 @@ export interface TcpProxy {
   stall(on: boolean): void
   /** while on, new connections are reset as soon as they are accepted */
   refuse(on: boolean): void
+  /**
+   * Arms a one-shot cut of the next connection whose client sends a COMMIT (a
+   * Query or Parse message whose SQL starts with COMMIT, in any case).
+   * `before`: the COMMIT is dropped and both sides are reset, so the server
+   * rolls the transaction back. `after`: the COMMIT is forwarded (through the
+   * Sync that makes an extended-protocol one run) and the client is reset at
+   * once; the server commits, its answer is read and dropped, and then its
+   * side is closed. Either way the client sees its connection die during
+   * COMMIT and cannot know the outcome. Resolves once the cut happened; for
+   * `after`, once the server answered or closed.
+   */
+  cutOnCommit(when: "before" | "after"): Promise<void>
+  /** connections cut by `cutOnCommit` so far */
+  readonly commitCuts: number
   close(): Promise<void>
 }
 
@@ -33,22 +47,178 @@ interface Pair {
   readonly upstream: net.Socket
 }
 
+// Frontend messages before the StartupMessage have no type byte; a startup
+// packet whose length makes no sense is TLS (after SSLRequest was accepted).
+const PROTOCOL_3 = 196608
+const MAX_STARTUP_LENGTH = 10_000
+const QUERY = 0x51
+const PARSE = 0x50
+const SYNC = 0x53
+// enough of a Query's or Parse's body to see the start of its SQL after a statement name
+const SQL_PREFIX = 256
+
+interface Piece {
+  readonly bytes: Buffer
+  /** the start of a Query or Parse message whose SQL is a COMMIT */
+  readonly commit: boolean
+  /** a whole Sync message */
+  readonly sync: boolean
+}
+
+/**
+ * Follows the frontend protocol across chunk boundaries and splits each chunk
+ * into pieces at message starts, holding back the first bytes of a Query or
+ * Parse until its SQL can be read. Everything else streams through: nothing is
+ * buffered beyond a header and that prefix.
+ */
+const frontendSplitter = () => {
+  let phase: "startup" | "typed" | "opaque" = "startup"
+  let remaining = 0
+  let head: Buffer = Buffer.alloc(0)
+
+  return (chunk: Buffer): Array<Piece> => {
+    const pieces: Array<Piece> = []
+    const emit = (bytes: Buffer, commit = false, sync = false) => {
+      if (bytes.length > 0) pieces.push({ bytes, commit, sync })
+    }
+    let i = 0
+    const collect = (size: number) => {
+      const take = Math.min(size - head.length, chunk.length - i)
+      if (take > 0) {
+        head = head.length === 0 ? chunk.subarray(i, i + take) : Buffer.concat([head, chunk.subarray(i, i + take)])
+        i += take
+      }
+      return head.length >= size
+    }
+    while (i < chunk.length) {
+      if (phase === "opaque") {
+        emit(chunk.subarray(i))
+        break
+      }
+      if (remaining > 0) {
+        const take = Math.min(remaining, chunk.length - i)
+        emit(chunk.subarray(i, i + take))
+        remaining -= take
+        i += take
+        continue
+      }
+      const headerSize = phase === "startup" ? 8 : 5
+      if (!collect(headerSize)) break
+      const total = phase === "startup" ? head.readInt32BE(0) : 1 + head.readInt32BE(1)
+      if (total < headerSize || (phase === "startup" && total > MAX_STARTUP_LENGTH)) {
+        phase = "opaque"
+        emit(head)
+        head = Buffer.alloc(0)
+        continue
+      }
+      if (phase === "startup") {
+        if (head.readInt32BE(4) === PROTOCOL_3) phase = "typed"
+      } else if (head[0] === QUERY || head[0] === PARSE) {
+        if (!collect(Math.min(total, headerSize + SQL_PREFIX))) break
+        const body = head.subarray(headerSize)
+        const text = head[0] === QUERY ? body : body.subarray(body.indexOf(0) + 1)
+        const end = text.indexOf(0)
+        const sql = text.subarray(0, end < 0 ? text.length : end).toString("latin1")
+        emit(head, /^\s*commit\b/i.test(sql))
+        remaining = total - head.length
+        head = Buffer.alloc(0)
+        continue
+      }
+      const sync = phase === "typed" && head[0] === SYNC
+      emit(head, false, sync)
+      remaining = total - head.length
+      head = Buffer.alloc(0)
+    }
+    return pieces
+  }
+}
+
+interface CommitCut {
+  readonly when: "before" | "after"
+  readonly done: () => void
+}
+
 export const startProxy = async (target: { readonly host: string; readonly port: number }): Promise<TcpProxy> => {
   const pairs = new Set<Pair>()
   let accepted = 0
   let stalled = false
   let refusing = false
+  let commitCut: CommitCut | undefined
+  let commitCuts = 0
 
   // Forwarding by hand rather than with pipe(): pipe() resumes the source on
   // 'drain', which would undo a stall.
-  const forward = (from: net.Socket, to: net.Socket) => {
-    from.on("data", (chunk: Buffer) => {
-      if (!to.write(chunk)) from.pause()
-    })
+  const write = (from: net.Socket, to: net.Socket, chunk: Buffer) => {
+    if (!to.write(chunk)) from.pause()
+  }
+  const forward = (from: net.Socket, to: net.Socket, onData?: (chunk: Buffer) => void) => {
+    from.on("data", onData ?? ((chunk: Buffer) => write(from, to, chunk)))
     to.on("drain", () => {
       if (!stalled) from.resume()
     })
     from.on("end", () => to.end())
+  }
+
+  // The client's bytes, read message by message so that a COMMIT can be caught.
+  const fromClient = (client: net.Socket, upstream: net.Socket) => {
+    const split = frontendSplitter()
+    // after an `after` cut's COMMIT was forwarded: forward up to the Sync, then reset
+    let flushing: CommitCut | undefined
+    const cutAfter = (cut: CommitCut) => {
+      commitCuts += 1
+      reset(client)
+      // The server's answer (the outcome) must not reach the client; once it
+      // came, or the server closed, the server side goes too.
+      upstream.removeAllListeners("data")
+      const finish = () => {
+        upstream.destroy()
+        cut.done()
+      }
+      upstream.on("data", finish)
+      upstream.once("close", finish)
+    }
+    return (chunk: Buffer) => {
+      // Split even when nothing is armed: message boundaries are only known
+      // from the start of the stream. Corked, the pieces leave as one write.
+      const pieces = split(chunk)
+      upstream.cork()
+      try {
+        forwardPieces(pieces)
+      } finally {
+        upstream.uncork()
+      }
+      if (upstream.writableNeedDrain) client.pause()
+    }
+    function forwardPieces(pieces: Array<Piece>) {
+      for (let k = 0; k < pieces.length; k++) {
+        const piece = pieces[k]!
+        if (flushing !== undefined) {
+          upstream.write(piece.bytes)
+          if (piece.sync) {
+            const cut = flushing
+            flushing = undefined
+            return cutAfter(cut)
+          }
+          continue
+        }
+        if (piece.commit && commitCut !== undefined) {
+          const cut = commitCut
+          commitCut = undefined
+          if (cut.when === "before") {
+            commitCuts += 1
+            reset(client)
+            reset(upstream)
+            return cut.done()
+          }
+          upstream.write(piece.bytes)
+          // A simple Query runs as it is; a Parse runs at the next Sync.
+          if (piece.bytes[0] === QUERY) return cutAfter(cut)
+          flushing = cut
+          continue
+        }
+        upstream.write(piece.bytes)
+      }
+    }
   }
 
   const server = net.createServer((client) => {
@@ -64,7 +234,7 @@ export const startProxy = async (target: { readonly host: string; readonly port:
     upstream.setNoDelay(true)
     const pair = { client, upstream }
     pairs.add(pair)
-    forward(client, upstream)
+    forward(client, upstream, fromClient(client, upstream))
     forward(upstream, client)
     if (stalled) {
       client.pause()
@@ -108,6 +278,9 @@ export const startProxy = async (target: { readonly host: string; readonly port:
     get accepted() {
       return accepted
     },
+    get commitCuts() {
+      return commitCuts
+    },
     cutAll,
     stall: (on) => {
       stalled = on
@@ -121,6 +294,10 @@ export const startProxy = async (target: { readonly host: string; readonly port:
     refuse: (on) => {
       refusing = on
     },
+    cutOnCommit: (when) =>
+      new Promise<void>((resolve) => {
+        commitCut = { when, done: resolve }
+      }),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve())
