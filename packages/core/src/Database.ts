@@ -25,15 +25,21 @@ import { classify } from "./Classify.js"
 import type { HealthReport } from "./Health.js"
 import { check as checkHealth } from "./internal/health.js"
 import {
+  ConnectionError,
   type DatabaseError,
+  EmptyResponseError,
   type HealthError,
   type OperationKind,
-  type RetryConfigError,
+  QueryError,
+  RetryConfigError,
+  type RetrySafety,
   TimeoutError,
+  TransactionError,
   WarmupError
 } from "./Errors.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import {
+  ATTEMPT_TIMEOUT,
   awaitWithTimeout,
   type Guard,
   guardedAttempt,
@@ -41,7 +47,15 @@ import {
   type Recover,
   recordDuration
 } from "./internal/attempt.js"
-import { isPoolWait } from "./kernel/classify.js"
+import {
+  type BeforeCommit,
+  beforeCommit,
+  commitStatus,
+  type RawQueryable,
+  transactionBody,
+  withStatementLimit
+} from "./internal/serverDeadline.js"
+import { isPoolWait, isStartupParameterRejected } from "./kernel/classify.js"
 import * as QueryHealth from "./kernel/queryHealth.js"
 import { kindOfMethod } from "./kernel/safety.js"
 import { redact } from "./kernel/redact.js"
@@ -62,7 +76,13 @@ export interface PrismaClientLike {
 export type TransactionClient<C> = C extends { $transaction(fn: (tx: infer T) => Promise<any>, ...rest: any): any } ? T
   : never
 
-/** Pool settings handed to `options.client`; pass them to `PrismaPg`/`pg.Pool`. */
+/**
+ * Pool settings handed to `options.client`; pass them to `PrismaPg`/`pg.Pool`.
+ * The server-side limits (ms, under pg's own names; pg sends them as startup
+ * parameters) are set by the layer from the attempt timeout while
+ * DB_SERVER_TIMEOUTS is on, so that the server cancels a statement just
+ * before the client gives up on it; a value given in `options.pool` wins.
+ */
 export interface PoolSettings {
   /** DB_POOL_MAX, default 10 */
   readonly max: number
@@ -70,6 +90,29 @@ export interface PoolSettings {
   readonly connectionTimeoutMillis: number
   /** DB_POOL_IDLE_TIMEOUT_MS, default 10000 */
   readonly idleTimeoutMillis: number
+  /** the attempt timeout less DB_SERVER_TIMEOUT_MARGIN_MS */
+  readonly statement_timeout?: number
+  /** the same as `statement_timeout`: a lock wait fails with 55P03 instead of 57014 */
+  readonly lock_timeout?: number
+  /** the attempt timeout: no transaction of the layer idles that long, a leaked one does */
+  readonly idle_in_transaction_session_timeout?: number
+}
+
+/** The limits the server enforces on each attempt (see `PoolSettings`). */
+export interface ServerTimeoutConfig {
+  /**
+   * DB_SERVER_TIMEOUTS, default true: hand `statement_timeout`, `lock_timeout`
+   * and `idle_in_transaction_session_timeout` to the client factory. Turn it
+   * off behind a pooler that refuses startup parameters; transactions still
+   * set their own limit with `SET LOCAL`.
+   */
+  readonly enabled: boolean
+  /**
+   * DB_SERVER_TIMEOUT_MARGIN_MS, default 100: how much sooner than the client
+   * the server cancels, so that the cancellation, not the client's timer, ends
+   * the attempt and its connection is free before any retry starts.
+   */
+  readonly marginMs: number
 }
 
 export interface PoolStats {
@@ -95,6 +138,8 @@ export interface WarmupConfig {
 
 export const poolDefaults: PoolSettings = { max: 10, connectionTimeoutMillis: 2000, idleTimeoutMillis: 10_000 }
 
+export const serverTimeoutDefaults: ServerTimeoutConfig = { enabled: true, marginMs: 100 }
+
 export const warmupDefaults: WarmupConfig = {
   timeoutMs: 30_000,
   attemptTimeoutMs: 5000,
@@ -110,6 +155,25 @@ export const poolConfig: Config.Config<PoolSettings> = Config.all({
   connectionTimeoutMillis: Setting.milliseconds("DB_CONNECT_TIMEOUT_MS", poolDefaults.connectionTimeoutMillis),
   idleTimeoutMillis: Setting.milliseconds("DB_POOL_IDLE_TIMEOUT_MS", poolDefaults.idleTimeoutMillis)
 })
+
+/** DB_SERVER_TIMEOUTS, DB_SERVER_TIMEOUT_MARGIN_MS */
+export const serverTimeoutConfig: Config.Config<ServerTimeoutConfig> = Config.all({
+  enabled: Setting.boolean("DB_SERVER_TIMEOUTS", serverTimeoutDefaults.enabled),
+  marginMs: Setting.milliseconds("DB_SERVER_TIMEOUT_MARGIN_MS", serverTimeoutDefaults.marginMs, 0)
+})
+
+/**
+ * The server-side limits `policy` and `server` ask for, as `pg.Pool` settings;
+ * none while `server.enabled` is off.
+ */
+export const serverLimits = (
+  policy: RetryPolicy.RetryConfig,
+  server: ServerTimeoutConfig
+): Pick<PoolSettings, "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout"> => {
+  if (!server.enabled) return {}
+  const statement = Math.max(1, policy.attemptTimeoutMs - server.marginMs)
+  return { statement_timeout: statement, lock_timeout: statement, idle_in_transaction_session_timeout: policy.attemptTimeoutMs }
+}
 
 /** DB_WARMUP_TIMEOUT_MS, DB_WARMUP_ATTEMPT_TIMEOUT_MS, DB_WARMUP_BACKOFF_MS, DB_WARMUP_BACKOFF_MAX_MS, DB_HEALTH_TIMEOUT_MS, DB_SHUTDOWN_TIMEOUT_MS */
 export const warmupConfig: Config.Config<WarmupConfig> = Config.all({
@@ -130,7 +194,12 @@ export interface QueryOptions {
    * method when omitted: find*, count, aggregate, groupBy, $queryRaw are reads.
    */
   readonly kind?: Exclude<OperationKind, "transaction">
-  /** overrides of the layer's retry policy for this call */
+  /**
+   * overrides of the layer's retry policy for this call; an attempt timeout
+   * other than the layer's brings its own server-side limit (a one-statement
+   * transaction with `SET LOCAL`, three more round trips) when `f` returns a
+   * Prisma promise
+   */
   readonly retry?: Partial<RetryPolicy.RetryConfig>
 }
 
@@ -142,8 +211,9 @@ export interface TransactionOptions {
   /** ms to wait for a connection to start the transaction (Prisma's maxWait) */
   readonly maxWait?: number
   /**
-   * The function is re-run whole on conflicts. Declare it idempotent to have it
-   * re-run after ambiguous errors too (the commit outcome may be unknown).
+   * The function is re-run whole on conflicts, and when the connection failed
+   * before COMMIT or `txid_status` says the COMMIT was rolled back. Declare it
+   * idempotent to have it re-run also when the commit outcome stays unknown.
    */
   readonly idempotent?: boolean
   readonly retry?: Partial<RetryPolicy.RetryConfig>
@@ -162,7 +232,15 @@ export interface DatabaseService<C = any> {
    * classification and the retry policy; `f` runs again for each attempt.
    */
   readonly query: <A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) => Effect.Effect<A, DatabaseError>
-  /** An interactive transaction, run again whole on transaction conflicts. */
+  /**
+   * An interactive transaction, run again whole on transaction conflicts. It
+   * runs with a transaction-local limit (`SET LOCAL`) from what is left of its
+   * attempt, and records its transaction id before COMMIT: when the
+   * connection fails during COMMIT, `txid_status` decides. Committed: it
+   * succeeds with the value `f` returned before COMMIT (nothing is run
+   * again); rolled back: it runs again like a conflict; unknown: the
+   * ambiguous error.
+   */
   readonly transaction: <A>(
     f: (tx: TransactionClient<C>) => Promise<A>,
     options?: TransactionOptions
@@ -199,6 +277,7 @@ export interface LayerOptions<C extends PrismaClientLike> {
   readonly retry?: Partial<RetryPolicy.RetryConfig>
   readonly warmup?: Partial<WarmupConfig>
   readonly pool?: Partial<PoolSettings>
+  readonly serverTimeouts?: Partial<ServerTimeoutConfig>
   readonly retryBudget?: Partial<RetryBudget.RetryBudgetConfig>
   readonly circuitBreaker?: Partial<CircuitBreaker.CircuitBreakerConfig>
   readonly health?: Partial<HealthConfig>
@@ -223,6 +302,7 @@ export interface Settings {
   readonly retry: RetryPolicy.RetryConfig
   readonly warmup: WarmupConfig
   readonly pool: PoolSettings
+  readonly serverTimeouts: ServerTimeoutConfig
   readonly retryBudget: RetryBudget.RetryBudgetConfig
   readonly circuitBreaker: CircuitBreaker.CircuitBreakerConfig
   readonly health: HealthConfig
@@ -232,6 +312,7 @@ export const defaults: Settings = {
   retry: RetryPolicy.defaults,
   warmup: warmupDefaults,
   pool: poolDefaults,
+  serverTimeouts: serverTimeoutDefaults,
   retryBudget: RetryBudget.defaults,
   circuitBreaker: CircuitBreaker.defaults,
   health: healthDefaults
@@ -242,6 +323,7 @@ export const config: Config.Config<Settings> = Config.all({
   retry: RetryPolicy.config,
   warmup: warmupConfig,
   pool: poolConfig,
+  serverTimeouts: serverTimeoutConfig,
   retryBudget: RetryBudget.config,
   circuitBreaker: CircuitBreaker.config,
   health: healthConfig
@@ -252,6 +334,7 @@ export const resolveSettings = <C extends PrismaClientLike>(options: LayerOption
   retry: { ...base.retry, ...options.retry },
   warmup: { ...base.warmup, ...options.warmup },
   pool: { ...base.pool, ...options.pool },
+  serverTimeouts: { ...base.serverTimeouts, ...options.serverTimeouts },
   retryBudget: { ...base.retryBudget, ...options.retryBudget },
   circuitBreaker: { ...base.circuitBreaker, ...options.circuitBreaker },
   health: { ...base.health, ...options.health }
@@ -277,6 +360,7 @@ const warmUp = <C extends PrismaClientLike>(
     const started = yield* Clock.currentTimeMillis
     const attempts = yield* Ref.make(0)
     const lastError = yield* Ref.make<DatabaseError | undefined>(undefined)
+    let poolUsed = pool
     // Exported from the start, so that "not ready" is a 0 and not a missing series.
     yield* Metric.set(Metric.taggedWithLabels(Metrics.ready, labels), 0)
     yield* Effect.logInfo(`Warmup started (timeout ${config.timeoutMs} ms)`)
@@ -286,7 +370,7 @@ const warmUp = <C extends PrismaClientLike>(
       const context = { operation: "warmup", attempt: n }
       // A client whose connect failed may hold a broken pool: each attempt
       // builds a fresh one and disposes of it on failure.
-      const client = yield* Effect.try({ try: () => options.client(pool), catch: (e) => classify(e, context) })
+      const client = yield* Effect.try({ try: () => options.client(poolUsed), catch: (e) => classify(e, context) })
       const probe = Effect.tryPromise({ try: () => client.$connect(), catch: (e) => classify(e, context) }).pipe(
         Effect.zipRight(
           Effect.tryPromise({ try: () => client.$queryRaw`SELECT 1`, catch: (e) => classify(e, context) })
@@ -318,6 +402,31 @@ const warmUp = <C extends PrismaClientLike>(
       )
     })
 
+    // A pooler that refuses the limits as startup parameters would fail every
+    // connection for good: the service runs on without them, and says so.
+    const withoutRefusedLimits = attempt.pipe(
+      Effect.catchIf(
+        (error) => poolUsed.statement_timeout !== undefined && isStartupParameterRejected(error.message),
+        (error) =>
+          Effect.gen(function*() {
+            const {
+              idle_in_transaction_session_timeout: _idle,
+              lock_timeout: _lock,
+              statement_timeout: _statement,
+              ...rest
+            } = poolUsed
+            poolUsed = rest
+            yield* Effect.logWarning(
+              `The server refused the connection-level limits (${error.message}), as PgBouncer does unless they are in ` +
+                "its ignore_startup_parameters or track_extra_parameters: connecting without them, so only transactions " +
+                "get a server-side limit (SET LOCAL). Set DB_SERVER_TIMEOUTS=false to connect this way from the start, " +
+                "and ALTER ROLE … SET statement_timeout for a limit on single queries"
+            )
+            return yield* attempt
+          })
+      )
+    )
+
     const backoff = Schedule.exponential(Duration.millis(config.backoffMs)).pipe(
       Schedule.union(Schedule.spaced(Duration.millis(config.backoffMaxMs))),
       Schedule.whileInput((error: DatabaseError) => error.safety !== "never")
@@ -337,7 +446,7 @@ const warmUp = <C extends PrismaClientLike>(
         })
       })
 
-    const client = yield* attempt.pipe(
+    const client = yield* withoutRefusedLimits.pipe(
       Effect.retry(backoff),
       Effect.catchAll((error) => Effect.flatMap(failure(error.safety === "never" ? "not retryable" : "gave up"), Effect.fail)),
       Effect.timeoutFail({ duration: Duration.millis(config.timeoutMs), onTimeout: () => undefined }),
@@ -350,13 +459,42 @@ const warmUp = <C extends PrismaClientLike>(
     const info: WarmupInfo = { durationMs: finished - started, attempts: yield* Ref.get(attempts) }
     yield* Metric.set(Metric.taggedWithLabels(Metrics.warmupDuration, labels), info.durationMs / 1000)
     yield* Effect.logInfo(`Warmup complete in ${info.durationMs} ms (${info.attempts} attempt(s))`)
-    return { client, info }
+    return { client, info, pool: poolUsed }
   }).pipe(Effect.withSpan("Database.warmup"))
 
 const merge = (base: RetryPolicy.RetryConfig, override: Partial<RetryPolicy.RetryConfig> | undefined) =>
   override === undefined ? base : { ...base, ...override }
 
+const validateServerTimeouts = (
+  server: ServerTimeoutConfig,
+  retry: RetryPolicy.RetryConfig
+): Effect.Effect<ServerTimeoutConfig, RetryConfigError> =>
+  server.marginMs < retry.attemptTimeoutMs
+    ? Effect.succeed(server)
+    : Effect.fail(
+      new RetryConfigError({
+        message: `DB_SERVER_TIMEOUT_MARGIN_MS ${server.marginMs} ms leaves no server-side limit within ` +
+          `DB_ATTEMPT_TIMEOUT_MS ${retry.attemptTimeoutMs} ms: lower the margin`
+      })
+    )
+
 const defaultName = "default"
+
+const describe = (error: DatabaseError): string =>
+  `${error._tag}${error.code === undefined ? "" : ` (${error.code})`}: ${error.message}`
+
+const errorClasses = { ConnectionError, EmptyResponseError, TimeoutError, TransactionError, QueryError } as const
+
+/** `error` with what the commit check learned: its retry safety and why. */
+const withSafety = (error: DatabaseError, safety: RetrySafety, reason: string): DatabaseError =>
+  error._tag === "CircuitOpenError" ? error : new errorClasses[error._tag]({
+    operation: error.operation,
+    attempt: error.attempt,
+    safety,
+    code: error.code,
+    message: `${error.message}; ${reason}`,
+    cause: error.cause
+  })
 
 /**
  * Builds the service around a warmed-up client from resolved `settings`. The
@@ -370,15 +508,16 @@ const makeWith = <C extends PrismaClientLike>(
 ): Effect.Effect<DatabaseService<C>, WarmupError | RetryConfigError, Scope.Scope> =>
   Effect.gen(function*() {
     const retryConfig = yield* RetryPolicy.validate(settings.retry)
+    const server = yield* validateServerTimeouts(settings.serverTimeouts, retryConfig)
     const warmupSettings = settings.warmup
     const pool = settings.pool
     const labels = Metrics.databaseLabels(name)
     const ready = Metric.taggedWithLabels(Metrics.ready, labels)
 
-    const { client, info } = yield* Effect.acquireRelease(
+    const { client, info, pool: connected } = yield* Effect.acquireRelease(
       // Acquisition is uninterruptible by default, which would keep the warm-up
       // timeout from stopping the retries; each attempt cleans up after itself.
-      Effect.interruptible(warmUp(options, pool, warmupSettings, labels)),
+      Effect.interruptible(warmUp(options, { ...serverLimits(retryConfig, server), ...pool }, warmupSettings, labels)),
       ({ client }) =>
         Effect.gen(function*() {
           yield* Metric.set(ready, 0)
@@ -426,6 +565,15 @@ const makeWith = <C extends PrismaClientLike>(
 
     const record = makeRecorder(client)
 
+    // The connection's statement_timeout was made for the layer's attempt
+    // timeout; an attempt with another one (a per-call `retry`, or the last
+    // attempt before the deadline) carries its own.
+    const connectionLimited = connected.statement_timeout !== undefined
+    const limited = <A>(promise: () => PromiseLike<A>, timeoutMs: number): () => PromiseLike<A> =>
+      !connectionLimited || timeoutMs === retryConfig.attemptTimeoutMs
+        ? promise
+        : () => withStatementLimit(client, promise(), timeoutMs - server.marginMs)
+
     // The success path is one synchronous set-up and one `Effect.async`: the
     // retry schedule is entered from the failed attempt's callback, spans only
     // when a tracer is installed. Every Effect operation saved here shows up
@@ -456,7 +604,7 @@ const makeWith = <C extends PrismaClientLike>(
       const tracing = fiber.currentTracer !== defaultTracer
 
       const attempt = (n: number, promise: () => PromiseLike<A>, timeoutMs: number, recover?: Recover<A>) => {
-        const effect = guardedAttempt(guard, promise, timeoutMs, name, n, started, recover)
+        const effect = guardedAttempt(guard, limited(promise, timeoutMs), timeoutMs, name, n, started, recover)
         return tracing
           ? Effect.withSpan(effect, "Database.attempt", { attributes: { "db.operation": name, attempt: n }, kind: "client" })
           : effect
@@ -486,15 +634,62 @@ const makeWith = <C extends PrismaClientLike>(
       Effect.withFiberRuntime<A, DatabaseError>((fiber) => queryIn(fiber, f, queryOptions))
 
     const transaction = <C2, A>(f: (tx: TransactionClient<C2>) => Promise<A>, txOptions?: TransactionOptions) =>
-      Effect.suspend(() => {
+      Effect.withFiberRuntime<A, DatabaseError>((fiber) => {
         const name = txOptions?.operation ?? "$transaction"
         const started = performance.now()
         const config = merge(retryConfig, txOptions?.retry)
-        const attempt = ({ attempt: n, timeoutMs }: RetryPolicy.AttemptInfo) =>
-          guardedAttempt(
+        const now = fiber.currentDefaultServices.unsafeMap.get(Clock.Clock.key).unsafeCurrentTimeMillis()
+        const deadlineMs = fiber.getFiberRef(RetryPolicy.currentDeadline) ?? now + config.requestBudgetMs
+        const run = f as unknown as (tx: RawQueryable) => Promise<A>
+
+        const succeedAfter = (error: DatabaseError, n: number, outcome: string, value: A) =>
+          Effect.zipRight(
+            Effect.logWarning(
+              `${name} attempt ${n}/${RetryPolicy.maxAttempts(config)} failed: ${describe(error)}; ${outcome}: it succeeded`
+            ),
+            Effect.sync(() => {
+              recordDuration(name, started)
+              return value
+            })
+          )
+        // The connection failed while the transaction ran or committed: what
+        // the attempt saw decides whether its outcome can be known.
+        const afterFailure = (error: DatabaseError, seen: BeforeCommit<A>, n: number): Effect.Effect<A, DatabaseError> => {
+          if (error.safety !== "ambiguous") return Effect.fail(error)
+          if (seen.txid === undefined) {
+            // COMMIT is only sent once the function returned; once the
+            // promise failed, nothing of this attempt can commit. Our own
+            // timer is different: the function may still be running.
+            return error.code === ATTEMPT_TIMEOUT
+              ? Effect.fail(error)
+              : Effect.fail(withSafety(error, "transaction", "it failed before COMMIT, so it was rolled back"))
+          }
+          if (seen.txid === null) {
+            Metrics.commitVerifications.unsafeUpdate(1, Metrics.verificationLabels(name, "no_writes"))
+            return succeedAfter(error, n, "the transaction wrote nothing, so its commit did not matter", seen.value as A)
+          }
+          const left = Math.min(config.attemptTimeoutMs, deadlineMs - guard.clock.unsafeCurrentTimeMillis())
+          return Effect.flatMap(commitStatus(client, seen, left, name, n), (status) => {
+            Metrics.commitVerifications.unsafeUpdate(1, Metrics.verificationLabels(name, status))
+            switch (status) {
+              case "committed":
+                return succeedAfter(error, n, `txid_status(${seen.txid}) says committed`, seen.value as A)
+              case "aborted":
+                return Effect.fail(withSafety(error, "transaction", `txid_status(${seen.txid}) says it was rolled back`))
+              case "unknown":
+                return Effect.fail(withSafety(error, "ambiguous", `commit outcome unknown: txid_status(${seen.txid}) did not tell`))
+            }
+          })
+        }
+
+        const attempt = ({ attempt: n, timeoutMs }: RetryPolicy.AttemptInfo) => {
+          const attemptStarted = performance.now()
+          const seen = beforeCommit<A>()
+          const body = transactionBody(run, () => timeoutMs - (performance.now() - attemptStarted), server.marginMs, seen)
+          return guardedAttempt(
             guard,
             () =>
-              client.$transaction(f, {
+              client.$transaction(body, {
                 isolationLevel: txOptions?.isolationLevel,
                 maxWait: Math.min(txOptions?.maxWait ?? pool.connectionTimeoutMillis, timeoutMs),
                 timeout: timeoutMs
@@ -503,8 +698,10 @@ const makeWith = <C extends PrismaClientLike>(
             timeoutMs + 1000,
             name,
             n,
-            started
+            started,
+            (error) => afterFailure(error, seen, n)
           ).pipe(Effect.withSpan("Database.attempt", { attributes: { "db.operation": name, attempt: n } }))
+        }
         return RetryPolicy.retry(attempt, {
           config,
           operation: name,

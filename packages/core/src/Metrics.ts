@@ -112,3 +112,39 @@ export const circuitRejections = Metric.counter("db_circuit_rejections_total", {
   description: "Attempts not sent because the circuit breaker was open",
   incremental: true
 })
+
+/**
+ * Statements the server cancelled, by `operation` and `code`: 57014 (the
+ * server-side statement limit, or a cancel request) and 55P03 (lock_timeout).
+ * Each one is a statement that did not go on running after its attempt failed.
+ */
+export const statementCancellations = Metric.counter("db_statement_cancellations_total", {
+  description: "Statements cancelled by the server (57014 statement timeout, 55P03 lock timeout), by operation and code",
+  incremental: true
+})
+
+/**
+ * Transactions that failed ambiguously once their function had returned
+ * (the connection lost during COMMIT), by `operation` and by what
+ * `txid_status` said: `committed` (the attempt succeeded), `aborted` (run
+ * again like a conflict), `unknown` (still the ambiguous error); `no_writes`
+ * when the transaction had no transaction id, so its outcome did not matter.
+ */
+export const commitVerifications = Metric.counter("db_commit_verifications_total", {
+  description: "Commit outcomes verified with txid_status after a connection failure during COMMIT, by outcome",
+  incremental: true
+})
+
+/** @internal */
+export const cancellationLabels = (operation: string, code: string) =>
+  cached(`c\0${operation}\0${code}`, () => [
+    MetricLabel.make("operation", operation),
+    MetricLabel.make("code", code)
+  ])
+
+/** @internal */
+export const verificationLabels = (operation: string, outcome: string) =>
+  cached(`v\0${operation}\0${outcome}`, () => [
+    MetricLabel.make("operation", operation),
+    MetricLabel.make("outcome", outcome)
+  ])

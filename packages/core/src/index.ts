@@ -30,6 +30,7 @@ export {
   warmupDefaults,
   type WarmupInfo
 } from "./Database.js"
+export { serverLimits, serverTimeoutConfig, type ServerTimeoutConfig, serverTimeoutDefaults } from "./Database.js"
 export * from "./Errors.js"
 export * from "./Health.js"
 export * as Metrics from "./Metrics.js"

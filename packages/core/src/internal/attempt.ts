@@ -8,9 +8,12 @@ import type * as CircuitBreaker from "../CircuitBreaker.js"
 import { classify } from "../Classify.js"
 import { CircuitOpenError, type DatabaseError, TimeoutError } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
-import { isBrokenSchema } from "../kernel/classify.js"
+import { isBrokenSchema, isServerCancellation } from "../kernel/classify.js"
 import type * as QueryHealth from "../kernel/queryHealth.js"
 import type * as RetryBudget from "../RetryBudget.js"
+
+/** The code of a `TimeoutError` of the client's own timer: the promise was still pending. */
+export const ATTEMPT_TIMEOUT = "ATTEMPT_TIMEOUT"
 
 interface Pending {
   readonly deadline: number
@@ -127,6 +130,9 @@ export const awaitWithTimeout = <A>(
     const fail = (error: DatabaseError) => {
       if (context !== undefined) {
         Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(operation, attempt, error._tag))
+        if (isServerCancellation(error.code)) {
+          Metrics.statementCancellations.unsafeUpdate(1, Metrics.cancellationLabels(operation, error.code!))
+        }
         settleFailure(context, error)
       }
       resume(recover === undefined ? Effect.fail(error) : recover(error))
@@ -139,7 +145,7 @@ export const awaitWithTimeout = <A>(
           operation,
           attempt,
           safety: "ambiguous",
-          code: "ATTEMPT_TIMEOUT",
+          code: ATTEMPT_TIMEOUT,
           message: `attempt timed out after ${timeoutMs} ms`,
           cause: undefined
         })

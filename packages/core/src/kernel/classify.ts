@@ -38,6 +38,20 @@ export const isPoolWait = (code: string | undefined): boolean => code === "P2024
 const brokenSchema: ReadonlySet<string> = new Set(["42P01", "42703", "3F000", "P2021", "P2022"])
 export const isBrokenSchema = (code: string | undefined): boolean => code !== undefined && brokenSchema.has(code)
 
+/**
+ * The server cancelled the statement: 57014 (statement_timeout, or a cancel
+ * request) or 55P03 (lock_timeout): unlike a client-side timeout, nothing of
+ * the statement goes on running.
+ */
+export const isServerCancellation = (code: string | undefined): boolean => code === "57014" || code === "55P03"
+
+/**
+ * A pooler refused a startup parameter (PgBouncer without the parameter in
+ * `ignore_startup_parameters` or `track_extra_parameters`): the connection
+ * cannot carry server-side limits, only `SET LOCAL` inside transactions can.
+ */
+export const isStartupParameterRejected = (message: string): boolean => /unsupported startup parameter/i.test(message)
+
 /** Prisma 7 driver-adapter error kinds (`meta.driverAdapterError.cause.kind`). */
 const adapterKinds: Readonly<Record<string, Verdict>> = {
   DatabaseNotReachable: verdict("ConnectionError", "before-send"),
@@ -64,6 +78,7 @@ const sqlStates: Readonly<Record<string, Verdict>> = {
   "57P02": verdict("ConnectionError", "ambiguous"), // crash_shutdown
   "57P03": verdict("ConnectionError", "before-send"), // cannot_connect_now
   "57P05": verdict("ConnectionError", "ambiguous"), // idle_session_timeout
+  "25P03": verdict("ConnectionError", "ambiguous"), // idle_in_transaction_session_timeout ended the session
   "53300": verdict("ConnectionError", "before-send"), // too_many_connections
   "40001": verdict("TransactionError", "transaction"), // serialization_failure
   "40P01": verdict("TransactionError", "transaction"), // deadlock_detected
