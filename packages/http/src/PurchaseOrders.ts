@@ -61,12 +61,19 @@ export const requestHash = (input: CreatePurchaseOrder): string =>
 
 const isUniqueViolation = (error: DatabaseError) => error._tag === "QueryError" && error.code === "P2002"
 
+// The name the insert had as a single query, kept for logs, metrics and spans.
+const operation = "purchaseOrder.create"
+
 /**
- * Creates an order. With an idempotency key the insert is guarded by the
- * unique `idempotency_key` column: running it again can never create a second
- * row, so it is declared an idempotent write and retried even after ambiguous
- * errors (a connection that died after the insert reached the server). A
- * unique violation then means the key, or the reference, is taken: the row
+ * Creates an order. The insert runs as a transaction so that a connection
+ * that dies during COMMIT has an answer: core asks `txid_status`, and an order
+ * that committed is returned (201) as the insert returned it, one that did not
+ * is inserted again. Only an outcome the server cannot tell stays a 503.
+ *
+ * With an idempotency key the insert is guarded by the unique
+ * `idempotency_key` column: running it again can never create a second row,
+ * so it is declared idempotent and retried even when the outcome is unknown.
+ * A unique violation then means the key, or the reference, is taken: the row
  * holding the key decides between a replay, 422 and 409.
  */
 export const create = (
@@ -79,7 +86,7 @@ export const create = (
     message: `a purchase order with reference ${JSON.stringify(input.reference)} already exists`
   })
   if (idempotencyKey === undefined) {
-    return Db.query((c) => c.purchaseOrder.create({ data, select: columns })).pipe(
+    return Db.transaction((tx) => tx.purchaseOrder.create({ data, select: columns }), { operation }).pipe(
       Effect.map((row) => new PurchaseOrder(row)),
       Effect.catchIf(isUniqueViolation, () => Effect.fail(duplicate))
     )
@@ -102,9 +109,9 @@ export const create = (
       return Effect.succeed(new PurchaseOrder(order))
     })
   )
-  return Db.query(
-    (c) => c.purchaseOrder.create({ data: { ...data, idempotencyKey, requestHash: hash }, select: columns }),
-    { kind: "idempotent-write" }
+  return Db.transaction(
+    (tx) => tx.purchaseOrder.create({ data: { ...data, idempotencyKey, requestHash: hash }, select: columns }),
+    { operation, idempotent: true }
   ).pipe(
     Effect.map((row) => new PurchaseOrder(row)),
     Effect.catchIf(isUniqueViolation, () => replay)

@@ -10,6 +10,10 @@ export interface PoolOptions {
   /** default 5000: pg's own default, 0, waits forever for a connection */
   readonly connectionTimeoutMillis?: number
   readonly idleTimeoutMillis?: number
+  /** server-side limits in ms, sent as startup parameters; core sets them from the attempt timeout */
+  readonly statement_timeout?: number
+  readonly lock_timeout?: number
+  readonly idle_in_transaction_session_timeout?: number
 }
 
 export interface PoolCounts {
@@ -30,7 +34,10 @@ export const makePrismaClient = (url: string, options: PoolOptions = {}): Prisma
     connectionString: url,
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? 5_000,
     max: options.max,
-    idleTimeoutMillis: options.idleTimeoutMillis
+    idleTimeoutMillis: options.idleTimeoutMillis,
+    statement_timeout: options.statement_timeout,
+    lock_timeout: options.lock_timeout,
+    idle_in_transaction_session_timeout: options.idle_in_transaction_session_timeout
   })
   // An idle client whose server went away emits 'error' on the pool; without a
   // listener that is an uncaught exception. The next checkout sees the failure.
