@@ -417,10 +417,10 @@ const warmUp = <C extends PrismaClientLike>(
             } = poolUsed
             poolUsed = rest
             yield* Effect.logWarning(
-              `The server refused the connection-level limits (${error.message}), as PgBouncer does unless they are in ` +
-                "its ignore_startup_parameters or track_extra_parameters: connecting without them, so only transactions " +
-                "get a server-side limit (SET LOCAL). Set DB_SERVER_TIMEOUTS=false to connect this way from the start, " +
-                "and ALTER ROLE … SET statement_timeout for a limit on single queries"
+              `The server refused the connection-level limits (${error.message}), as PgBouncer does with startup ` +
+                "parameters it does not know: connecting without them, so only transactions get a server-side limit " +
+                "(SET LOCAL). Set DB_SERVER_TIMEOUTS=false to connect this way from the start, and ALTER ROLE … SET " +
+                "statement_timeout for a limit on single queries"
             )
             return yield* attempt
           })

@@ -46,9 +46,9 @@ export const isBrokenSchema = (code: string | undefined): boolean => code !== un
 export const isServerCancellation = (code: string | undefined): boolean => code === "57014" || code === "55P03"
 
 /**
- * A pooler refused a startup parameter (PgBouncer without the parameter in
- * `ignore_startup_parameters` or `track_extra_parameters`): the connection
- * cannot carry server-side limits, only `SET LOCAL` inside transactions can.
+ * A pooler refused a startup parameter (PgBouncer, for any parameter it does
+ * not know): the connection cannot carry server-side limits, only `SET LOCAL`
+ * inside transactions can.
  */
 export const isStartupParameterRejected = (message: string): boolean => /unsupported startup parameter/i.test(message)
 
