@@ -370,6 +370,78 @@ describe("fault matrix", () => {
     expect(result.typed503).toBeGreaterThan(0)
   })
 
+  it("10. long lock under load: the server cancels each blocked statement at its attempt timeout; connections before and after", async () => {
+    const cluster = await newCluster(true, { synchronous_commit: "on" })
+    await applyMigrations(cluster.url)
+    const prefix = "f10"
+    const ids = await seed(cluster, prefix, 20)
+    // The service's own connections, told apart from the test's in pg_stat_activity.
+    const app = "faults-10"
+    const url = new URL(cluster.url)
+    url.searchParams.set("application_name", app)
+    const s = await service(url.toString())
+    await waitHealthy(s.baseUrl)
+    const connections = () =>
+      withClient(cluster, async (c) =>
+        (await c.query<{ open: number; busy: number; waiting: number; longestWaitMs: number }>(
+          `SELECT count(*)::int AS open,
+                  count(*) FILTER (WHERE state <> 'idle')::int AS busy,
+                  count(*) FILTER (WHERE wait_event_type = 'Lock')::int AS waiting,
+                  coalesce(max(extract(epoch FROM now() - query_start) * 1000)
+                    FILTER (WHERE wait_event_type = 'Lock'), 0)::int AS "longestWaitMs"
+             FROM pg_stat_activity WHERE application_name = $1`,
+          [app]
+        )).rows[0]!)
+    const running = load(s, ids, prefix, 20_000)
+    await sleep(2000)
+    const before = await connections()
+    // 12 s: longer than a request's whole budget (9 s).
+    let locked = true
+    let mostWaiting = 0
+    let longestWaitMs = 0
+    const sampling = (async () => {
+      while (locked) {
+        const now = await connections()
+        mostWaiting = Math.max(mostWaiting, now.waiting)
+        longestWaitMs = Math.max(longestWaitMs, now.longestWaitMs)
+        await sleep(100)
+      }
+    })()
+    await withClient(cluster, async (c) => {
+      await c.query("BEGIN")
+      await c.query("LOCK TABLE purchase_order IN ACCESS EXCLUSIVE MODE")
+      await sleep(12_000)
+      await c.query("COMMIT")
+    })
+    locked = false
+    await sampling
+    running.markRecovery()
+    const result = await running.done
+    const after = await connections()
+    const metrics = await (await fetch(`${s.baseUrl}/metrics`)).text()
+    const cancelled = [...metrics.matchAll(/^db_statement_cancellations_total\{[^}]*\} (\d+)$/gm)]
+      .reduce((sum, [, n]) => sum + Number(n), 0)
+    await finish(
+      "10 long lock (12 s) under load",
+      cluster,
+      s,
+      prefix,
+      result,
+      `connections before ${before.open} (${before.busy} busy), after ${after.open} (${after.busy} busy); ` +
+        `during the lock at most ${mostWaiting} waiting, the longest for ${longestWaitMs} ms; ` +
+        `${cancelled} statements cancelled by the server; recovery ${result.recoveryMs} ms after COMMIT`
+    )
+    expect(result.typed503).toBeGreaterThan(0)
+    expect(cancelled).toBeGreaterThan(0)
+    // No statement outlives its attempt (DB_ATTEMPT_TIMEOUT_MS 2000, cancelled at 1900 ms): nothing keeps
+    // waiting for a lock after its request gave up, nor beside its retry.
+    expect(longestWaitMs).toBeLessThan(RetryPolicy.defaults.attemptTimeoutMs + 500)
+    // After the load: nothing left running or waiting, and no more connections than the pool's.
+    expect(after.busy).toBe(0)
+    expect(after.open).toBeLessThanOrEqual(10)
+    expect(result.recoveryMs).toBeDefined()
+  })
+
   describe("7. through PgBouncer in transaction mode", () => {
     const unavailable = pgbouncerUnavailable()
     if (unavailable !== undefined) console.warn(`[faults] scenario 7 skipped: ${unavailable}`)
