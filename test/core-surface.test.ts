@@ -24,7 +24,11 @@ describe("@prisma-resilience/core public surface", () => {
       "CircuitBreaker",
       "Database",
       "health",
-      "Metrics"
+      "Metrics",
+      "createResilientPrisma",
+      "Setting",
+      "databaseConfig",
+      "healthConfig"
     ] as const
     const missing = promised.filter((name) => (Core as Record<string, unknown>)[name] === undefined)
     expect(missing).toEqual([])
@@ -85,7 +89,9 @@ describe("@prisma-resilience/core public surface", () => {
         Metrics.retryBudgetTokens(Effect.succeed(0)),
         Metric.increment(Metrics.retriesRefused),
         Metrics.circuitState(Effect.succeed(0)),
-        Metric.increment(Metrics.circuitRejections)
+        Metric.increment(Metrics.circuitRejections),
+        Metric.increment(Metrics.statementCancellations),
+        Metric.increment(Metrics.commitVerifications)
       ])
     )
     const names = new Set(Effect.runSync(Metric.snapshot).map((pair) => pair.metricKey.name))
@@ -103,8 +109,23 @@ describe("@prisma-resilience/core public surface", () => {
         "db_retry_budget_tokens",
         "db_retry_budget_refused_total",
         "db_circuit_state",
-        "db_circuit_rejections_total"
+        "db_circuit_rejections_total",
+        "db_statement_cancellations_total",
+        "db_commit_verifications_total"
       ]
     ) expect(names).toContain(name)
   })
+
+  it("binds a database to its client type with Database.Tag, and exports the Effect-free kernel", async () => {
+    class Db extends Core.Database.Tag("SurfaceDb")<Db, Core.PrismaClientLike>() {}
+    expect(Context.isTag(Db)).toBe(true)
+    expect(Db.key).toBe("SurfaceDb")
+    for (const member of ["layer", "layerConfig", "query", "transaction", "health"] as const) {
+      expect(Db[member], member).toBeDefined()
+    }
+    const Kernel = await import("@prisma-resilience/core/kernel")
+    expect(Kernel.diagnose({ code: "40001" }).tag).toBe("TransactionError")
+    expect(typeof Kernel.CircuitBreaker.make).toBe("function")
+  })
 })
+
