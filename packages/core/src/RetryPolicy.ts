@@ -173,7 +173,7 @@ export const continueAfter = <A, R>(
           if (overloaded?.(error)) {
             return Effect.zipRight(
               Effect.logWarning(
-                `${operation} attempt ${n}/${total} failed: ${describe(error)}, not retried: the connection pool is full (the process is overloaded)`
+                `${operation} attempt ${n}/${total} failed: ${describe(error)}, not retried: the connection pool is full; another attempt would queue behind the same connections`
               ),
               Effect.fail(error)
             )

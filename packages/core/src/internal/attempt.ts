@@ -79,7 +79,7 @@ export interface Guard {
   readonly budget: RetryBudget.RetryBudget
   readonly breaker: CircuitBreaker.CircuitBreaker
   readonly clock: Clock.Clock
-  /** whether `error` is a wait for a connection of a pool that is full now: the process is overloaded */
+  /** whether `error` is a wait for a connection of a pool that is full now: the process is overloaded, or its connections are stuck */
   readonly overloaded: (error: DatabaseError) => boolean
   /** what the attempts say about the query path, for health */
   readonly queryHealth: QueryHealth.QueryHealth

@@ -36,7 +36,7 @@ layer(
         expect(Either.isLeft(result) && result.left.code).toBe("POOL_ACQUIRE_TIMEOUT")
         expect(Either.isLeft(result) && result.left.attempt).toBe(1)
       }
-      expect(logs.lines.every((line) => line.endsWith("not retried: the connection pool is full (the process is overloaded)")))
+      expect(logs.lines.every((line) => line.endsWith("not retried: the connection pool is full; another attempt would queue behind the same connections")))
         .toBe(true)
       expect((yield* db.circuit).state).toBe("closed")
       expect(yield* db.retryBudgetTokens).toBe(tokens)
