@@ -95,6 +95,28 @@ export class PurchaseOrderPage extends Schema.Class<PurchaseOrderPage>("Purchase
   nextCursor: Schema.NullOr(Schema.UUID)
 }) {}
 
+// Encoding a response through the schema validates again every field of a
+// value the handler built from typed database rows (UUID pattern, integer,
+// valid date) and merges the HttpApi annotations of the class again: about
+// 25 µs of CPU per response. These write the encoded form directly; the
+// compiler holds them to `Encoded`, and test/perf-encode.test.ts to what
+// `Schema.encode` gives.
+
+/** `Schema.encode(PurchaseOrder)` of an order that satisfies its schema. */
+export const encodePurchaseOrder = (order: PurchaseOrder): typeof PurchaseOrder.Encoded => ({
+  id: order.id,
+  reference: order.reference,
+  totalCents: order.totalCents,
+  note: order.note,
+  createdAt: order.createdAt.toISOString()
+})
+
+/** `Schema.encode(PurchaseOrderPage)` of a page that satisfies its schema. */
+export const encodePurchaseOrderPage = (page: PurchaseOrderPage): typeof PurchaseOrderPage.Encoded => ({
+  items: page.items.map(encodePurchaseOrder),
+  nextCursor: page.nextCursor
+})
+
 export const HealthFailureReason = Schema.Literal(
   "warming",
   "unreachable",

@@ -1,27 +1,37 @@
 /**
  * The handlers of `Api`. Purchase-order handlers reach the database only
- * through `Readiness.withDatabase`, which waits for warm-up within the
- * request budget; database failures become 503 (transient: retries spent,
+ * through `Readiness.database`, which waits for warm-up within the request
+ * budget; database failures become 503 (transient: retries spent,
  * budget spent or circuit open) or 500 (retrying cannot help), with the
  * details in the log only.
  */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpMiddleware, HttpServerResponse } from "@effect/platform"
 import {
-  type Database,
+  Database,
   type DatabaseError,
   type HealthError,
   type HealthFailureReason,
   type HealthReport,
-  isDatabaseError
+  isDatabaseError,
+  RetryPolicy
 } from "@prisma-resilience/core"
-import { DateTime, Effect, Layer } from "effect"
-import { Api, DatabaseUnavailable, type Health, healthContentType, InternalServerError } from "./Api.js"
+import { DateTime, Duration, Effect, Layer } from "effect"
+import {
+  Api,
+  DatabaseUnavailable,
+  encodePurchaseOrder,
+  encodePurchaseOrderPage,
+  type Health,
+  healthContentType,
+  InternalServerError
+} from "./Api.js"
 import * as Docs from "./internal/docs.js"
 import { RequireJsonLive } from "./internal/input.js"
 import * as Middleware from "./internal/middleware.js"
 import { Prometheus } from "./Prometheus.js"
 import * as PurchaseOrders from "./PurchaseOrders.js"
-import { Readiness } from "./Readiness.js"
+import { Readiness, warmupWaitCode } from "./Readiness.js"
+import * as ServerConfig from "./ServerConfig.js"
 
 const description = "prisma-resilience purchase-order service"
 
@@ -79,16 +89,19 @@ const failBody = (error: HealthError, time: string): Health => ({
   }
 })
 
-const healthResponse = (status: number, body: Health) =>
+const healthResponse = (status: number, body: Health, retryAfter?: string) =>
   HttpServerResponse.unsafeJson(body, {
     status,
     contentType: healthContentType,
-    headers: { "cache-control": "no-store" }
+    headers: retryAfter === undefined
+      ? { "cache-control": "no-store" }
+      : { "cache-control": "no-store", "retry-after": retryAfter }
   })
 
 const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
   Effect.gen(function*() {
     const readiness = yield* Readiness
+    const { retryAfterSeconds } = yield* ServerConfig.config
     return handlers
       .handle("live", () => Effect.succeed({ status: "pass" as const }))
       .handle("health", () =>
@@ -97,9 +110,14 @@ const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
             Effect.matchEffect({
               onSuccess: (report) => Effect.succeed(healthResponse(200, passBody(report, DateTime.formatIso(now)))),
               onFailure: (error) =>
-                Effect.as(
-                  error.retryAfterMs === undefined ? Effect.void : Middleware.retryAfter(error.retryAfterMs),
-                  healthResponse(503, failBody(error, DateTime.formatIso(now)))
+                Effect.succeed(
+                  healthResponse(
+                    503,
+                    failBody(error, DateTime.formatIso(now)),
+                    error.retryAfterMs === undefined
+                      ? String(retryAfterSeconds)
+                      : Middleware.retryAfterValue(error.retryAfterMs)
+                  )
                 )
             })
           )))
@@ -119,6 +137,10 @@ const toHttpError = (error: DatabaseError): Effect.Effect<never, InternalServerE
       Effect.fail(new InternalServerError({ message: "internal server error" }))
     )
   }
+  // Nothing was sent, and the message (fixed text and the wait) is fit for the client.
+  if (error._tag === "ConnectionError" && error.code === warmupWaitCode) {
+    return Effect.fail(new DatabaseUnavailable({ message: error.message }))
+  }
   const unavailable = Effect.fail(new DatabaseUnavailable({ message: "the database is unavailable; retry later" }))
   // An open circuit knows when its next probe is: that is when a retry can succeed.
   return error._tag === "CircuitOpenError"
@@ -126,16 +148,46 @@ const toHttpError = (error: DatabaseError): Effect.Effect<never, InternalServerE
     : unavailable
 }
 
+// The success as the response the HttpApi would send for it (the status of
+// its `addSuccess`), encoded without running the schema again: see
+// `encodePurchaseOrder` in Api.ts.
+const ok = <A, I>(status: number, encode: (value: A) => I) => (value: A) =>
+  HttpServerResponse.unsafeJson(encode(value), { status })
+
 const PurchaseOrdersLive = HttpApiBuilder.group(Api, "purchaseOrders", (handlers) =>
   Effect.gen(function*() {
     const readiness = yield* Readiness
+    // Core gives an operation that finds no deadline the whole budget from
+    // its start: for a read, one operation, that is the request's budget. A
+    // create can be two (the insert, then the lookup of a replay): one budget.
+    const withBudget = RetryPolicy.withBudget(Duration.millis(readiness.retryConfig.requestBudgetMs))
     const run = <A, E>(self: Effect.Effect<A, E | DatabaseError, Database>) =>
-      readiness.withDatabase(self).pipe(Effect.catchIf(isDatabaseError, toHttpError))
+      Effect.catchIf(self, isDatabaseError, toHttpError)
     return handlers
-      .handle("findById", ({ path }) => run(PurchaseOrders.findById(path.id)))
-      .handle("list", ({ urlParams }) => run(PurchaseOrders.list(urlParams)))
-      .handle("create", ({ headers, payload }) => run(PurchaseOrders.create(payload, headers["idempotency-key"])))
-  })).pipe(Layer.provide(RequireJsonLive))
+      .handle("findById", ({ path }) => Effect.map(run(PurchaseOrders.findById(path.id)), ok(200, encodePurchaseOrder)))
+      .handle("list", ({ urlParams }) => Effect.map(run(PurchaseOrders.list(urlParams)), ok(200, encodePurchaseOrderPage)))
+      .handle("create", ({ headers, payload }) =>
+        Effect.map(
+          run(withBudget(PurchaseOrders.create(payload, headers["idempotency-key"]))),
+          ok(201, encodePurchaseOrder)
+        ))
+  })).pipe(
+    Layer.provide(RequireJsonLive),
+    // Once for every request: see `Readiness.database`.
+    Layer.provide(Layer.effect(Database, Effect.map(Readiness, (readiness) => readiness.database)))
+  )
+
+// As with core's query spans: a span per request only when a tracer that
+// exports it is installed. For a span the default tracer drops, the platform
+// parses the URL, copies the headers and provides the span to the request:
+// 20 to 40 µs of CPU per request.
+const defaultTracer = Effect.runSync(Effect.tracer)
+const requestSpans = Layer.unwrapEffect(
+  Effect.map(Effect.tracer, (tracer) =>
+    tracer === defaultTracer
+      ? Layer.locallyScoped(HttpMiddleware.currentTracerDisabledWhen, () => true)
+      : Layer.empty)
+)
 
 /**
  * Everything the service serves: the API with its handlers, `/openapi.json`,
@@ -144,7 +196,8 @@ const PurchaseOrdersLive = HttpApiBuilder.group(Api, "purchaseOrders", (handlers
 export const layer = Layer.mergeAll(
   Docs.layer,
   HttpApiBuilder.middlewareOpenApi(),
-  Middleware.layer
+  Middleware.layer,
+  requestSpans
 ).pipe(
   Layer.provideMerge(HttpApiBuilder.api(Api)),
   Layer.provide([HealthLive, MetricsLive, PurchaseOrdersLive])

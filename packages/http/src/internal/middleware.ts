@@ -3,11 +3,19 @@
  * wraps the router, inside the HttpApi's error encoding: it sets the body size
  * limit, has the body read strictly (`Input.strictText`), answers the failures
  * that the HttpApi would otherwise send with an empty body (unknown route,
- * unreadable body, defects) with JSON, and adds `Retry-After` to every 503.
+ * unreadable body, defects) with JSON, and adds `Retry-After` to every 503
+ * that a failure becomes (`/health` sets its own).
  */
-import { HttpApiBuilder, HttpApp, HttpIncomingMessage, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import {
+  HttpApiBuilder,
+  HttpApp,
+  HttpIncomingMessage,
+  HttpMethod,
+  HttpServerRequest,
+  HttpServerResponse
+} from "@effect/platform"
 import type { RequestError } from "@effect/platform/HttpServerError"
-import { Cause, Chunk, Effect, Option, Predicate } from "effect"
+import { Cause, Chunk, Context, Effect, Option, Predicate } from "effect"
 import * as ServerConfig from "../ServerConfig.js"
 import * as Input from "./input.js"
 
@@ -46,53 +54,72 @@ const withText = (
   text: Effect.Effect<string, RequestError>
 ): HttpServerRequest.HttpServerRequest => Object.create(request, { text: { value: text } })
 
-export const make = (options: Options) => (app: HttpApp.Default): HttpApp.Default =>
-  Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    yield* HttpApp.appendPreResponseHandler((_, response) =>
-      Effect.succeed(
-        response.status === 503 && response.headers["retry-after"] === undefined
-          ? HttpServerResponse.setHeader(response, "retry-after", String(options.retryAfterSeconds))
-          : response
-      )
+export const make = (options: Options) => (app: HttpApp.Default): HttpApp.Default => {
+  const tooLarge = `request body exceeds ${options.maxBodyBytes} bytes`
+  const retryAfter = String(options.retryAfterSeconds)
+  // A failure becomes a response only after this middleware (the HttpApi
+  // encodes its errors outside it): the header waits for it in a
+  // pre-response handler. `/health` sets its own.
+  const addRetryAfter = HttpApp.appendPreResponseHandler((_, response) =>
+    Effect.succeed(
+      response.status === 503 && response.headers["retry-after"] === undefined
+        ? HttpServerResponse.setHeader(response, "retry-after", retryAfter)
+        : response
     )
-    const tooLarge = `request body exceeds ${options.maxBodyBytes} bytes`
-    if (Number(request.headers["content-length"] ?? 0) > options.maxBodyBytes) return badRequest(tooLarge)
+  )
+  const limited = HttpIncomingMessage.withMaxBodySize(app, Option.some(options.maxBodyBytes))
 
-    const text = yield* Effect.cached(Input.strictText(request, options.maxBodyBytes))
-    return yield* HttpIncomingMessage.withMaxBodySize(app, Option.some(options.maxBodyBytes)).pipe(
-      Effect.provideService(HttpServerRequest.HttpServerRequest, withText(request, text)),
-      Effect.catchAllCause((cause) => {
-        if (Chunk.some(Cause.failures(cause), hasTag("RouteNotFound"))) {
-          return Effect.succeed(
-            HttpServerResponse.unsafeJson(
-              { _tag: "RouteNotFound", message: `no route for ${request.method} ${request.url.split("?")[0]}` },
-              { status: 404 }
-            )
+  const readingStrictly = (request: HttpServerRequest.HttpServerRequest) =>
+    Number(request.headers["content-length"] ?? 0) > options.maxBodyBytes
+      ? Effect.succeed(badRequest(tooLarge))
+      : Effect.flatMap(Effect.cached(Input.strictText(request, options.maxBodyBytes)), (text) =>
+        Effect.provideService(limited, HttpServerRequest.HttpServerRequest, withText(request, text)))
+
+  const recover = (cause: Cause.Cause<never>) =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      if (Chunk.some(Cause.failures(cause), hasTag("RouteNotFound"))) {
+        return Effect.succeed(
+          HttpServerResponse.unsafeJson(
+            { _tag: "RouteNotFound", message: `no route for ${request.method} ${request.url.split("?")[0]}` },
+            { status: 404 }
           )
-        }
-        // The HttpApi reads the body with `orDie`, so an unreadable body arrives as a defect.
-        const unreadable = Chunk.findFirst(Cause.defects(cause), isRequestError)
-        if (Option.isSome(unreadable)) return Effect.succeed(badRequest(unreadableMessage(unreadable.value, tooLarge)))
-        // Typed failures are the API's errors, encoded after this middleware.
-        if (!Cause.isDie(cause) || !Chunk.isEmpty(Cause.failures(cause))) return Effect.failCause(cause)
-        return Effect.as(
-          Effect.logError("Unhandled defect", cause),
-          HttpServerResponse.unsafeJson({ _tag: "InternalServerError", message: "internal server error" }, {
-            status: 500
-          })
         )
-      })
-    )
-  })
+      }
+      // The HttpApi reads the body with `orDie`, so an unreadable body arrives as a defect.
+      const unreadable = Chunk.findFirst(Cause.defects(cause), isRequestError)
+      if (Option.isSome(unreadable)) return Effect.succeed(badRequest(unreadableMessage(unreadable.value, tooLarge)))
+      // Typed failures are the API's errors, encoded after this middleware.
+      if (!Cause.isDie(cause) || !Chunk.isEmpty(Cause.failures(cause))) {
+        return Effect.zipRight(addRetryAfter, Effect.failCause(cause))
+      }
+      return Effect.as(
+        Effect.logError("Unhandled defect", cause),
+        HttpServerResponse.unsafeJson({ _tag: "InternalServerError", message: "internal server error" }, {
+          status: 500
+        })
+      )
+    })
 
-/**
- * Sets this response's `Retry-After` to `ms` rounded up to whole seconds (at
- * least 1), instead of the configured default.
- */
+  // The HttpApi reads a body only for a method that has one; a GET's way
+  // through here is two operations.
+  return Effect.catchAllCause(
+    Effect.withFiberRuntime<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>(
+      (fiber) => {
+        const request = Context.unsafeGet(fiber.currentContext, HttpServerRequest.HttpServerRequest)
+        return HttpMethod.hasBody(request.method) ? readingStrictly(request) : app
+      }
+    ),
+    recover
+  )
+}
+
+/** `Retry-After` for a wait of `ms`: whole seconds, rounded up, at least 1. */
+export const retryAfterValue = (ms: number) => String(Math.max(1, Math.ceil(ms / 1000)))
+
+/** Sets this response's `Retry-After` to `retryAfterValue(ms)` instead of the configured default. */
 export const retryAfter = (ms: number) =>
   HttpApp.appendPreResponseHandler((_, response) =>
-    Effect.succeed(HttpServerResponse.setHeader(response, "retry-after", String(Math.max(1, Math.ceil(ms / 1000)))))
+    Effect.succeed(HttpServerResponse.setHeader(response, "retry-after", retryAfterValue(ms)))
   )
 
 /** The middleware as a layer, configured from `ServerConfig`. */
