@@ -41,7 +41,7 @@ const table: ReadonlyArray<Row> = [
   ...(["08000", "08003", "08006", "08007", "57P01", "57P02", "57P05"] as const).map(
     (s): Row => [`SQLSTATE ${s}`, postgres(s), "ConnectionError", "ambiguous", s]
   ),
-  ...(["08001", "08004", "57P03", "53300"] as const).map(
+  ...(["08001", "08004", "57P03", "53300", "25006"] as const).map(
     (s): Row => [`SQLSTATE ${s}`, postgres(s), "ConnectionError", "before-send", s]
   ),
   ["SQLSTATE 40001", postgres("40001"), "TransactionError", "transaction", "40001"],

@@ -79,6 +79,10 @@ const sqlStates: Readonly<Record<string, Verdict>> = {
   "57P03": verdict("ConnectionError", "before-send"), // cannot_connect_now
   "57P05": verdict("ConnectionError", "ambiguous"), // idle_session_timeout
   "25P03": verdict("ConnectionError", "ambiguous"), // idle_in_transaction_session_timeout ended the session
+  // read_only_sql_transaction: the node is a standby or a demoted primary (a
+  // failover happened). The statement was refused, not run: a retry, on the
+  // writer once it is found again, is safe for reads and writes alike.
+  "25006": verdict("ConnectionError", "before-send"),
   "53300": verdict("ConnectionError", "before-send"), // too_many_connections
   "40001": verdict("TransactionError", "transaction"), // serialization_failure
   "40P01": verdict("TransactionError", "transaction"), // deadlock_detected

@@ -149,6 +149,19 @@ describe("classify on real Prisma 7 errors", () => {
     expectClass(classify(errors[0]), "TransactionError", "transaction")
   })
 
+  it("a write on a read-only node (25006, a demoted primary or a standby) → ConnectionError, before-send", async () => {
+    // What a write meets on a node in recovery, reproduced with a read-only session.
+    const readOnly = new URL(url)
+    readOnly.searchParams.set("options", "-c default_transaction_read_only=on")
+    const replicaLike = client(readOnly.toString())
+    const model = classify(await capture(replicaLike.purchaseOrder.create({ data: { reference: `ro-${process.pid}`, totalCents: 0 } })))
+    expectClass(model, "ConnectionError", "before-send")
+    expect(model.code).toBe("25006")
+    const raw = classify(await capture(replicaLike.$executeRawUnsafe(`CREATE TABLE ro_${process.pid} (id int)`)))
+    expectClass(raw, "ConnectionError", "before-send")
+    expect(raw.code).toBe("25006")
+  })
+
   it("unique violation → QueryError P2002, never retried", async () => {
     const order = await newOrder("uniq")
     const error = await capture(prisma.purchaseOrder.create({ data: { reference: order.reference, totalCents: 0 } }))
