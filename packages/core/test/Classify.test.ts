@@ -112,9 +112,9 @@ describe("classify", () => {
   })
 
   it("never carries credentials in its message", () => {
-    const classified = classify(new Error("could not connect to postgresql://app:s3cret@db.example.internal:5432/app password=s3cret"))
+    const classified = classify(new Error("could not connect to postgresql://app:s3cret@127.0.0.1:5432/app password=s3cret"))
     expect(classified.message).not.toContain("s3cret")
-    expect(classified.message).toContain("postgresql://***@db.example.internal")
+    expect(classified.message).toContain("postgresql://***@127.0.0.1")
   })
 
   it("re-classifying a DatabaseError keeps its verdict and takes the new context", () => {

@@ -83,7 +83,7 @@ describe("kernel", () => {
     expect(single.hosts).toEqual([{ host: "localhost", port: 5432 }])
     expect(single.targetSessionAttrs).toBe("any")
     expect(single.forHost(0)).toBe("postgres://localhost:5432/app")
-    for (const bad of ["mysql://u:p@h/db", "postgresql://u:secret@h:99999/db", "postgresql://u:secret@h/db?target_session_attrs=writer"]) {
+    for (const bad of ["mysql://u:p@127.0.0.1/db", "postgresql://u:secret@127.0.0.1:99999/db", "postgresql://u:secret@127.0.0.1/db?target_session_attrs=writer"]) {
       expect(() => Kernel.parseMultiHost(bad)).toThrow(Kernel.ConnectionStringError)
       try {
         Kernel.parseMultiHost(bad)

@@ -1,6 +1,6 @@
 /**
  * libpq's multi-host connection strings
- * (`postgresql://user:pass@h1:5432,h2:5433/app?target_session_attrs=read-write`),
+ * (`postgresql://user:pass@127.0.0.1:5433,127.0.0.1:5434/app?target_session_attrs=read-write`),
  * which node-postgres does not understand: the host list, the session
  * attributes asked for, and one single-host string per host for a driver
  * that takes one. The WHATWG URL parser rejects a host list, so the string is
