@@ -10,18 +10,11 @@
 //   DATABASE_URL=... PORT=0 HOST=127.0.0.1 node --import tsx bench/effect-floor-server.ts
 import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { makePrismaClient } from "@prisma-resilience/http/db"
 import { Effect, Layer } from "effect"
 import { createServer } from "node:http"
+import { makeClient, orderColumns as columns } from "./server-env.js"
 
-const url = process.env.DATABASE_URL
-if (!url) throw new Error("DATABASE_URL is not set")
-const prisma = makePrismaClient(url, {
-  max: Number(process.env.DB_POOL_MAX ?? 10),
-  connectionTimeoutMillis: 2000,
-  idleTimeoutMillis: 10_000
-})
-const columns = { id: true, reference: true, totalCents: true, note: true, createdAt: true } as const
+const prisma = makeClient()
 
 const router = HttpRouter.empty.pipe(
   HttpRouter.get(

@@ -10,11 +10,9 @@
 import { createResilientPrisma } from "@prisma-resilience/core"
 import { makePrismaClient } from "@prisma-resilience/http/db"
 import Fastify from "fastify"
+import { databaseUrl, orderColumns as columns } from "./server-env.js"
 
-const url = process.env.DATABASE_URL
-if (!url) throw new Error("DATABASE_URL is not set")
-const db = createResilientPrisma({ client: (pool) => makePrismaClient(url, pool) })
-const columns = { id: true, reference: true, totalCents: true, note: true, createdAt: true } as const
+const db = createResilientPrisma({ client: (pool) => makePrismaClient(databaseUrl, pool) })
 
 const app = Fastify({ logger: false })
 

@@ -5,17 +5,10 @@
 // fastest common framework with nothing of this project in the request path.
 //
 //   DATABASE_URL=... PORT=0 HOST=127.0.0.1 node --import tsx bench/fastify-server.ts
-import { makePrismaClient } from "@prisma-resilience/http/db"
 import Fastify from "fastify"
+import { makeClient, orderColumns as columns } from "./server-env.js"
 
-const url = process.env.DATABASE_URL
-if (!url) throw new Error("DATABASE_URL is not set")
-const prisma = makePrismaClient(url, {
-  max: Number(process.env.DB_POOL_MAX ?? 10),
-  connectionTimeoutMillis: 2000,
-  idleTimeoutMillis: 10_000
-})
-const columns = { id: true, reference: true, totalCents: true, note: true, createdAt: true } as const
+const prisma = makeClient()
 
 const app = Fastify({ logger: false })
 

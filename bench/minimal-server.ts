@@ -1,21 +1,14 @@
 // The baseline of bench/http.ts: `GET /purchase-orders/:id` with nothing but
-// node:http and the same PrismaClient as the service (devdb's
+// node:http and the same PrismaClient as the service (its
 // makePrismaClient, the service's default pool settings), the same query and
 // the same JSON. No validation, retries, timeouts, metrics or health: what the
 // service costs on top of this is what the benchmark measures.
 //
 //   DATABASE_URL=... PORT=0 HOST=127.0.0.1 node --import tsx bench/minimal-server.ts
-import { makePrismaClient } from "@prisma-resilience/http/db"
 import http from "node:http"
+import { makeClient, orderColumns as columns } from "./server-env.js"
 
-const url = process.env.DATABASE_URL
-if (!url) throw new Error("DATABASE_URL is not set")
-const prisma = makePrismaClient(url, {
-  max: Number(process.env.DB_POOL_MAX ?? 10),
-  connectionTimeoutMillis: 2000,
-  idleTimeoutMillis: 10_000
-})
-const columns = { id: true, reference: true, totalCents: true, note: true, createdAt: true } as const
+const prisma = makeClient()
 
 const send = (response: http.ServerResponse, status: number, body: unknown) => {
   const json = JSON.stringify(body)
