@@ -243,7 +243,11 @@ export const startLoad = (baseUrl: string, options: LoadOptions) => {
   }
 }
 
-export const withClient = async <A>(cluster: Cluster, f: (client: pg.Client) => Promise<A>, url = cluster.url) => {
+export const withClient = <A>(cluster: Cluster, f: (client: pg.Client) => Promise<A>, url = cluster.url) =>
+  withUrl(url, f)
+
+/** `withClient` for a database known by its URL alone (a node of an HA cluster). */
+export const withUrl = async <A>(url: string, f: (client: pg.Client) => Promise<A>) => {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 })
   client.on("error", () => {})
   await client.connect()
@@ -255,8 +259,11 @@ export const withClient = async <A>(cluster: Cluster, f: (client: pg.Client) => 
 }
 
 /** Seeds `count` orders to read; returns their ids. */
-export const seed = (cluster: Cluster, prefix: string, count: number) =>
-  withClient(cluster, async (client) => {
+export const seed = (cluster: Cluster, prefix: string, count: number) => seedAt(cluster.url, prefix, count)
+
+/** `seed` for a database known by its URL alone. */
+export const seedAt = (url: string, prefix: string, count: number) =>
+  withUrl(url, async (client) => {
     const ids: Array<string> = []
     for (let i = 0; i < count; i++) {
       const { rows } = await client.query<{ id: string }>(
@@ -277,7 +284,11 @@ export interface WriteCheck {
 
 /** Every acknowledged write is there exactly once; no idempotency key has two rows. */
 export const checkWrites = (cluster: Cluster, prefix: string, acknowledged: ReadonlySet<string>) =>
-  withClient(cluster, async (client): Promise<WriteCheck> => {
+  checkWritesAt(cluster.url, prefix, acknowledged)
+
+/** `checkWrites` for a database known by its URL alone (the current leader of an HA cluster). */
+export const checkWritesAt = (url: string, prefix: string, acknowledged: ReadonlySet<string>) =>
+  withUrl(url, async (client): Promise<WriteCheck> => {
     const { rows } = await client.query<{ reference: string; idempotency_key: string | null }>(
       "SELECT reference, idempotency_key FROM purchase_order WHERE reference LIKE $1 AND reference NOT LIKE $2",
       [`${prefix}-%`, `${prefix}-seed-%`]
