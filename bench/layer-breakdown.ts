@@ -24,7 +24,7 @@ const main = async () => {
     const order = await prisma.purchaseOrder.create({ data: { reference: "breakdown", totalCents: 1 } })
     const Db = Database.forClient<PrismaClient>()
     const layer = Db.layer({ client: () => prisma, retry: RetryPolicy.defaults })
-    const guard = { budget: RetryBudget.make(), breaker: CircuitBreaker.make(), clock: Clock.make(), overloaded: () => false, queryHealth: QueryHealth.make() }
+    const guard = { budget: RetryBudget.make(), breaker: CircuitBreaker.make(), clock: Clock.make(), overloaded: () => false, queryHealth: QueryHealth.make(), generation: 0 }
     const find = () => prisma.purchaseOrder.findUnique({ where: { id: order.id } })
     const operation = "purchaseOrder.findUnique"
     const samples = new Map<string, Array<number>>()

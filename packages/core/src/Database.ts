@@ -14,8 +14,11 @@ import {
   Exit,
   type Fiber,
   Layer,
+  FiberRef,
   Metric,
   type MetricLabel,
+  Option,
+  Redacted,
   Ref,
   Runtime,
   Schedule,
@@ -29,6 +32,7 @@ import {
   type DatabaseError,
   EmptyResponseError,
   type HealthError,
+  type NodeHealth,
   type OperationKind,
   QueryError,
   RetryConfigError,
@@ -55,7 +59,10 @@ import {
   transactionBody,
   withStatementLimit
 } from "./internal/serverDeadline.js"
+import * as Topology from "./internal/topology.js"
 import { isPoolWait, isStartupParameterRejected } from "./kernel/classify.js"
+import { ConnectionStringError } from "./kernel/connectionString.js"
+import * as TopologyKernel from "./kernel/topology.js"
 import * as QueryHealth from "./kernel/queryHealth.js"
 import { kindOfMethod } from "./kernel/safety.js"
 import { redact } from "./kernel/redact.js"
@@ -96,6 +103,12 @@ export interface PoolSettings {
   readonly lock_timeout?: number
   /** the attempt timeout: no transaction of the layer idles that long, a leaked one does */
   readonly idle_in_transaction_session_timeout?: number
+  /**
+   * The node to connect to, when the layer was given `url` (or read
+   * DATABASE_URL): the writer a multi-host string leads to, a replica, or the
+   * plain string as it is. Pass it to `PrismaPg`/`pg.Pool`; never log it.
+   */
+  readonly connectionString?: string
 }
 
 /** The limits the server enforces on each attempt (see `PoolSettings`). */
@@ -201,6 +214,13 @@ export interface QueryOptions {
    * Prisma promise
    */
   readonly retry?: Partial<RetryPolicy.RetryConfig>
+  /**
+   * Lets a read go to a replica (`replicaUrls`) that is up and within
+   * DB_REPLICA_MAX_LAG_MS; to the writer when none is, when this fiber wrote
+   * before (read-your-writes), or when the replica's attempt fails. A write
+   * ignores it.
+   */
+  readonly replica?: boolean
 }
 
 export type IsolationLevel = "ReadUncommitted" | "ReadCommitted" | "RepeatableRead" | "Serializable"
@@ -217,6 +237,8 @@ export interface TransactionOptions {
    */
   readonly idempotent?: boolean
   readonly retry?: Partial<RetryPolicy.RetryConfig>
+  /** A read-only transaction that may run on a replica, as `QueryOptions.replica`; one attempt there, then the writer. */
+  readonly replica?: boolean
 }
 
 export interface WarmupInfo {
@@ -261,6 +283,8 @@ export interface DatabaseService<C = any> {
   readonly retryBudgetTokens: Effect.Effect<number>
   /** Why the queries are not working now (consecutive failures, a stall), or undefined. */
   readonly queryPath: Effect.Effect<QueryHealth.Degraded | undefined>
+  /** Every node with its role and lag, for a database with several (a multi-host URL, replicas); else undefined. */
+  readonly nodes: Effect.Effect<ReadonlyArray<NodeHealth> | undefined>
 }
 
 export interface LayerOptions<C extends PrismaClientLike> {
@@ -281,7 +305,38 @@ export interface LayerOptions<C extends PrismaClientLike> {
   readonly retryBudget?: Partial<RetryBudget.RetryBudgetConfig>
   readonly circuitBreaker?: Partial<CircuitBreaker.CircuitBreakerConfig>
   readonly health?: Partial<HealthConfig>
+  /**
+   * The connection string (`layerConfig`: DATABASE_URL). A plain one is handed
+   * to `client` as `pool.connectionString` unchanged. One that lists several
+   * hosts (`postgresql://u:p@h1:5432,h2:5432/db?target_session_attrs=read-write`)
+   * makes the layer connect to the node libpq would choose, and with
+   * `read-write` or `primary` find the new writer after a failover.
+   */
+  readonly url?: string | Redacted.Redacted<string> | undefined
+  /** Replicas for opted-in reads (`layerConfig`: DATABASE_REPLICA_URLS), one single-host string each. */
+  readonly replicaUrls?: ReadonlyArray<string | Redacted.Redacted<string>> | undefined
+  readonly topology?: Partial<TopologyConfig>
 }
+
+/** How the layer watches the nodes of a multi-host string and its replicas. */
+export type TopologyConfig = Topology.TopologyConfig
+
+export const topologyDefaults: TopologyConfig = Topology.defaults
+
+/** DB_REPLICA_MAX_LAG_MS (default 1000), DB_NODE_CHECK_INTERVAL_MS (default 1000) */
+export const topologyConfig: Config.Config<TopologyConfig> = Config.all({
+  replicaMaxLagMs: Setting.milliseconds("DB_REPLICA_MAX_LAG_MS", topologyDefaults.replicaMaxLagMs, 0),
+  nodeCheckIntervalMs: Setting.milliseconds("DB_NODE_CHECK_INTERVAL_MS", topologyDefaults.nodeCheckIntervalMs)
+})
+
+/** DATABASE_URL and DATABASE_REPLICA_URLS (whitespace- or comma-separated), both optional. */
+export const connectionConfig: Config.Config<{
+  readonly url: Option.Option<Redacted.Redacted<string>>
+  readonly replicaUrls: Option.Option<Redacted.Redacted<string>>
+}> = Config.all({
+  url: Config.option(Config.redacted("DATABASE_URL")),
+  replicaUrls: Config.option(Config.redacted("DATABASE_REPLICA_URLS"))
+})
 
 /** What health learns from the queries themselves (see `kernel/queryHealth`). */
 export type HealthConfig = QueryHealth.QueryHealthConfig
@@ -306,6 +361,7 @@ export interface Settings {
   readonly retryBudget: RetryBudget.RetryBudgetConfig
   readonly circuitBreaker: CircuitBreaker.CircuitBreakerConfig
   readonly health: HealthConfig
+  readonly topology: TopologyConfig
 }
 
 export const defaults: Settings = {
@@ -315,7 +371,8 @@ export const defaults: Settings = {
   serverTimeouts: serverTimeoutDefaults,
   retryBudget: RetryBudget.defaults,
   circuitBreaker: CircuitBreaker.defaults,
-  health: healthDefaults
+  health: healthDefaults,
+  topology: topologyDefaults
 }
 
 /** Every `DB_*` setting, read from the environment and checked, with the documented defaults. */
@@ -326,7 +383,8 @@ export const config: Config.Config<Settings> = Config.all({
   serverTimeouts: serverTimeoutConfig,
   retryBudget: RetryBudget.config,
   circuitBreaker: CircuitBreaker.config,
-  health: healthConfig
+  health: healthConfig,
+  topology: topologyConfig
 })
 
 /** The settings of `options`, with `base` for every one not given. */
@@ -337,7 +395,8 @@ export const resolveSettings = <C extends PrismaClientLike>(options: LayerOption
   serverTimeouts: { ...base.serverTimeouts, ...options.serverTimeouts },
   retryBudget: { ...base.retryBudget, ...options.retryBudget },
   circuitBreaker: { ...base.circuitBreaker, ...options.circuitBreaker },
-  health: { ...base.health, ...options.health }
+  health: { ...base.health, ...options.health },
+  topology: { ...base.topology, ...options.topology }
 })
 
 // The default tracer is Effect's own; while it is in place nobody collects
@@ -354,7 +413,8 @@ const warmUp = <C extends PrismaClientLike>(
   options: LayerOptions<C>,
   pool: PoolSettings,
   config: WarmupConfig,
-  labels: ReadonlyArray<MetricLabel.MetricLabel>
+  labels: ReadonlyArray<MetricLabel.MetricLabel>,
+  topology: Topology.Topology<C>
 ) =>
   Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
@@ -368,13 +428,22 @@ const warmUp = <C extends PrismaClientLike>(
     const attempt = Effect.gen(function*() {
       const n = yield* Ref.updateAndGet(attempts, (k) => k + 1)
       const context = { operation: "warmup", attempt: n }
+      // The writer of a multi-host string may change between attempts.
+      const target = yield* topology.target("warmup", n).pipe(
+        Effect.tapError((error) => Ref.set(lastError, error)),
+        Effect.tapError((error) => Effect.logWarning(`Warmup attempt ${n} failed: ${describe(error)}`))
+      )
       // A client whose connect failed may hold a broken pool: each attempt
       // builds a fresh one and disposes of it on failure.
-      const client = yield* Effect.try({ try: () => options.client(poolUsed), catch: (e) => classify(e, context) })
+      const client = yield* Effect.try({
+        try: () => options.client(target.url === undefined ? poolUsed : { ...poolUsed, connectionString: target.url }),
+        catch: (e) => classify(e, context)
+      })
       const probe = Effect.tryPromise({ try: () => client.$connect(), catch: (e) => classify(e, context) }).pipe(
         Effect.zipRight(
           Effect.tryPromise({ try: () => client.$queryRaw`SELECT 1`, catch: (e) => classify(e, context) })
         ),
+        Effect.zipRight(topology.verify(client, target.node)),
         Effect.timeoutFail({
           duration: Duration.millis(config.attemptTimeoutMs),
           onTimeout: () =>
@@ -388,7 +457,7 @@ const warmUp = <C extends PrismaClientLike>(
         })
       )
       return yield* probe.pipe(
-        Effect.as(client),
+        Effect.as({ client, node: target.node }),
         Effect.tapError((error) =>
           Effect.zipRight(
             Ref.set(lastError, error),
@@ -446,7 +515,7 @@ const warmUp = <C extends PrismaClientLike>(
         })
       })
 
-    const client = yield* withoutRefusedLimits.pipe(
+    const { client, node } = yield* withoutRefusedLimits.pipe(
       Effect.retry(backoff),
       Effect.catchAll((error) => Effect.flatMap(failure(error.safety === "never" ? "not retryable" : "gave up"), Effect.fail)),
       Effect.timeoutFail({ duration: Duration.millis(config.timeoutMs), onTimeout: () => undefined }),
@@ -458,8 +527,10 @@ const warmUp = <C extends PrismaClientLike>(
     const finished = yield* Clock.currentTimeMillis
     const info: WarmupInfo = { durationMs: finished - started, attempts: yield* Ref.get(attempts) }
     yield* Metric.set(Metric.taggedWithLabels(Metrics.warmupDuration, labels), info.durationMs / 1000)
-    yield* Effect.logInfo(`Warmup complete in ${info.durationMs} ms (${info.attempts} attempt(s))`)
-    return { client, info, pool: poolUsed }
+    yield* Effect.logInfo(
+      `Warmup complete in ${info.durationMs} ms (${info.attempts} attempt(s))${node === undefined ? "" : `; writer ${node}`}`
+    )
+    return { client, info, pool: poolUsed, node }
   }).pipe(Effect.withSpan("Database.warmup"))
 
 const merge = (base: RetryPolicy.RetryConfig, override: Partial<RetryPolicy.RetryConfig> | undefined) =>
@@ -479,6 +550,29 @@ const validateServerTimeouts = (
     )
 
 const defaultName = "default"
+
+// Whether the current fiber (a request) wrote: its opted-in reads then go to
+// the writer, so that it reads what it wrote.
+const wroteHere = FiberRef.unsafeMake(false)
+
+const plainString = (value: string | Redacted.Redacted<string>) => Redacted.isRedacted(value) ? Redacted.value(value) : value
+
+/** The connection strings of `options`, checked; the error never holds one. */
+const connectionStrings = <C extends PrismaClientLike>(options: LayerOptions<C>) =>
+  Effect.try({
+    try: () => {
+      const url = options.url === undefined ? undefined : plainString(options.url)
+      const replicaUrls = (options.replicaUrls ?? []).flatMap((entry) => TopologyKernel.splitUrls(plainString(entry)))
+      for (const replica of replicaUrls) TopologyKernel.nameOf(replica)
+      return { url, replicaUrls, plan: url === undefined ? undefined : TopologyKernel.plan(url) }
+    },
+    catch: (error) =>
+      new RetryConfigError({
+        message: `invalid connection string (DATABASE_URL or DATABASE_REPLICA_URLS): ${
+          error instanceof ConnectionStringError || error instanceof RangeError ? error.message : "not a postgresql:// URL"
+        }`
+      })
+  })
 
 const describe = (error: DatabaseError): string =>
   `${error._tag}${error.code === undefined ? "" : ` (${error.code})`}: ${error.message}`
@@ -513,46 +607,113 @@ const makeWith = <C extends PrismaClientLike>(
     const pool = settings.pool
     const labels = Metrics.databaseLabels(name)
     const ready = Metric.taggedWithLabels(Metrics.ready, labels)
+    const limitedPool: PoolSettings = { ...serverLimits(retryConfig, server), ...pool }
+    const urls = yield* connectionStrings(options)
+    const clock = yield* Effect.clock
+    const runtime = yield* Effect.runtime<never>()
+    // Transitions happen in promise callbacks, outside any fiber: they are
+    // logged through the runtime (loggers, log level) the layer was built with.
+    const logTransition = (subject: string) => ({ from, reason, to }: CircuitBreaker.Transition) =>
+      Runtime.runFork(runtime)(
+        (to === "closed" ? Effect.logInfo : Effect.logWarning)(`${subject} ${from} → ${to}: ${reason}`)
+      )
+    const topology = yield* Topology.make({
+      name,
+      plan: urls.plan,
+      url: urls.url,
+      replicaUrls: urls.replicaUrls,
+      makeClient: options.client,
+      config: settings.topology,
+      probeTimeoutMs: warmupSettings.healthTimeoutMs,
+      discoveryTimeoutMs: warmupSettings.timeoutMs,
+      shutdownTimeoutMs: warmupSettings.shutdownTimeoutMs,
+      makeBreaker: (node) =>
+        CircuitBreaker.make(
+          settings.circuitBreaker,
+          logTransition(`Circuit breaker of replica ${node}`),
+          Metrics.nodeLabels(name, node)
+        )
+    }, limitedPool)
+    // The client the queries use now: another one after a failover.
+    let current: { client: C; record: ReturnType<typeof makeRecorder<C>>; node: string | undefined } | undefined
 
-    const { client, info, pool: connected } = yield* Effect.acquireRelease(
+    const { client: warmClient, info, node: warmNode, pool: connected } = yield* Effect.acquireRelease(
       // Acquisition is uninterruptible by default, which would keep the warm-up
       // timeout from stopping the retries; each attempt cleans up after itself.
-      Effect.interruptible(warmUp(options, { ...serverLimits(retryConfig, server), ...pool }, warmupSettings, labels)),
+      Effect.interruptible(warmUp(options, limitedPool, warmupSettings, labels, topology)),
       ({ client }) =>
         Effect.gen(function*() {
           yield* Metric.set(ready, 0)
           const started = yield* Clock.currentTimeMillis
-          yield* disconnectQuietly(client, warmupSettings.shutdownTimeoutMs)
+          yield* disconnectQuietly(current?.client ?? client, warmupSettings.shutdownTimeoutMs)
           const took = (yield* Clock.currentTimeMillis) - started
           yield* Effect.logInfo(`Database disconnected in ${took} ms`)
         })
     )
+    const primary = { client: warmClient, record: makeRecorder(warmClient), node: warmNode }
+    current = primary
     const state = yield* Ref.make<DatabaseState>("serving")
 
-    // Transitions happen in promise callbacks, outside any fiber: they are
-    // logged through the runtime (loggers, log level) the layer was built with.
-    const runtime = yield* Effect.runtime<never>()
-    const logTransition = ({ from, reason, to }: CircuitBreaker.Transition) =>
-      Runtime.runFork(runtime)(
-        (to === "closed" ? Effect.logInfo : Effect.logWarning)(`Circuit breaker ${from} → ${to}: ${reason}`)
-      )
     const poolStats = options.poolStats
+    const overloaded = (client: () => C) => (error: DatabaseError) => {
+      if (!isPoolWait(error.code)) return false
+      // Prisma's P2024 is a pool wait by definition; pg-pool's message is
+      // also what a slow new connection gives, so the counts decide.
+      if (error.code === "P2024") return true
+      const stats = poolStats?.(client())
+      return stats !== undefined && (stats.totalCount >= pool.max || stats.waitingCount > 0)
+    }
+    const nodeLabels = (node: string) => ({
+      success: Metrics.nodeResultLabels(name, node, "success"),
+      failure: Metrics.nodeResultLabels(name, node, "failure")
+    })
     const guard: Guard = {
       budget: RetryBudget.make(settings.retryBudget, labels),
-      breaker: CircuitBreaker.make(settings.circuitBreaker, logTransition, labels),
-      clock: yield* Effect.clock,
+      breaker: CircuitBreaker.make(settings.circuitBreaker, logTransition("Circuit breaker"), labels),
+      clock,
       queryHealth: QueryHealth.make(settings.health),
-      overloaded: (error) => {
-        if (!isPoolWait(error.code)) return false
-        // Prisma's P2024 is a pool wait by definition; pg-pool's message is
-        // also what a slow new connection gives, so the counts decide.
-        if (error.code === "P2024") return true
-        const stats = poolStats?.(client)
-        return stats !== undefined && (stats.totalCount >= pool.max || stats.waitingCount > 0)
-      }
+      overloaded: overloaded(() => primary.client),
+      generation: 0,
+      node: topology.active && primary.node !== undefined ? nodeLabels(primary.node) : undefined,
+      // A connection that failed, or a node that says it is not the writer
+      // (any more), is how a failover shows: look for the writer once.
+      suspect: topology.writerMode
+        ? (error) => {
+          if ((error._tag === "ConnectionError" && !isPoolWait(error.code)) || TopologyKernel.isWrongNode(error.code)) {
+            topology.discover(`${error._tag}${error.code === undefined ? "" : ` (${error.code})`} on ${primary.node}`)
+          }
+          return error.code === "25006"
+        }
+        : undefined
     }
+    yield* topology.start(() => primary.node, (client, node) =>
+      Effect.sync(() => {
+        const old = primary.client
+        primary.client = client
+        primary.record = makeRecorder(client)
+        primary.node = node
+        guard.generation++
+        guard.node = nodeLabels(node)
+        guard.breaker.reset(`the writer is ${node} now`)
+        guard.queryHealth.reset(clock.unsafeCurrentTimeMillis())
+        return old
+      }))
 
-    const readStats = Effect.sync(() => (options.poolStats ? options.poolStats(client) : undefined))
+    // Opted-in reads: one guard per replica, its breaker the topology's.
+    const replicas = new Map(topology.replicas.map((replica) => {
+      const replicaGuard: Guard = {
+        budget: RetryBudget.make(settings.retryBudget, Metrics.nodeLabels(name, replica.name)),
+        breaker: replica.breaker,
+        clock,
+        queryHealth: QueryHealth.make(settings.health),
+        overloaded: overloaded(() => replica.client),
+        generation: 0,
+        node: nodeLabels(replica.name)
+      }
+      return [replica, { guard: replicaGuard, record: makeRecorder(replica.client) }] as const
+    }))
+
+    const readStats = Effect.sync(() => (options.poolStats ? options.poolStats(primary.client) : undefined))
     const sampleStats = Effect.flatMap(readStats, (stats) =>
       stats === undefined ? Effect.void : Effect.all([
         Metric.set(Metric.taggedWithLabels(Metrics.poolTotal, labels), stats.totalCount),
@@ -563,8 +724,6 @@ const makeWith = <C extends PrismaClientLike>(
       yield* Effect.forkScoped(Effect.repeat(sampleStats, Schedule.spaced(Duration.seconds(1))))
     }
 
-    const record = makeRecorder(client)
-
     // The connection's statement_timeout was made for the layer's attempt
     // timeout; an attempt with another one (a per-call `retry`, or the last
     // attempt before the deadline) carries its own.
@@ -572,7 +731,7 @@ const makeWith = <C extends PrismaClientLike>(
     const limited = <A>(promise: () => PromiseLike<A>, timeoutMs: number): () => PromiseLike<A> =>
       !connectionLimited || timeoutMs === retryConfig.attemptTimeoutMs
         ? promise
-        : () => withStatementLimit(client, promise(), timeoutMs - server.marginMs)
+        : () => withStatementLimit(primary.client, promise(), timeoutMs - server.marginMs)
 
     // The success path is one synchronous set-up and one `Effect.async`: the
     // retry schedule is entered from the failed attempt's callback, spans only
@@ -583,13 +742,19 @@ const makeWith = <C extends PrismaClientLike>(
       f: (client: C2) => PromiseLike<A>,
       queryOptions: QueryOptions | undefined
     ): Effect.Effect<A, DatabaseError> => {
+      if (topology.active) {
+        if (queryOptions?.replica === true && replicas.size > 0) return routed(fiber, f, queryOptions)
+        // A failover is being handled: wait for the new writer instead of
+        // sending this query to the old one.
+        if (topology.discovering()) return afterDiscovery(fiber, queryOptions?.operation ?? "query", query(f, queryOptions))
+      }
       const started = performance.now()
       let first: PromiseLike<A>
       // The Prisma method actually called decides what a retry may do; a name
       // given in `operation` is only a name.
       let method: string | undefined
       try {
-        const recorded = record(f as unknown as (client: C) => PromiseLike<A>)
+        const recorded = primary.record(f as unknown as (client: C) => PromiseLike<A>)
         first = recorded.result
         method = recorded.operation
       } catch (error) {
@@ -621,20 +786,114 @@ const makeWith = <C extends PrismaClientLike>(
         }
         return RetryPolicy.continueAfter(
           error,
-          ({ attempt: n, timeoutMs }) => attempt(n, () => f(client as unknown as C2), timeoutMs),
+          ({ attempt: n, timeoutMs }) =>
+            topology.discovering()
+              ? Effect.zipRight(
+                topology.awaitWriter(deadlineMs, guard.clock.unsafeCurrentTimeMillis(), name, n),
+                Effect.suspend(() =>
+                  attempt(
+                    n,
+                    () => f(primary.client as unknown as C2),
+                    RetryPolicy.attemptTimeout(config, deadlineMs, guard.clock.unsafeCurrentTimeMillis())
+                  )
+                )
+              )
+              : attempt(n, () => f(primary.client as unknown as C2), timeoutMs),
           { config, operation: name, kind, deadlineMs, budget: guard.budget, overloaded: guard.overloaded }
         ).pipe(Effect.tapError(() => Effect.sync(() => recordDuration(name, started))))
       }
       const firstAttempt = attempt(1, () => first, RetryPolicy.attemptTimeout(config, deadlineMs, now), afterFirstFailure)
-      return tracing
+      const traced = tracing
         ? Effect.withSpan(firstAttempt, "Database.query", { attributes: { "db.operation": name }, kind: "client" })
         : firstAttempt
+      return kind !== "read" && replicas.size > 0 ? Effect.zipRight(FiberRef.set(wroteHere, true), traced) : traced
     }
     const query = <C2, A>(f: (client: C2) => PromiseLike<A>, queryOptions?: QueryOptions) =>
       Effect.withFiberRuntime<A, DatabaseError>((fiber) => queryIn(fiber, f, queryOptions))
 
-    const transaction = <C2, A>(f: (tx: TransactionClient<C2>) => Promise<A>, txOptions?: TransactionOptions) =>
+    // Waits for the search for the writer within the request's deadline, then
+    // runs `then` under the same deadline.
+    const afterDiscovery = <A>(
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
+      operation: string,
+      then: Effect.Effect<A, DatabaseError>
+    ): Effect.Effect<A, DatabaseError> => {
+      const now = guard.clock.unsafeCurrentTimeMillis()
+      const deadlineMs = fiber.getFiberRef(RetryPolicy.currentDeadline) ?? now + retryConfig.requestBudgetMs
+      return Effect.zipRight(
+        topology.awaitWriter(deadlineMs, now, operation, 1),
+        Effect.locally(then, RetryPolicy.currentDeadline, deadlineMs)
+      )
+    }
+
+    const routedTo = (target: "replica" | "primary", reason: TopologyKernel.RoutingReason) =>
+      Metrics.replicaRouting.unsafeUpdate(1, Metrics.routingLabels(name, target, reason))
+
+    // An opted-in read: one attempt on a replica that is up and within the lag
+    // limit; the writer's ordinary path when there is none, when this fiber
+    // wrote before, or when that attempt fails with anything but an answer.
+    const routed = <C2, A>(
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
+      f: (client: C2) => PromiseLike<A>,
+      queryOptions: QueryOptions
+    ): Effect.Effect<A, DatabaseError> => {
+      const onPrimary = { ...queryOptions, replica: false }
+      if (fiber.getFiberRef(wroteHere)) {
+        routedTo("primary", "read_your_writes")
+        return queryIn(fiber, f, onPrimary)
+      }
+      const now = guard.clock.unsafeCurrentTimeMillis()
+      const picked = topology.pick(now)
+      if (typeof picked === "string") {
+        routedTo("primary", picked)
+        return queryIn(fiber, f, onPrimary)
+      }
+      const { guard: replicaGuard, record: replicaRecord } = replicas.get(picked)!
+      let recorded: { readonly result: PromiseLike<A>; readonly operation: string | undefined }
+      try {
+        recorded = replicaRecord(f as unknown as (client: C) => PromiseLike<A>)
+      } catch {
+        return queryIn(fiber, f, onPrimary)
+      }
+      const kind = queryOptions.kind ?? (recorded.operation === undefined ? "write" : kindOfMethod(recorded.operation))
+      // Not sent yet (a Prisma promise is lazy): a write goes to the writer.
+      if (kind !== "read") return queryIn(fiber, f, onPrimary)
+      const operation = queryOptions.operation ?? recorded.operation ?? "query"
+      const config = queryOptions.retry === undefined ? retryConfig : merge(retryConfig, queryOptions.retry)
+      const deadlineMs = fiber.getFiberRef(RetryPolicy.currentDeadline) ?? now + config.requestBudgetMs
+      return guardedAttempt(
+        replicaGuard,
+        () =>
+          recorded.result.then((value) => {
+            routedTo("replica", "healthy")
+            return value
+          }),
+        RetryPolicy.attemptTimeout(config, deadlineMs, now),
+        operation,
+        1,
+        performance.now(),
+        (error) => {
+          if (error.safety === "never" && error._tag !== "CircuitOpenError") return Effect.fail(error)
+          routedTo("primary", "fallback")
+          return Effect.zipRight(
+            Effect.logDebug(`${operation} on replica ${picked.name} failed: ${describe(error)}; reading from the writer`),
+            Effect.locally(query(f, onPrimary), RetryPolicy.currentDeadline, deadlineMs)
+          )
+        }
+      )
+    }
+
+    const transaction = <C2, A>(
+      f: (tx: TransactionClient<C2>) => Promise<A>,
+      txOptions?: TransactionOptions
+    ): Effect.Effect<A, DatabaseError> =>
       Effect.withFiberRuntime<A, DatabaseError>((fiber) => {
+        if (topology.active) {
+          if (txOptions?.replica === true && replicas.size > 0) return routedTransaction(fiber, f, txOptions)
+          if (topology.discovering()) {
+            return afterDiscovery(fiber, txOptions?.operation ?? "$transaction", transaction(f, txOptions))
+          }
+        }
         const name = txOptions?.operation ?? "$transaction"
         const started = performance.now()
         const config = merge(retryConfig, txOptions?.retry)
@@ -654,7 +913,12 @@ const makeWith = <C extends PrismaClientLike>(
           )
         // The connection failed while the transaction ran or committed: what
         // the attempt saw decides whether its outcome can be known.
-        const afterFailure = (error: DatabaseError, seen: BeforeCommit<A>, n: number): Effect.Effect<A, DatabaseError> => {
+        const afterFailure = (
+          error: DatabaseError,
+          seen: BeforeCommit<A>,
+          n: number,
+          client: C
+        ): Effect.Effect<A, DatabaseError> => {
           if (error.safety !== "ambiguous") return Effect.fail(error)
           if (seen.txid === undefined) {
             // COMMIT is only sent once the function returned; once the
@@ -682,8 +946,21 @@ const makeWith = <C extends PrismaClientLike>(
           })
         }
 
-        const attempt = ({ attempt: n, timeoutMs }: RetryPolicy.AttemptInfo) => {
+        const attempt = ({ attempt: n, timeoutMs }: RetryPolicy.AttemptInfo): Effect.Effect<A, DatabaseError> => {
+          if (n > 1 && topology.discovering()) {
+            const now = guard.clock.unsafeCurrentTimeMillis()
+            return Effect.zipRight(
+              topology.awaitWriter(deadlineMs, now, name, n),
+              Effect.suspend(() =>
+                attempt({
+                  attempt: n,
+                  timeoutMs: RetryPolicy.attemptTimeout(config, deadlineMs, guard.clock.unsafeCurrentTimeMillis())
+                })
+              )
+            )
+          }
           const attemptStarted = performance.now()
+          const client = primary.client
           const seen = beforeCommit<A>()
           const body = transactionBody(run, () => timeoutMs - (performance.now() - attemptStarted), server.marginMs, seen)
           return guardedAttempt(
@@ -699,7 +976,7 @@ const makeWith = <C extends PrismaClientLike>(
             name,
             n,
             started,
-            (error) => afterFailure(error, seen, n)
+            (error) => afterFailure(error, seen, n, client)
           ).pipe(Effect.withSpan("Database.attempt", { attributes: { "db.operation": name, attempt: n } }))
         }
         return RetryPolicy.retry(attempt, {
@@ -710,17 +987,75 @@ const makeWith = <C extends PrismaClientLike>(
           overloaded: guard.overloaded
         }).pipe(
           Effect.tapError(() => Effect.sync(() => recordDuration(name, started))),
-          Effect.withSpan("Database.transaction", { attributes: { "db.operation": name } })
+          Effect.withSpan("Database.transaction", { attributes: { "db.operation": name } }),
+          (self) => replicas.size > 0 ? Effect.zipRight(FiberRef.set(wroteHere, true), self) : self
         )
       })
 
+    // A read-only transaction opted in to replicas: one attempt on a replica,
+    // then the writer's ordinary path, as `routed` does for a query.
+    const routedTransaction = <C2, A>(
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
+      f: (tx: TransactionClient<C2>) => Promise<A>,
+      txOptions: TransactionOptions
+    ): Effect.Effect<A, DatabaseError> => {
+      const onPrimary = { ...txOptions, replica: false }
+      if (fiber.getFiberRef(wroteHere)) {
+        routedTo("primary", "read_your_writes")
+        return transaction(f, onPrimary)
+      }
+      const now = guard.clock.unsafeCurrentTimeMillis()
+      const picked = topology.pick(now)
+      if (typeof picked === "string") {
+        routedTo("primary", picked)
+        return transaction(f, onPrimary)
+      }
+      const { guard: replicaGuard } = replicas.get(picked)!
+      const operation = txOptions.operation ?? "$transaction"
+      const config = merge(retryConfig, txOptions.retry)
+      const deadlineMs = fiber.getFiberRef(RetryPolicy.currentDeadline) ?? now + config.requestBudgetMs
+      const timeoutMs = RetryPolicy.attemptTimeout(config, deadlineMs, now)
+      return guardedAttempt(
+        replicaGuard,
+        () =>
+          (picked.client.$transaction(f, {
+            isolationLevel: txOptions.isolationLevel,
+            maxWait: Math.min(txOptions.maxWait ?? pool.connectionTimeoutMillis, timeoutMs),
+            timeout: timeoutMs
+          }) as PromiseLike<A>).then((value) => {
+            routedTo("replica", "healthy")
+            return value
+          }),
+        timeoutMs + 1000,
+        operation,
+        1,
+        performance.now(),
+        (error) => {
+          if (error.safety === "never" && error._tag !== "CircuitOpenError") return Effect.fail(error)
+          routedTo("primary", "fallback")
+          return Effect.zipRight(
+            Effect.logDebug(`${operation} on replica ${picked.name} failed: ${describe(error)}; running it on the writer`),
+            Effect.locally(transaction(f, onPrimary), RetryPolicy.currentDeadline, deadlineMs)
+          )
+        }
+      )
+    }
+
+    // With `target_session_attrs=read-write` the probe also asks whether the
+    // writer still takes writes: a demoted primary answers `SELECT 1`.
     const ping = (timeoutMs = warmupSettings.healthTimeoutMs) =>
       Effect.suspend(() => {
         const started = performance.now()
-        return Effect.map(
-          awaitWithTimeout(client.$queryRaw`SELECT 1`, timeoutMs, "ping", 1),
-          () => Math.round((performance.now() - started) * 100) / 100
-        )
+        const probe = topology.writerMode
+          ? topology.verify(primary.client, primary.node).pipe(
+            Effect.tapError((error) =>
+              Effect.sync(() => {
+                if (error._tag === "ConnectionError") topology.discover(`the health probe: ${describe(error)}`)
+              })
+            )
+          )
+          : awaitWithTimeout(primary.client.$queryRaw`SELECT 1`, timeoutMs, "ping", 1)
+        return Effect.map(probe, () => Math.round((performance.now() - started) * 100) / 100)
       }).pipe(Effect.withSpan("Database.ping"))
 
     yield* sampleStats
@@ -741,7 +1076,10 @@ const makeWith = <C extends PrismaClientLike>(
         return { state: guard.breaker.state(now), retryAfterMs: Math.max(0, guard.breaker.retryAfterMs(now)) }
       }),
       retryBudgetTokens: Effect.sync(() => guard.budget.tokens()),
-      queryPath: Effect.sync(() => guard.queryHealth.degraded(guard.clock.unsafeCurrentTimeMillis()))
+      queryPath: Effect.sync(() => guard.queryHealth.degraded(guard.clock.unsafeCurrentTimeMillis())),
+      nodes: Effect.sync(() =>
+        topology.active ? topology.nodes(guard.clock.unsafeCurrentTimeMillis(), primary.node) : undefined
+      )
     }
     queriesIn.set(service, queryIn)
     return service
@@ -760,7 +1098,14 @@ export const make = <C extends PrismaClientLike>(
 export const makeConfig = <C extends PrismaClientLike>(
   options: LayerOptions<C>
 ): Effect.Effect<DatabaseService<C>, WarmupError | RetryConfigError | ConfigError.ConfigError, Scope.Scope> =>
-  Effect.flatMap(config, (base) => makeWith(options, resolveSettings(options, base), options.name ?? defaultName))
+  Effect.flatMap(Effect.all([config, connectionConfig]), ([base, connection]) => {
+    const withUrls: LayerOptions<C> = {
+      ...options,
+      url: options.url ?? Option.getOrUndefined(connection.url),
+      replicaUrls: options.replicaUrls ?? Option.toArray(connection.replicaUrls)
+    }
+    return makeWith(withUrls, resolveSettings(withUrls, base), options.name ?? defaultName)
+  })
 
 type QueryIn = <C, A>(
   fiber: Fiber.RuntimeFiber<unknown, unknown>,

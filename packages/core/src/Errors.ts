@@ -73,6 +73,8 @@ export class WarmupError extends Data.TaggedError("WarmupError")<{
   readonly message: string
   /** the last failure, classified */
   readonly cause: DatabaseError | undefined
+  /** the nodes, for a database with several */
+  readonly nodes?: ReadonlyArray<NodeHealth> | undefined
 }> {}
 
 /** The retry configuration cannot keep its worst case inside the request budget. */
@@ -82,9 +84,36 @@ export class RetryConfigError extends Data.TaggedError("RetryConfigError")<{
 
 /**
  * Why health failed: `degraded` means `SELECT 1` may pass but the queries
- * themselves are failing or stalled (a lock, a missing table, a full pool).
+ * themselves are failing or stalled (a lock, a missing table, a full pool);
+ * `read_only` that the node the writes go to is in recovery (a demoted
+ * primary answers `SELECT 1` and refuses every write).
  */
-export type HealthFailureReason = "warming" | "unreachable" | "timeout" | "shutting_down" | "circuit_open" | "degraded"
+export type HealthFailureReason =
+  | "warming"
+  | "unreachable"
+  | "timeout"
+  | "shutting_down"
+  | "circuit_open"
+  | "degraded"
+  | "read_only"
+
+/** One node of a database with several (a multi-host URL, replicas), as health reports it. */
+export interface NodeHealth {
+  /** `host:port` */
+  readonly name: string
+  /** what its last probe found; `unknown` before the first */
+  readonly role: "primary" | "replica" | "unreachable" | "unknown"
+  /** whether the layer writes to it (`writer`), may read from it (`replica`), or neither */
+  readonly serves: "writer" | "replica" | "none"
+  /** replay lag in ms, for a node in recovery that can tell */
+  readonly lagMs?: number | undefined
+  /** ms since its last probe */
+  readonly checkedAgoMs?: number | undefined
+  /** its replica circuit breaker, for a replica */
+  readonly circuit?: "closed" | "open" | "half-open" | undefined
+  /** its last probe's failure, credential-free */
+  readonly error?: string | undefined
+}
 
 export class HealthError extends Data.TaggedError("HealthError")<{
   readonly reason: HealthFailureReason
@@ -94,4 +123,6 @@ export class HealthError extends Data.TaggedError("HealthError")<{
   readonly latencyMs: number | undefined
   readonly warmupMs: number | undefined
   readonly cause: DatabaseError | undefined
+  /** the nodes, for a database with several */
+  readonly nodes?: ReadonlyArray<NodeHealth> | undefined
 }> {}

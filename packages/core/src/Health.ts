@@ -7,7 +7,7 @@
  */
 import { Effect } from "effect"
 import { Database } from "./Database.js"
-import type { HealthError } from "./Errors.js"
+import type { HealthError, NodeHealth } from "./Errors.js"
 import { check } from "./internal/health.js"
 
 export interface HealthReport {
@@ -16,6 +16,8 @@ export interface HealthReport {
   readonly latencyMs: number
   readonly warmupMs: number
   readonly warmupAttempts: number
+  /** the nodes, for a database with several (a multi-host URL, replicas) */
+  readonly nodes?: ReadonlyArray<NodeHealth> | undefined
 }
 
 export const health: Effect.Effect<HealthReport, HealthError, Database> = Effect.flatMap(Database, check)

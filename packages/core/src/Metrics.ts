@@ -148,3 +148,65 @@ export const verificationLabels = (operation: string, outcome: string) =>
     MetricLabel.make("operation", operation),
     MetricLabel.make("outcome", outcome)
   ])
+
+/**
+ * Where opted-in reads (`{ replica: true }`) went, by `database`, `target`
+ * (`replica` or `primary`) and `reason`: `healthy` for a replica; for the
+ * primary `no_replica`, `lag` (every replica past DB_REPLICA_MAX_LAG_MS),
+ * `unavailable` (down, in no recovery, breaker open, not probed lately),
+ * `read_your_writes` (the fiber wrote before) or `fallback` (the replica's
+ * attempt failed).
+ */
+export const replicaRouting = Metric.counter("db_replica_routing_total", {
+  description: "Opted-in reads by where they went (replica or primary) and why",
+  incremental: true
+})
+
+/** Attempts per node, by `database`, `node` (host:port) and `result` (success, failure). */
+export const nodeQueries = Metric.counter("db_node_queries_total", {
+  description: "Query attempts per database node, by result",
+  incremental: true
+})
+
+/** 1 while the node's last probe answered. */
+export const nodeUp = Metric.gauge("db_node_up", { description: "1 when the node's last probe answered, else 0" })
+
+/** 1 while the node is not in recovery (a primary), 0 otherwise. */
+export const nodePrimary = Metric.gauge("db_node_primary", {
+  description: "1 when the node's last probe found it out of recovery (a primary), else 0"
+})
+
+/** Replay lag of a node in recovery, in seconds (0 on a primary). */
+export const nodeReplayLag = Metric.gauge("db_node_replay_lag_seconds", {
+  description: "Replay lag of the node in seconds, 0 for a primary"
+})
+
+/** Writer discoveries by `database` and `result`: `changed` (a new writer), `unchanged`, `failed` (none found in time). */
+export const writerDiscoveries = Metric.counter("db_writer_discoveries_total", {
+  description: "Searches for the writable node after a failure, by result",
+  incremental: true
+})
+
+/** @internal */
+export const nodeLabels = (database: string, node: string) =>
+  cached(`n\0${database}\0${node}`, () => [MetricLabel.make("database", database), MetricLabel.make("node", node)])
+
+/** @internal */
+export const nodeResultLabels = (database: string, node: string, result: string) =>
+  cached(`nr\0${database}\0${node}\0${result}`, () => [
+    MetricLabel.make("database", database),
+    MetricLabel.make("node", node),
+    MetricLabel.make("result", result)
+  ])
+
+/** @internal */
+export const routingLabels = (database: string, target: string, reason: string) =>
+  cached(`rr\0${database}\0${target}\0${reason}`, () => [
+    MetricLabel.make("database", database),
+    MetricLabel.make("target", target),
+    MetricLabel.make("reason", reason)
+  ])
+
+/** @internal */
+export const discoveryLabels = (database: string, result: string) =>
+  cached(`wd\0${database}\0${result}`, () => [MetricLabel.make("database", database), MetricLabel.make("result", result)])

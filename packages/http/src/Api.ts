@@ -123,7 +123,8 @@ export const HealthFailureReason = Schema.Literal(
   "timeout",
   "shutting_down",
   "circuit_open",
-  "degraded"
+  "degraded",
+  "read_only"
 )
 
 /** One entry of `checks`, as in draft-inadarei-api-health-check. */
@@ -134,6 +135,14 @@ export const HealthCheck = Schema.Struct({
   status: Schema.Literal("pass", "fail"),
   time: Schema.String,
   output: Schema.optional(Schema.String)
+})
+
+/** One node of a database with several: `componentId` is its host:port. */
+export const NodeCheck = Schema.Struct({
+  ...HealthCheck.fields,
+  componentId: Schema.String,
+  role: Schema.Literal("primary", "replica", "unreachable", "unknown"),
+  serves: Schema.Literal("writer", "replica", "none")
 })
 
 /**
@@ -147,7 +156,9 @@ export const Health = Schema.Struct({
   output: Schema.optional(Schema.String),
   checks: Schema.Struct({
     "postgres:responseTime": Schema.Array(HealthCheck),
-    "postgres:warmup": Schema.Array(HealthCheck)
+    "postgres:warmup": Schema.Array(HealthCheck),
+    /** with a multi-host DATABASE_URL or DATABASE_REPLICA_URLS: every node, its role and replay lag */
+    "postgres:nodes": Schema.optional(Schema.Array(NodeCheck))
   })
 }).annotations({ identifier: "Health" })
 export type Health = typeof Health.Type

@@ -12,6 +12,7 @@ import {
   type HealthError,
   type HealthFailureReason,
   type HealthReport,
+  type NodeHealth,
   isDatabaseError,
   RetryPolicy
 } from "@prisma-resilience/core"
@@ -35,6 +36,23 @@ import * as ServerConfig from "./ServerConfig.js"
 
 const description = "prisma-resilience purchase-order service"
 
+// The node's address and role only: its probe's error stays in the log.
+const nodeChecks = (nodes: ReadonlyArray<NodeHealth> | undefined, time: string) =>
+  nodes === undefined ? {} : {
+    "postgres:nodes": nodes.map((node) => ({
+      componentType: "datastore",
+      componentId: node.name,
+      role: node.role,
+      serves: node.serves,
+      ...(node.lagMs === undefined ? {} : { observedValue: node.lagMs, observedUnit: "ms" }),
+      status: node.role === "unreachable" || node.role === "unknown" ||
+          (node.serves === "writer" && node.role !== "primary") || node.circuit === "open"
+        ? "fail" as const
+        : "pass" as const,
+      time
+    }))
+  }
+
 const passBody = (report: HealthReport, time: string): Health => ({
   status: "pass",
   description,
@@ -49,7 +67,8 @@ const passBody = (report: HealthReport, time: string): Health => ({
       status: "pass",
       time,
       output: `${report.warmupAttempts} attempt(s)`
-    }]
+    }],
+    ...nodeChecks(report.nodes, time)
   }
 })
 
@@ -63,7 +82,8 @@ const publicOutput: Record<HealthFailureReason, string> = {
   timeout: "database probe timed out",
   shutting_down: "shutting down",
   circuit_open: "circuit breaker open",
-  degraded: "database queries failing or stalled"
+  degraded: "database queries failing or stalled",
+  read_only: "the database node written to is read-only (failover in progress)"
 }
 
 const failBody = (error: HealthError, time: string): Health => ({
@@ -85,7 +105,8 @@ const failBody = (error: HealthError, time: string): Health => ({
       // warm-up has passed once it has a duration, whatever the probe says now
       status: error.warmupMs === undefined ? "fail" : "pass",
       time
-    }]
+    }],
+    ...nodeChecks(error.nodes, time)
   }
 })
 

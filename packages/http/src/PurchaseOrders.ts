@@ -36,7 +36,13 @@ export const findById = (id: string): Effect.Effect<PurchaseOrder, PurchaseOrder
     )
   )
 
-/** Newest first; the cursor is the id of the last order of the previous page. */
+/**
+ * Newest first; the cursor is the id of the last order of the previous page.
+ * Served by a replica when DATABASE_REPLICA_URLS names one that is within
+ * DB_REPLICA_MAX_LAG_MS: a page may miss the newest orders by that much. A
+ * single order (`findById`) is always read from the writer, so that a client
+ * finds what it just created.
+ */
 export const list = (options: {
   readonly limit?: number | undefined
   readonly cursor?: string | undefined
@@ -49,8 +55,7 @@ export const list = (options: {
       // one more than asked tells whether there is a next page
       take: limit + 1,
       ...(options.cursor === undefined ? {} : { cursor: { id: options.cursor }, skip: 1 })
-    })
-  ).pipe(
+    }), { replica: true }).pipe(
     Effect.map((rows) => {
       const items = rows.slice(0, limit).map((row) => new PurchaseOrder(row, true))
       return new PurchaseOrderPage({ items, nextCursor: rows.length > limit ? items[items.length - 1]!.id : null }, true)

@@ -28,6 +28,7 @@ import {
 import { applyMigrations, makePrismaClient, poolStats } from "./db/index.js"
 import {
   Clock,
+  Config,
   type ConfigError,
   Context,
   Data,
@@ -39,6 +40,7 @@ import {
   FiberRef,
   Layer,
   Metric,
+  Option,
   Redacted,
   Ref,
   Schedule,
@@ -79,6 +81,10 @@ export interface Options<C extends PrismaClientLike> {
   readonly poolStats?: (client: C) => PoolStats | undefined
   /** Runs before each warm-up, e.g. applying migrations; its failure is retried like a failed warm-up. */
   readonly prepare?: Effect.Effect<void, PrepareError>
+  /** the connection string, handed to `client` as `pool.connectionString` (the writer's, for a multi-host one) */
+  readonly url?: Redacted.Redacted<string>
+  /** replicas for opted-in reads; default: DATABASE_REPLICA_URLS */
+  readonly replicaUrls?: ReadonlyArray<Redacted.Redacted<string>>
 }
 
 /** `Options.prepare` failed; `message` must be fit for logs and the health output. */
@@ -107,9 +113,12 @@ export const make = <C extends PrismaClientLike>(options: Options<C>) =>
     const settings = yield* databaseConfig
     const retryConfig = yield* RetryPolicy.validate(settings.retry)
     const warmup = settings.warmup
+    const replicaUrls = options.replicaUrls ?? Option.toArray(yield* Config.option(Config.redacted("DATABASE_REPLICA_URLS")))
     const databaseLayer = Database.layer({
       client: options.client,
       ...(options.poolStats ? { poolStats: options.poolStats } : {}),
+      ...(options.url ? { url: options.url } : {}),
+      replicaUrls,
       ...settings
     })
 
@@ -221,7 +230,8 @@ export const make = <C extends PrismaClientLike>(options: Options<C>) =>
       poolStats: onceWarm((db) => db.poolStats),
       circuit: onceWarm((db) => db.circuit),
       retryBudgetTokens: onceWarm((db) => db.retryBudgetTokens),
-      queryPath: onceWarm((db) => db.queryPath)
+      queryPath: onceWarm((db) => db.queryPath),
+      nodes: onceWarm((db) => db.nodes)
     }
 
     const beginShutdown = Effect.gen(function*() {
@@ -247,7 +257,8 @@ export const layer = <C extends PrismaClientLike>(options: Options<C>) => Layer.
  */
 export const layerUrl = (url: Redacted.Redacted<string>, options?: { readonly migrate?: boolean }) =>
   layer({
-    client: (pool) => makePrismaClient(Redacted.value(url), pool),
+    client: (pool) => makePrismaClient(pool.connectionString ?? Redacted.value(url), pool),
+    url,
     poolStats,
     ...(options?.migrate ? { prepare: migrate(url) } : {})
   })

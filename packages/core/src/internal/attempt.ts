@@ -3,7 +3,7 @@
  * timeout without a fiber or a timer per call, and naming the operation a
  * query function performs.
  */
-import { type Clock, Effect } from "effect"
+import { type Clock, Effect, type MetricLabel } from "effect"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
 import { classify } from "../Classify.js"
 import { CircuitOpenError, type DatabaseError, TimeoutError } from "../Errors.js"
@@ -72,6 +72,8 @@ export interface AttemptContext {
   readonly started: number
   readonly guard: Guard
   readonly permit: CircuitBreaker.Permit
+  /** the guard's `generation` when the attempt started */
+  readonly generation: number
 }
 
 /** The retry budget and circuit breaker shared by the queries of one `Database`. */
@@ -83,9 +85,23 @@ export interface Guard {
   readonly overloaded: (error: DatabaseError) => boolean
   /** what the attempts say about the query path, for health */
   readonly queryHealth: QueryHealth.QueryHealth
+  /**
+   * Bumped when the queries move to another node (a new writer): attempts
+   * of an older generation settle without a say in the breaker or the budget.
+   */
+  generation: number
+  /**
+   * Hears of every failed attempt of the current generation (a failover
+   * shows first here); true when the error only says the attempt went to
+   * the wrong node, which the node that takes it over will not repeat.
+   */
+  readonly suspect?: ((error: DatabaseError) => boolean) | undefined
+  /** `db_node_queries_total` labels of the node the attempts go to, when the database has several */
+  node?: { readonly success: ReadonlyArray<MetricLabel.MetricLabel>; readonly failure: ReadonlyArray<MetricLabel.MetricLabel> } | undefined
 }
 
 const settleSuccess = (context: AttemptContext, now: number, brokenPath?: DatabaseError) => {
+  if (context.guard.node !== undefined) Metrics.nodeQueries.unsafeUpdate(1, context.guard.node.success)
   context.guard.budget.onSuccess()
   context.guard.breaker.onSuccess(now, context.permit)
   context.guard.queryHealth.settled(now, brokenPath !== undefined, brokenPath && describeFailure(brokenPath))
@@ -95,6 +111,10 @@ const describeFailure = (error: DatabaseError) => `${error._tag}${error.code ===
 
 const settleFailure = (context: AttemptContext, error: DatabaseError) => {
   const now = context.guard.clock.unsafeCurrentTimeMillis()
+  if (context.generation !== context.guard.generation) {
+    // The node this attempt went to is no longer the one the queries use.
+    return context.guard.queryHealth.settled(now, false)
+  }
   // A non-retryable error (P2002, ...) or a transaction conflict is an answer
   // from a working database: contention must neither drain the budget nor open
   // the circuit. A missing table is an answer too, but one every query of it
@@ -103,6 +123,10 @@ const settleFailure = (context: AttemptContext, error: DatabaseError) => {
     return settleSuccess(context, now, isBrokenSchema(error.code) ? error : undefined)
   }
   context.guard.queryHealth.settled(now, true, describeFailure(error))
+  if (context.guard.node !== undefined) Metrics.nodeQueries.unsafeUpdate(1, context.guard.node.failure)
+  // Neither the circuit nor the budget hears of a node saying it is not the
+  // writer: the retry goes to the node that is.
+  if (context.guard.suspect?.(error) === true) return context.guard.breaker.onNeutral(context.permit)
   // The query never reached the database: its pool was full. Overload is the
   // caller's to shed (503 + Retry-After), not a reason to open the circuit.
   if (context.guard.overloaded(error)) return context.guard.breaker.onNeutral(context.permit)
@@ -219,7 +243,14 @@ export const guardedAttempt = <A>(
     // this attempt; settling it through the same path releases its permit.
     promise = Promise.reject(error)
   }
-  return awaitWithTimeout(promise, timeoutMs, operation, attempt, { started, guard, permit }, recover)
+  return awaitWithTimeout(
+    promise,
+    timeoutMs,
+    operation,
+    attempt,
+    { started, guard, permit, generation: guard.generation },
+    recover
+  )
 }
 
 /** Records a whole operation's duration, retries included. */

@@ -7,12 +7,15 @@ import type { DatabaseService } from "../Database.js"
 import { type DatabaseError, HealthError, type HealthFailureReason } from "../Errors.js"
 import type { HealthReport } from "../Health.js"
 import * as Metrics from "../Metrics.js"
+import { NOT_WRITABLE } from "./topology.js"
 
 const count = (result: "pass" | HealthFailureReason) =>
   Metrics.healthChecks.unsafeUpdate(1, Metrics.resultLabels(result))
 
 export const check = (db: DatabaseService): Effect.Effect<HealthReport, HealthError> =>
   Effect.gen(function*() {
+    // Listed with a failure too: during a failover they say what is going on.
+    const nodes = yield* db.nodes
     const fail = (
       reason: HealthFailureReason,
       message: string,
@@ -23,7 +26,15 @@ export const check = (db: DatabaseService): Effect.Effect<HealthReport, HealthEr
       return Effect.zipRight(
         Effect.logWarning(`Health check failed: ${reason}: ${message}`),
         Effect.fail(
-          new HealthError({ reason, message, latencyMs: undefined, warmupMs: db.warmup.durationMs, cause, retryAfterMs })
+          new HealthError({
+            reason,
+            message,
+            latencyMs: undefined,
+            warmupMs: db.warmup.durationMs,
+            cause,
+            retryAfterMs,
+            ...(nodes === undefined ? {} : { nodes })
+          })
         )
       )
     }
@@ -45,6 +56,8 @@ export const check = (db: DatabaseService): Effect.Effect<HealthReport, HealthEr
       Effect.catchAll((error) =>
         error._tag === "TimeoutError"
           ? fail("timeout", `probe did not answer within ${db.warmupConfig.healthTimeoutMs} ms`, error)
+          : error.code === NOT_WRITABLE
+          ? fail("read_only", `${error.message}; looking for the writer`, error)
           : fail("unreachable", `${error._tag}${error.code ? ` (${error.code})` : ""}: ${error.message}`, error)
       )
     )
@@ -55,5 +68,11 @@ export const check = (db: DatabaseService): Effect.Effect<HealthReport, HealthEr
     if (degraded !== undefined) return yield* fail("degraded", `queries ${degraded.reason}: ${degraded.message}`)
     count("pass")
     yield* Effect.logDebug(`Health check passed in ${latencyMs} ms`)
-    return { status: "pass", latencyMs, warmupMs: db.warmup.durationMs, warmupAttempts: db.warmup.attempts } as const
+    return {
+      status: "pass",
+      latencyMs,
+      warmupMs: db.warmup.durationMs,
+      warmupAttempts: db.warmup.attempts,
+      ...(nodes === undefined ? {} : { nodes })
+    } as const
   }).pipe(Effect.withSpan("Database.health"))

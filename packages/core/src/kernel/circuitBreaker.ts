@@ -52,6 +52,12 @@ export interface CircuitBreaker {
    * half-open probe's slot is freed for the next caller.
    */
   readonly onNeutral: (permit: Permit) => void
+  /**
+   * Forgets the failures: the database behind the breaker is another one now
+   * (a new writer after a failover), and what the old one did says nothing
+   * about it.
+   */
+  readonly reset: (reason: string) => void
 }
 
 const ALLOWED: Permit = { _tag: "Allowed", probe: false }
@@ -105,6 +111,11 @@ export const make = (
     },
     onNeutral: (permit) => {
       if (permit._tag === "Allowed" && permit.probe) probeInFlight = false
+    },
+    reset: (reason) => {
+      consecutiveFailures = 0
+      probeInFlight = false
+      if (current !== "closed") move("closed", reason)
     },
     onFailure: (now, permit, error) => {
       if (!enabled) return

@@ -14,6 +14,7 @@ export {
 } from "./connectionString.js"
 export { diagnose, type Diagnosis, type ErrorTag, isBrokenSchema, isPoolWait, POOL_ACQUIRE_TIMEOUT, type Verdict } from "./classify.js"
 export { redact, summarize } from "./redact.js"
+export * as Topology from "./topology.js"
 export * as QueryHealth from "./queryHealth.js"
 export * as RetryBudget from "./retryBudget.js"
 export * as RetryPolicy from "./retryPolicy.js"

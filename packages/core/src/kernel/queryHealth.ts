@@ -31,6 +31,8 @@ export interface QueryHealth {
   readonly settled: (now: number, failed: boolean, error?: string) => void
   /** why queries are not working now, or undefined */
   readonly degraded: (now: number) => Degraded | undefined
+  /** forgets the failures: the queries go to another node now */
+  readonly reset: (now: number) => void
 }
 
 export const make = (config: QueryHealthConfig = defaults): QueryHealth => {
@@ -54,6 +56,10 @@ export const make = (config: QueryHealthConfig = defaults): QueryHealth => {
       } else {
         consecutiveFailures = 0
       }
+    },
+    reset: (now) => {
+      consecutiveFailures = 0
+      progressAt = now
     },
     degraded: (now) => {
       if (config.failedQueries > 0 && consecutiveFailures >= config.failedQueries) {

@@ -1,7 +1,9 @@
 // Applies prisma/migrations the way `prisma migrate deploy` does and records
 // them in _prisma_migrations, so that the real command can take over wherever
 // Prisma's native schema engine is available (it is not here).
+import { redact, Topology } from "@prisma-resilience/core/kernel"
 import { PrismaPg } from "@prisma/adapter-pg"
+import pg from "pg"
 import { createHash, randomUUID } from "node:crypto"
 import fsp from "node:fs/promises"
 import path from "node:path"
@@ -73,11 +75,38 @@ const describe = (error: unknown) => {
   return error instanceof Error ? error.message : String(error)
 }
 
+/**
+ * The node to migrate: the string itself, or for a multi-host one
+ * (`target_session_attrs`) the first host that is not in recovery, since
+ * node-postgres reads only one host and a standby refuses DDL.
+ */
+const writerOf = async (url: string): Promise<string> => {
+  const plan = Topology.plan(url)
+  if (plan === undefined) return url
+  const failures: Array<string> = []
+  for (let index = 0; index < plan.hosts.length; index++) {
+    const client = new pg.Client({ connectionString: plan.url(index), connectionTimeoutMillis: 5_000 })
+    client.on("error", () => {})
+    try {
+      await client.connect()
+      const { rows } = await client.query<{ in_recovery: boolean }>("SELECT pg_is_in_recovery() AS in_recovery")
+      if (rows[0]?.in_recovery === false) return plan.url(index)
+      failures.push(`${plan.hosts[index]} is in recovery`)
+    } catch (error) {
+      failures.push(`${plan.hosts[index]}: ${redact(describe(error))}`)
+    } finally {
+      await client.end().catch(() => {})
+    }
+  }
+  throw new Error(`no writable node to migrate (${failures.join("; ")})`)
+}
+
 export const applyMigrations = async (url: string, options: MigrateOptions = {}): Promise<MigrateResult> => {
   const migrations = await readMigrations(options.migrationsDir ?? defaultMigrationsDir())
+  const writer = await writerOf(url)
   // One connection: the advisory lock and BEGIN belong to a session, and the
   // adapter runs each statement of a script as a separate pool query.
-  const adapter = await new PrismaPg({ connectionString: url, connectionTimeoutMillis: 5_000, max: 1 }).connect()
+  const adapter = await new PrismaPg({ connectionString: writer, connectionTimeoutMillis: 5_000, max: 1 }).connect()
   const pool = adapter.underlyingDriver()
   let sessions = 0
   pool.on("connect", () => {
