@@ -222,7 +222,7 @@ export const make = <C extends PrismaClientLike>(
 
     const target: Topology<C>["target"] = (operation, attempt) =>
       plan === undefined
-        ? Effect.succeed({ url: options.url, node: undefined })
+        ? Effect.succeed({ url: options.url, node: writerNodes[0]?.name })
         : Effect.flatMap(
           Effect.forEach(writerNodes, probe, { concurrency: "unbounded" }),
           (probes) => {
