@@ -9,6 +9,8 @@ import os from "node:os"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   componentId,
+  discoveriesSince,
+  discoveriesText,
   firstWriteAnsweredAfter,
   firstWriteSentAfter,
   type HaLoadResult,
@@ -23,8 +25,8 @@ import {
   routingText,
   scrape,
   startHaLoad,
-  total,
   waitPrimary,
+  waitWritable,
   watchHealth
 } from "./support/ha.js"
 import { checkWritesAt, seedAt, type Service, sleep, startService, unhandledLines, waitHealthy } from "./support/harness.js"
@@ -326,6 +328,9 @@ describe.skipIf(missing.length > 0 && !ci)("HA: Patroni failover and read replic
     let to = ""
     let calledAt = 0
     let newPrimaryAt = 0
+    // where the service log stood once the old primary was back, read-only: writes sent to it from then on are
+    // writes attempted on it after the switch was visible
+    let oldIsReplicaLog: number | undefined
     try {
       await sleep(2000)
       calledAt = Date.now()
@@ -337,6 +342,8 @@ describe.skipIf(missing.length > 0 && !ci)("HA: Patroni failover and read replic
         60_000,
         `${from} running as a replica`
       )
+      await cluster.waitFor(async () => (await roles.inRecovery(from)) === true, 30_000, `${from} answering in recovery`)
+      oldIsReplicaLog = s.logs.length
       await cluster.waitFor(() => firstWriteAnsweredAfter(running.result, newPrimaryAt), 15_000, "a write after the switchover").catch(() => {})
       await sleep(2000)
     } finally {
@@ -355,11 +362,12 @@ describe.skipIf(missing.length > 0 && !ci)("HA: Patroni failover and read replic
     const watch = await watching.stop()
     const result = running.result
     const first = firstWriteAnsweredAfter(result, newPrimaryAt)
-    const discoveries = total(await scrape(s.baseUrl), "db_writer_discoveries_total", { result: "changed" }) -
-      total(before, "db_writer_discoveries_total", { result: "changed" })
+    const discoveries = discoveriesSince(before, await scrape(s.baseUrl))
     const port = String(cluster.nodes.find((n) => n.name === to)!.pgPort)
     const discoveryLines = serviceLines(logFrom, /Writer discovery:/)
-    const readOnlyRefusals = serviceLines(logFrom, /25006|read.only/i).length
+    const readOnlyRefusals = serviceLines(logFrom, /25006|read-only transaction/i).length
+    // a refused write, or health finding its writer in recovery
+    const onOldPrimary = serviceLines(oldIsReplicaLog ?? s.logs.length, /25006|read-only transaction|read_only/i)
     await finish(
       "3 switchover",
       "ha3",
@@ -368,12 +376,16 @@ describe.skipIf(missing.length > 0 && !ci)("HA: Patroni failover and read replic
       `${from} → ${to}: switchover call → first write on the new leader ${first ? first.answeredAt - calledAt : "never"} ms ` +
         `(new leader writable ${newPrimaryAt - calledAt} ms after the call); ${result.typed503} typed 503; ` +
         `/health ${watch.passes}/${watch.samples} pass, ${watch.passWithoutWriter.length} while no node took writes; ` +
-        `${discoveries} writer discoveries (changed), ${readOnlyRefusals} log lines about read-only refusals`,
+        `${discoveriesText(discoveries)}; ${readOnlyRefusals} writes refused as read-only, ` +
+        `${onOldPrimary.length} log lines about the read-only old primary once it was back`,
       watch
     )
     expect(first, "a write acknowledged after the new leader took over").toBeDefined()
     expect(settled, "/health passing with the new leader as primary").toBeDefined()
-    expect(discoveries, "db_writer_discoveries_total{result=changed}").toBeGreaterThanOrEqual(1)
+    // one discovery for all the requests in flight, not one each
+    expect(discoveries.changed, "db_writer_discoveries_total{result=changed}").toBe(1)
+    expect(oldIsReplicaLog, "the old primary back as a replica").toBeDefined()
+    expect(onOldPrimary, "writes sent to, or health of, the read-only old primary after the switch was visible").toEqual([])
     expect(discoveryLines.some((line) => line.includes(port)), `a "Writer discovery:" log line naming port ${port}`).toBe(true)
   }, 180_000)
 
@@ -386,12 +398,12 @@ describe.skipIf(missing.length > 0 && !ci)("HA: Patroni failover and read replic
     let killed = { name: "", at: 0 }
     let promotedAt = 0
     let promoted = ""
+    const candidate = await standby()
     try {
       await sleep(2000)
       killed = await cluster.killLeader()
-      const primary = await waitPrimary(cluster, 60_000, killed.name)
-      promotedAt = Date.now()
-      promoted = primary.name
+      promotedAt = await waitWritable(roles, candidate, 60_000)
+      promoted = (await waitPrimary(cluster, 10_000, killed.name)).name
       await cluster.waitFor(() => firstWriteSentAfter(running.result, killed.at), 20_000, "a write after the failover").catch(() => {})
       await sleep(2000)
     } finally {
@@ -402,8 +414,7 @@ describe.skipIf(missing.length > 0 && !ci)("HA: Patroni failover and read replic
     const first = firstWriteSentAfter(result, killed.at)
     const during = result.exchanges.filter((e) => e.answeredAt >= killed.at && (first === undefined || e.startedAt <= first.answeredAt))
     const failoverTyped503 = during.filter((e) => e.outcome === "unavailable").length
-    const discoveries = total(await scrape(s.baseUrl), "db_writer_discoveries_total", { result: "changed" }) -
-      total(before, "db_writer_discoveries_total", { result: "changed" })
+    const discoveries = discoveriesSince(before, await scrape(s.baseUrl))
     const port = String(cluster.nodes.find((n) => n.name === promoted)?.pgPort)
     const discoveryLines = serviceLines(logFrom, /Writer discovery:/)
     await finish(
@@ -416,11 +427,12 @@ describe.skipIf(missing.length > 0 && !ci)("HA: Patroni failover and read replic
           first ? first.answeredAt - promotedAt : "–"
         } ms; ${failoverTyped503} typed 503 during the failover (${during.length} requests); ` +
         `/health ${watch.passes}/${watch.samples} pass, ${watch.passWithoutWriter.length} while no node took writes; ` +
-        `${discoveries} writer discoveries (changed)`,
+        discoveriesText(discoveries),
       watch
     )
     expect(first, "a write acknowledged after the kill").toBeDefined()
-    expect(discoveries, "db_writer_discoveries_total{result=changed}").toBeGreaterThanOrEqual(1)
+    expect(promoted, "the synchronous standby promoted").toBe(candidate)
+    expect(discoveries.changed, "db_writer_discoveries_total{result=changed}").toBe(1)
     expect(discoveryLines.some((line) => line.includes(port)), `a "Writer discovery:" log line naming port ${port}`).toBe(true)
     // synchronous mode: what any scenario had acknowledged survived the loss of the leader's machine
     const url = cluster.nodeUrl(promoted)

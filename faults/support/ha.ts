@@ -2,8 +2,7 @@
 // replica-eligible list reads and writes; the service's routing metrics and
 // per-node health; and a watch on which PostgreSQL nodes accept writes, so
 // that a passing /health can be judged against the cluster's real state.
-import type { PatroniCluster } from "@prisma-resilience/devdb"
-import { findPrimary } from "@prisma-resilience/devdb"
+import { findPrimary, type PatroniCluster } from "@prisma-resilience/devdb"
 import pg from "pg"
 import { sleep } from "./harness.js"
 
@@ -422,6 +421,29 @@ export const waitPrimary = async (cluster: PatroniCluster, timeoutMs = 45_000, n
     timeoutMs,
     not === undefined ? "a writable node" : `a writable node other than ${not}`
   ))
+
+/**
+ * resolves with the Date.now() at which `name` first answered "not in recovery", asked every 20 ms over one
+ * connection: a finer mark of a promotion than polling Patroni, whose REST answers take longer
+ */
+export const waitWritable = async (roles: NodeRoles, name: string, timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if ((await roles.inRecovery(name)) === false) return Date.now()
+    await sleep(20)
+  }
+  throw new Error(`${name} did not accept writes within ${timeoutMs / 1000} s`)
+}
+
+/** `db_writer_discoveries_total` by result, since `before` */
+export const discoveriesSince = (before: ReadonlyArray<Series>, after: ReadonlyArray<Series>) => {
+  const by = (result: string) =>
+    total(after, "db_writer_discoveries_total", { result }) - total(before, "db_writer_discoveries_total", { result })
+  return { changed: by("changed"), unchanged: by("unchanged"), failed: by("failed") }
+}
+
+export const discoveriesText = (d: ReturnType<typeof discoveriesSince>) =>
+  `writer discoveries: ${d.changed} changed, ${d.unchanged} unchanged, ${d.failed} failed`
 
 /** hides the cluster's passwords in text that is about to be printed */
 export const redactor = (cluster: PatroniCluster) => {
