@@ -20,7 +20,9 @@ const expectedAlerts = [
   "DbPrismaEmptyResponse",
   "DbNotReady",
   "DbCircuitBreakerOpen",
-  "DbRetryBudgetExhausted"
+  "DbRetryBudgetExhausted",
+  "DbNoWritableNode",
+  "DbNodeUnreachable"
 ]
 
 // A hung promtool must fail the test, not the whole run.
