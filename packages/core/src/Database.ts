@@ -848,7 +848,7 @@ const makeWith = <C extends PrismaClientLike>(
         routedTo("primary", picked)
         return queryIn(fiber, f, onPrimary)
       }
-      const { guard: replicaGuard, record: replicaRecord } = replicas.get(picked)!
+      const { record: replicaRecord } = replicas.get(picked)!
       let recorded: { readonly result: PromiseLike<A>; readonly operation: string | undefined }
       try {
         recorded = replicaRecord(f as unknown as (client: C) => PromiseLike<A>)
@@ -861,14 +861,28 @@ const makeWith = <C extends PrismaClientLike>(
       const operation = queryOptions.operation ?? recorded.operation ?? "query"
       const config = queryOptions.retry === undefined ? retryConfig : merge(retryConfig, queryOptions.retry)
       const deadlineMs = fiber.getFiberRef(RetryPolicy.currentDeadline) ?? now + config.requestBudgetMs
-      return guardedAttempt(
-        replicaGuard,
+      const timeoutMs = RetryPolicy.attemptTimeout(config, deadlineMs, now)
+      return onReplica(picked, operation, () => recorded.result, timeoutMs, deadlineMs, query(f, onPrimary))
+    }
+
+    // One attempt on `replica`; anything but an answer (a unique violation, a
+    // missing row) runs `onWriter` instead, under the same deadline.
+    const onReplica = <A>(
+      replica: Topology.Replica<C>,
+      operation: string,
+      send: () => PromiseLike<A>,
+      timeoutMs: number,
+      deadlineMs: number,
+      onWriter: Effect.Effect<A, DatabaseError>
+    ): Effect.Effect<A, DatabaseError> =>
+      guardedAttempt(
+        replicas.get(replica)!.guard,
         () =>
-          recorded.result.then((value) => {
+          send().then((value) => {
             routedTo("replica", "healthy")
             return value
           }),
-        RetryPolicy.attemptTimeout(config, deadlineMs, now),
+        timeoutMs,
         operation,
         1,
         performance.now(),
@@ -876,12 +890,11 @@ const makeWith = <C extends PrismaClientLike>(
           if (error.safety === "never" && error._tag !== "CircuitOpenError") return Effect.fail(error)
           routedTo("primary", "fallback")
           return Effect.zipRight(
-            Effect.logDebug(`${operation} on replica ${picked.name} failed: ${describe(error)}; reading from the writer`),
-            Effect.locally(query(f, onPrimary), RetryPolicy.currentDeadline, deadlineMs)
+            Effect.logDebug(`${operation} on replica ${replica.name} failed: ${describe(error)}; running it on the writer`),
+            Effect.locally(onWriter, RetryPolicy.currentDeadline, deadlineMs)
           )
         }
       )
-    }
 
     const transaction = <C2, A>(
       f: (tx: TransactionClient<C2>) => Promise<A>,
@@ -1010,34 +1023,23 @@ const makeWith = <C extends PrismaClientLike>(
         routedTo("primary", picked)
         return transaction(f, onPrimary)
       }
-      const { guard: replicaGuard } = replicas.get(picked)!
       const operation = txOptions.operation ?? "$transaction"
       const config = merge(retryConfig, txOptions.retry)
       const deadlineMs = fiber.getFiberRef(RetryPolicy.currentDeadline) ?? now + config.requestBudgetMs
       const timeoutMs = RetryPolicy.attemptTimeout(config, deadlineMs, now)
-      return guardedAttempt(
-        replicaGuard,
+      return onReplica(
+        picked,
+        operation,
         () =>
-          (picked.client.$transaction(f, {
+          picked.client.$transaction(f, {
             isolationLevel: txOptions.isolationLevel,
             maxWait: Math.min(txOptions.maxWait ?? pool.connectionTimeoutMillis, timeoutMs),
             timeout: timeoutMs
-          }) as PromiseLike<A>).then((value) => {
-            routedTo("replica", "healthy")
-            return value
-          }),
+          }) as PromiseLike<A>,
+        // Prisma's own timeout rolls the transaction back; ours is a backstop.
         timeoutMs + 1000,
-        operation,
-        1,
-        performance.now(),
-        (error) => {
-          if (error.safety === "never" && error._tag !== "CircuitOpenError") return Effect.fail(error)
-          routedTo("primary", "fallback")
-          return Effect.zipRight(
-            Effect.logDebug(`${operation} on replica ${picked.name} failed: ${describe(error)}; running it on the writer`),
-            Effect.locally(transaction(f, onPrimary), RetryPolicy.currentDeadline, deadlineMs)
-          )
-        }
+        deadlineMs,
+        transaction(f, onPrimary)
       )
     }
 
