@@ -4,7 +4,7 @@
 // that a passing /health can be judged against the cluster's real state.
 import { findPrimary, type PatroniCluster } from "@prisma-resilience/devdb"
 import pg from "pg"
-import { sleep } from "./harness.js"
+import { markdownTable, sleep } from "./harness.js"
 
 const PLATFORM_LIMIT_MS = 10_000
 
@@ -469,10 +469,7 @@ export interface HaRow {
 }
 
 export const haTable = (rows: ReadonlyArray<HaRow>) =>
-  [
-    "| scenario | requests | succeeded | typed 503 | other failures | writes lost | writes duplicated | max latency | figures |",
-    "|---|---|---|---|---|---|---|---|---|",
-    ...rows.map((r) =>
-      `| ${r.scenario} | ${r.requests} | ${r.ok} | ${r.typed503} | ${r.other} | ${r.lost} | ${r.duplicated} | ${r.maxLatencyMs} ms | ${r.figures} |`
-    )
-  ].join("\n")
+  markdownTable(
+    ["scenario", "requests", "succeeded", "typed 503", "other failures", "writes lost", "writes duplicated", "max latency", "figures"],
+    rows.map((r) => [r.scenario, r.requests, r.ok, r.typed503, r.other, r.lost, r.duplicated, `${r.maxLatencyMs} ms`, r.figures])
+  )

@@ -321,11 +321,16 @@ export interface Row {
   readonly notes: string
 }
 
-export const table = (rows: ReadonlyArray<Row>) =>
+/** A Markdown table: one header cell per column, the rows' cells in the same order. */
+export const markdownTable = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string | number>>) =>
   [
-    "| scenario | requests | succeeded | typed 503 | other failures | unhandled errors | rows expected (acknowledged) | rows found | health accuracy | notes |",
-    "|---|---|---|---|---|---|---|---|---|---|",
-    ...rows.map((r) =>
-      `| ${r.scenario} | ${r.requests} | ${r.ok} | ${r.typed503} | ${r.other} | ${r.unhandled} | ${r.rowsExpected} | ${r.rowsFound} | ${r.health} | ${r.notes} |`
-    )
+    `| ${header.join(" | ")} |`,
+    `|${header.map(() => "---").join("|")}|`,
+    ...rows.map((cells) => `| ${cells.join(" | ")} |`)
   ].join("\n")
+
+export const table = (rows: ReadonlyArray<Row>) =>
+  markdownTable(
+    ["scenario", "requests", "succeeded", "typed 503", "other failures", "unhandled errors", "rows expected (acknowledged)", "rows found", "health accuracy", "notes"],
+    rows.map((r) => [r.scenario, r.requests, r.ok, r.typed503, r.other, r.unhandled, r.rowsExpected, r.rowsFound, r.health, r.notes])
+  )
