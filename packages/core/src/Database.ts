@@ -635,7 +635,7 @@ const makeWith = <C extends PrismaClientLike>(
         )
     }, limitedPool)
     // The client the queries use now: another one after a failover.
-    let current: { client: C; record: ReturnType<typeof makeRecorder<C>>; node: string | undefined } | undefined
+    let current: { readonly client: C } | undefined
 
     const { client: warmClient, info, node: warmNode, pool: connected } = yield* Effect.acquireRelease(
       // Acquisition is uninterruptible by default, which would keep the warm-up
