@@ -10,6 +10,7 @@ const benchDir = path.dirname(fileURLToPath(import.meta.url))
 const benchmarks = [
   "query-overhead.ts",
   "success-path.ts",
+  "adapter-overhead.ts",
   "http.ts",
   "overload.ts",
   "warmup.ts",

@@ -10,7 +10,7 @@
  * const account = await db.account.findUnique({ where: { id } })
  * ```
  */
-import { Cause, Context, Effect, Exit, ManagedRuntime, Option, Runtime } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, FiberRef, ManagedRuntime, Option, Runtime, Scheduler } from "effect"
 import {
   config as databaseConfig,
   Database,
@@ -85,11 +85,36 @@ interface Generation<C> {
 const reason = (cause: Cause.Cause<unknown>): unknown =>
   Option.getOrElse(Cause.failureOption(cause), () => Cause.squash(cause))
 
+/**
+ * Resumes a fiber on the spot when the driver's promise settles, instead of
+ * queueing it for a later microtask: Effect's default scheduler gives every
+ * resumed fiber a task queue of its own, which costs more allocation than the
+ * rest of a call's success path. A task scheduled while a fiber runs (a
+ * yield, or a fiber waking another) keeps the default scheduler's fairness.
+ */
+class ResumeInPlace implements Scheduler.Scheduler {
+  #running = false
+  shouldYield(fiber: Fiber.RuntimeFiber<unknown, unknown>) {
+    return Scheduler.defaultScheduler.shouldYield(fiber)
+  }
+  scheduleTask(task: Scheduler.Task, priority: number, fiber?: Fiber.RuntimeFiber<unknown, unknown>) {
+    if (this.#running || Option.isSome(Fiber.getCurrentFiber())) {
+      return Scheduler.defaultScheduler.scheduleTask(task, priority, fiber)
+    }
+    this.#running = true
+    try {
+      task()
+    } finally {
+      this.#running = false
+    }
+  }
+}
+
 const runner = (runtime: Runtime.Runtime<Database>): Run => {
-  const runCallback = Runtime.runCallback(runtime)
+  const runFork = Runtime.runFork(Runtime.setFiberRef(runtime, FiberRef.currentScheduler, new ResumeInPlace()))
   return (effect) =>
     new Promise((resolve, reject) => {
-      runCallback(effect, { onExit: (exit) => Exit.isSuccess(exit) ? resolve(exit.value) : reject(reason(exit.cause)) })
+      runFork(effect).addObserver((exit) => Exit.isSuccess(exit) ? resolve(exit.value) : reject(reason(exit.cause)))
     })
 }
 
