@@ -49,7 +49,8 @@ import {
   guardedAttempt,
   makeRecorder,
   type Recover,
-  recordDuration
+  recordDuration,
+  startGuardedAttempt
 } from "./internal/attempt.js"
 import {
   type BeforeCommit,
@@ -733,21 +734,17 @@ const makeWith = <C extends PrismaClientLike>(
         ? promise
         : () => withStatementLimit(primary.client, promise(), timeoutMs - server.marginMs)
 
-    // The success path is one synchronous set-up and one `Effect.async`: the
-    // retry schedule is entered from the failed attempt's callback, spans only
+    // The success path is one synchronous set-up and one attempt: the retry
+    // schedule is entered from the failed attempt's callback, spans only
     // when a tracer is installed. Every Effect operation saved here shows up
     // between real round trips (bench/layer-breakdown.ts).
-    const queryIn = <C2, A>(
-      fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    const prepare = <C2, A>(
       f: (client: C2) => PromiseLike<A>,
-      queryOptions: QueryOptions | undefined
-    ): Effect.Effect<A, DatabaseError> => {
-      if (topology.active) {
-        if (queryOptions?.replica === true && replicas.size > 0) return routed(fiber, f, queryOptions)
-        // A failover is being handled: wait for the new writer instead of
-        // sending this query to the old one.
-        if (topology.discovering()) return afterDiscovery(fiber, queryOptions?.operation ?? "query", query(f, queryOptions))
-      }
+      queryOptions: QueryOptions | undefined,
+      now: number,
+      deadline: number | undefined,
+      tracing: boolean
+    ) => {
       const started = performance.now()
       let first: PromiseLike<A>
       // The Prisma method actually called decides what a retry may do; a name
@@ -764,9 +761,7 @@ const makeWith = <C extends PrismaClientLike>(
       const name = queryOptions?.operation ?? method ?? "query"
       const kind = queryOptions?.kind ?? (method === undefined ? "write" : kindOfMethod(method))
       const config = queryOptions?.retry === undefined ? retryConfig : merge(retryConfig, queryOptions.retry)
-      const now = fiber.currentDefaultServices.unsafeMap.get(Clock.Clock.key).unsafeCurrentTimeMillis()
-      const deadlineMs = fiber.getFiberRef(RetryPolicy.currentDeadline) ?? now + config.requestBudgetMs
-      const tracing = fiber.currentTracer !== defaultTracer
+      const deadlineMs = deadline ?? now + config.requestBudgetMs
 
       const attempt = (n: number, promise: () => PromiseLike<A>, timeoutMs: number, recover?: Recover<A>) => {
         const effect = guardedAttempt(guard, limited(promise, timeoutMs), timeoutMs, name, n, started, recover)
@@ -802,11 +797,54 @@ const makeWith = <C extends PrismaClientLike>(
           { config, operation: name, kind, deadlineMs, budget: guard.budget, overloaded: guard.overloaded }
         ).pipe(Effect.tapError(() => Effect.sync(() => recordDuration(name, started))))
       }
-      const firstAttempt = attempt(1, () => first, RetryPolicy.attemptTimeout(config, deadlineMs, now), afterFirstFailure)
+      const firstTimeoutMs = RetryPolicy.attemptTimeout(config, deadlineMs, now)
+      return { first, name, kind, started, attempt, afterFirstFailure, firstTimeoutMs }
+    }
+
+    const queryIn = <C2, A>(
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
+      f: (client: C2) => PromiseLike<A>,
+      queryOptions: QueryOptions | undefined
+    ): Effect.Effect<A, DatabaseError> => {
+      if (topology.active) {
+        if (queryOptions?.replica === true && replicas.size > 0) return routed(fiber, f, queryOptions)
+        // A failover is being handled: wait for the new writer instead of
+        // sending this query to the old one.
+        if (topology.discovering()) return afterDiscovery(fiber, queryOptions?.operation ?? "query", query(f, queryOptions))
+      }
+      const now = fiber.currentDefaultServices.unsafeMap.get(Clock.Clock.key).unsafeCurrentTimeMillis()
+      const tracing = fiber.currentTracer !== defaultTracer
+      const q = prepare(f, queryOptions, now, fiber.getFiberRef(RetryPolicy.currentDeadline), tracing)
+      const firstAttempt = q.attempt(1, () => q.first, q.firstTimeoutMs, q.afterFirstFailure)
       const traced = tracing
-        ? Effect.withSpan(firstAttempt, "Database.query", { attributes: { "db.operation": name }, kind: "client" })
+        ? Effect.withSpan(firstAttempt, "Database.query", { attributes: { "db.operation": q.name }, kind: "client" })
         : firstAttempt
-      return kind !== "read" && replicas.size > 0 ? Effect.zipRight(FiberRef.set(wroteHere, true), traced) : traced
+      return q.kind !== "read" && replicas.size > 0 ? Effect.zipRight(FiberRef.set(wroteHere, true), traced) : traced
+    }
+
+    // The first attempt of an untraced query without a fiber, for Promise
+    // callers: a fiber is started only to continue after a failure. Only for
+    // a single node: replica routing, read-your-writes and the wait for a
+    // writer discovery need the fiber, so with a topology the adapter takes
+    // `queryIn`.
+    const queryNow: QueryNow = <C2, A>(
+      f: (client: C2) => PromiseLike<A>,
+      queryOptions: QueryOptions | undefined,
+      deadline: number | undefined,
+      onSuccess: (value: A) => void,
+      onFailure: (rest: Effect.Effect<A, DatabaseError>) => void
+    ) => {
+      const q = prepare(f, queryOptions, guard.clock.unsafeCurrentTimeMillis(), deadline, false)
+      startGuardedAttempt(
+        guard,
+        limited(() => q.first, q.firstTimeoutMs),
+        q.firstTimeoutMs,
+        q.name,
+        1,
+        q.started,
+        onSuccess,
+        (error) => onFailure(q.afterFirstFailure(error))
+      )
     }
     const query = <C2, A>(f: (client: C2) => PromiseLike<A>, queryOptions?: QueryOptions) =>
       Effect.withFiberRuntime<A, DatabaseError>((fiber) => queryIn(fiber, f, queryOptions))
@@ -1084,6 +1122,7 @@ const makeWith = <C extends PrismaClientLike>(
       )
     }
     queriesIn.set(service, queryIn)
+    if (!topology.active) queriesNow.set(service, queryNow)
     return service
   })
 
@@ -1119,6 +1158,24 @@ type QueryIn = <C, A>(
 // operation instead of three (read the tag, flatMap, the service's own
 // `withFiberRuntime`).
 const queriesIn = new WeakMap<DatabaseService, QueryIn>()
+
+/** @internal */
+export type QueryNow = <C, A>(
+  f: (client: C) => PromiseLike<A>,
+  options: QueryOptions | undefined,
+  deadlineMs: number | undefined,
+  onSuccess: (value: A) => void,
+  onFailure: (rest: Effect.Effect<A, DatabaseError>) => void
+) => void
+
+const queriesNow = new WeakMap<DatabaseService, QueryNow>()
+
+/**
+ * @internal
+ * The service's fiber-free query entry for Promise callers
+ * (`createResilientPrisma`); undefined for a database with several nodes.
+ */
+export const queryNowOf = (service: DatabaseService): QueryNow | undefined => queriesNow.get(service)
 
 /**
  * A `Database` tag bound to one client type, with its layers and accessors:

@@ -61,17 +61,40 @@ const cached = (key: string, make: () => ReadonlyArray<MetricLabel.MetricLabel>)
   return labels
 }
 
-/** @internal */
-export const operationLabels = (operation: string) =>
-  cached(`o\0${operation}`, () => [MetricLabel.make("operation", operation)])
+// Keyed by the operation first, so that the query path looks labels up
+// without building a key string per query.
+const byOperation = new Map<string, {
+  readonly operation: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly attempts: Map<string, ReadonlyArray<MetricLabel.MetricLabel>>
+}>()
+const labelsOf = (operation: string) => {
+  let labels = byOperation.get(operation)
+  if (labels === undefined) {
+    // Operation names are code-defined, so the cache is bounded by the program.
+    labels = { operation: [MetricLabel.make("operation", operation)], attempts: new Map() }
+    byOperation.set(operation, labels)
+  }
+  return labels
+}
 
 /** @internal */
-export const attemptLabels = (operation: string, attempt: number, outcome: string) =>
-  cached(`a\0${operation}\0${attempt}\0${outcome}`, () => [
-    MetricLabel.make("operation", operation),
-    MetricLabel.make("attempt", String(attempt)),
-    MetricLabel.make("outcome", outcome)
-  ])
+export const operationLabels = (operation: string) => labelsOf(operation).operation
+
+/** @internal */
+export const attemptLabels = (operation: string, attempt: number, outcome: string) => {
+  const attempts = labelsOf(operation).attempts
+  const key = attempt === 1 ? outcome : `${attempt}\0${outcome}`
+  let labels = attempts.get(key)
+  if (labels === undefined) {
+    labels = [
+      MetricLabel.make("operation", operation),
+      MetricLabel.make("attempt", String(attempt)),
+      MetricLabel.make("outcome", outcome)
+    ]
+    attempts.set(key, labels)
+  }
+  return labels
+}
 
 /** @internal */
 export const retryLabels = (operation: string, error: string) =>

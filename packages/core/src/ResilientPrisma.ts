@@ -18,6 +18,7 @@ import {
   type LayerOptions,
   type PrismaClientLike,
   type QueryOptions,
+  queryNowOf,
   resolveSettings,
   type Settings,
   type TransactionClient,
@@ -68,8 +69,18 @@ export type ResilientPrisma<C extends PrismaClientLike> =
 
 type Run = <A, E>(effect: Effect.Effect<A, E, Database>) => Promise<A>
 
+/** A query run as `Database.query` runs it; `deadlineMs` when the request started before warm-up ended. */
+type Query<C> = <A>(f: (client: C) => PromiseLike<A>, options: QueryOptions | undefined, deadlineMs?: number) => Promise<A>
+
+interface Warm<C> {
+  readonly _tag: "Warm"
+  readonly service: DatabaseService<C>
+  readonly run: Run
+  readonly query: Query<C>
+}
+
 type Outcome<C> =
-  | { readonly _tag: "Warm"; readonly service: DatabaseService<C>; readonly run: Run }
+  | Warm<C>
   | { readonly _tag: "Failed"; readonly error: unknown; readonly at: number }
 
 /** One build of the layer: a failed warm-up is followed by a new one, never reused. */
@@ -110,12 +121,43 @@ class ResumeInPlace implements Scheduler.Scheduler {
   }
 }
 
-const runner = (runtime: Runtime.Runtime<Database>): Run => {
+const runner = (runtime: Runtime.Runtime<Database>) => {
   const runFork = Runtime.runFork(Runtime.setFiberRef(runtime, FiberRef.currentScheduler, new ResumeInPlace()))
-  return (effect) =>
-    new Promise((resolve, reject) => {
-      runFork(effect).addObserver((exit) => Exit.isSuccess(exit) ? resolve(exit.value) : reject(reason(exit.cause)))
-    })
+  return <A, E>(effect: Effect.Effect<A, E, Database>, resolve: (value: A) => void, reject: (reason: unknown) => void) =>
+    runFork(effect).addObserver((exit) => Exit.isSuccess(exit) ? resolve(exit.value) : reject(reason(exit.cause)))
+}
+
+// Effect's own tracer: while it is in place nobody collects spans.
+const defaultTracer = Effect.runSync(Effect.tracer)
+
+/** `effect` under the deadline of a request that waited for warm-up. */
+const within = <A, E, R>(effect: Effect.Effect<A, E, R>, deadlineMs: number | undefined) =>
+  deadlineMs === undefined ? effect : Effect.locally(effect, RetryPolicy.currentDeadline, deadlineMs)
+
+const warm = <C>(runtime: Runtime.Runtime<Database>): Warm<C> => {
+  const service = Context.get(runtime.context, Database) as DatabaseService<C>
+  const runWith = runner(runtime)
+  const run: Run = (effect) => new Promise((resolve, reject) => runWith(effect, resolve, reject))
+  const queryNow = queryNowOf(service)
+  // A fiber per call cost more than the rest of the layer: the first attempt
+  // runs without one, and a fiber starts only to continue after a failure.
+  // Not with a tracer (the span needs the fiber), nor with several nodes
+  // (replica routing, read-your-writes, the wait for a new writer).
+  if (queryNow !== undefined && Runtime.runSync(runtime)(Effect.tracer) === defaultTracer) {
+    return {
+      _tag: "Warm",
+      service,
+      run,
+      query: (f, options, deadlineMs) =>
+        new Promise((resolve, reject) => queryNow(f, options, deadlineMs, resolve, (rest) => runWith(rest, resolve, reject)))
+    }
+  }
+  return {
+    _tag: "Warm",
+    service,
+    run,
+    query: (f, options, deadlineMs) => run(within(service.query(f, options), deadlineMs))
+  }
 }
 
 // Read and checked once, at creation: the wait for warm-up needs the retry
@@ -199,7 +241,7 @@ export const createResilientPrisma = <C extends PrismaClientLike>(
       // unhandled rejection.
       settled: Effect.runPromiseExit(managed).then((exit) => {
         if (Exit.isSuccess(exit)) {
-          generation.outcome = { _tag: "Warm", service: Context.get(exit.value.context, Database), run: runner(exit.value) }
+          generation.outcome = warm(exit.value)
         } else {
           generation.outcome = { _tag: "Failed", error: reason(exit.cause), at: Date.now() }
           Effect.runFork(managed.disposeEffect)
@@ -220,7 +262,7 @@ export const createResilientPrisma = <C extends PrismaClientLike>(
     return current
   }
 
-  const awaitWarm = (operation: string, waitMs: number): Promise<Extract<Outcome<C>, { _tag: "Warm" }>> => {
+  const awaitWarm = (operation: string, waitMs: number): Promise<Warm<C>> => {
     const waiting = generation()
     if (waiting.outcome?._tag === "Failed") return Promise.reject(warmupFailed(operation, waiting.outcome.error))
     return new Promise((resolve, reject) => {
@@ -246,21 +288,20 @@ export const createResilientPrisma = <C extends PrismaClientLike>(
   const request = <A>(
     operation: string,
     retry: Partial<RetryPolicy.RetryConfig> | undefined,
-    effect: (db: DatabaseService<C>) => Effect.Effect<A, DatabaseError>
+    send: (warm: Warm<C>, deadlineMs?: number) => Promise<A>
   ): Promise<A> => {
     if (closed) return Promise.reject(disconnected(operation))
     const outcome = current.outcome
-    if (outcome?._tag === "Warm") return outcome.run(effect(outcome.service))
+    if (outcome?._tag === "Warm") return send(outcome)
     const started = Date.now()
     const budgetMs = retry?.requestBudgetMs ?? settings.retry.requestBudgetMs
     const waitMs = Math.min(retry?.warmupWaitMs ?? settings.retry.warmupWaitMs, budgetMs)
-    return awaitWarm(operation, waitMs).then((warm) =>
-      warm.run(Effect.locally(effect(warm.service), RetryPolicy.currentDeadline, started + budgetMs))
-    )
+    return awaitWarm(operation, waitMs).then((warm) => send(warm, started + budgetMs))
   }
 
   const query = <A>(f: (client: C) => PromiseLike<A>, queryOptions: QueryOptions | undefined) =>
-    request(queryOptions?.operation ?? "query", queryOptions?.retry, (db) => db.query(f, queryOptions))
+    request(queryOptions?.operation ?? "query", queryOptions?.retry, (warm, deadlineMs) =>
+      warm.query(f, queryOptions, deadlineMs))
 
   const modelView = (model: string) => {
     const methods = new Map<string, Method>()
@@ -294,7 +335,8 @@ export const createResilientPrisma = <C extends PrismaClientLike>(
     },
     $query: <A>(f: (client: C) => PromiseLike<A>, queryOptions?: QueryOptions) => query(f, queryOptions),
     $transaction: <A>(f: (tx: TransactionClient<C>) => Promise<A>, txOptions?: TransactionOptions) =>
-      request(txOptions?.operation ?? "$transaction", txOptions?.retry, (db) => db.transaction(f, txOptions)),
+      request(txOptions?.operation ?? "$transaction", txOptions?.retry, (warm, deadlineMs) =>
+        warm.run(within(warm.service.transaction(f, txOptions), deadlineMs))),
     $queryRaw: (...args: Array<unknown>) =>
       new LazyRequest(() => query((client) => (client.$queryRaw as unknown as Method)(...args), rawQueryOptions)),
     $health: (): Promise<HealthReport> => {

@@ -135,11 +135,71 @@ const settleFailure = (context: AttemptContext, error: DatabaseError) => {
 }
 
 /**
- * Awaits `promise` for at most `timeoutMs`. With a `context`, counts the
- * attempt's outcome in `db_query_attempts_total` (and the duration on
- * success) and settles it with the retry budget and circuit breaker. A
- * settlement after the timeout is observed and dropped, so it can never become
- * an unhandled rejection.
+ * Awaits `promise` for at most `timeoutMs`, then calls `onSuccess` or
+ * `onFailure` once. With a `context`, counts the attempt's outcome in
+ * `db_query_attempts_total` (and the duration on success) and settles it with
+ * the retry budget and circuit breaker first. A settlement after the timeout
+ * is observed and dropped, so it can never become an unhandled rejection.
+ */
+export const settleWithTimeout = <A>(
+  promise: PromiseLike<A>,
+  timeoutMs: number,
+  operation: string,
+  attempt: number,
+  context: AttemptContext | undefined,
+  onSuccess: (value: A) => void,
+  onFailure: (error: DatabaseError) => void
+): void => {
+  let done = false
+  const fail = (error: DatabaseError) => {
+    if (context !== undefined) {
+      Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(operation, attempt, error._tag))
+      if (isServerCancellation(error.code)) {
+        Metrics.statementCancellations.unsafeUpdate(1, Metrics.cancellationLabels(operation, error.code!))
+      }
+      settleFailure(context, error)
+    }
+    onFailure(error)
+  }
+  const entry = track(timeoutMs, () => {
+    if (done) return
+    done = true
+    fail(
+      new TimeoutError({
+        operation,
+        attempt,
+        safety: "ambiguous",
+        code: ATTEMPT_TIMEOUT,
+        message: `attempt timed out after ${timeoutMs} ms`,
+        cause: undefined
+      })
+    )
+  })
+  promise.then(
+    (value) => {
+      if (done) return
+      done = true
+      pending.delete(entry)
+      if (context !== undefined) {
+        Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(operation, attempt, "success"))
+        recordDuration(operation, context.started)
+        settleSuccess(context, context.guard.clock.unsafeCurrentTimeMillis())
+      }
+      onSuccess(value)
+    },
+    (error: unknown) => {
+      if (done) return
+      done = true
+      pending.delete(entry)
+      fail(classify(error, { operation, attempt }))
+    }
+  )
+}
+
+/**
+ * `settleWithTimeout` as an Effect. No canceler: registering one costs more
+ * than the whole await. An interrupted attempt stays tracked until its
+ * promise settles or expires, and a resume after interruption is ignored.
  */
 export const awaitWithTimeout = <A>(
   promise: PromiseLike<A>,
@@ -149,55 +209,17 @@ export const awaitWithTimeout = <A>(
   context?: AttemptContext,
   recover?: Recover<A>
 ): Effect.Effect<A, DatabaseError> =>
-  Effect.async<A, DatabaseError>((resume) => {
-    let done = false
-    const fail = (error: DatabaseError) => {
-      if (context !== undefined) {
-        Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(operation, attempt, error._tag))
-        if (isServerCancellation(error.code)) {
-          Metrics.statementCancellations.unsafeUpdate(1, Metrics.cancellationLabels(operation, error.code!))
-        }
-        settleFailure(context, error)
-      }
-      resume(recover === undefined ? Effect.fail(error) : recover(error))
-    }
-    const entry = track(timeoutMs, () => {
-      if (done) return
-      done = true
-      fail(
-        new TimeoutError({
-          operation,
-          attempt,
-          safety: "ambiguous",
-          code: ATTEMPT_TIMEOUT,
-          message: `attempt timed out after ${timeoutMs} ms`,
-          cause: undefined
-        })
-      )
-    })
-    promise.then(
-      (value) => {
-        if (done) return
-        done = true
-        pending.delete(entry)
-        if (context !== undefined) {
-          Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(operation, attempt, "success"))
-          recordDuration(operation, context.started)
-          settleSuccess(context, context.guard.clock.unsafeCurrentTimeMillis())
-        }
-        resume(Effect.succeed(value))
-      },
-      (error: unknown) => {
-        if (done) return
-        done = true
-        pending.delete(entry)
-        fail(classify(error, { operation, attempt }))
-      }
+  Effect.async<A, DatabaseError>((resume) =>
+    settleWithTimeout(
+      promise,
+      timeoutMs,
+      operation,
+      attempt,
+      context,
+      (value) => resume(Effect.succeed(value)),
+      (error) => resume(recover === undefined ? Effect.fail(error) : recover(error))
     )
-    // No canceler: registering one costs more than the whole await. An
-    // interrupted attempt stays tracked until its promise settles or expires,
-    // and a resume after interruption is ignored.
-  })
+  )
 
 /**
  * What to continue with after a failed attempt, in place of failing: passing
@@ -207,32 +229,34 @@ export const awaitWithTimeout = <A>(
 export type Recover<A> = (error: DatabaseError) => Effect.Effect<A, DatabaseError>
 
 /**
- * Runs one guarded attempt: asks the circuit breaker first and fails fast with
- * `CircuitOpenError` (nothing sent) while it is open.
+ * Starts one guarded attempt: asks the circuit breaker first and settles at
+ * once with `CircuitOpenError` (nothing sent) while it is open.
  */
-export const guardedAttempt = <A>(
+export const startGuardedAttempt = <A>(
   guard: Guard,
   makePromise: () => PromiseLike<A>,
   timeoutMs: number,
   operation: string,
   attempt: number,
   started: number,
-  recover?: Recover<A>
-): Effect.Effect<A, DatabaseError> => {
+  onSuccess: (value: A) => void,
+  onFailure: (error: DatabaseError) => void
+): void => {
   const now = guard.clock.unsafeCurrentTimeMillis()
   const permit = guard.breaker.acquire(now)
   if (permit._tag === "Rejected") {
     Metrics.circuitRejections.unsafeUpdate(1, Metrics.operationLabels(operation))
-    const rejected = new CircuitOpenError({
-      operation,
-      attempt,
-      safety: "never",
-      code: "CIRCUIT_OPEN",
-      message: `circuit breaker ${permit.state}: the database failed repeatedly; next probe in ${permit.retryAfterMs} ms`,
-      cause: undefined,
-      retryAfterMs: permit.retryAfterMs
-    })
-    return recover === undefined ? Effect.fail(rejected) : recover(rejected)
+    return onFailure(
+      new CircuitOpenError({
+        operation,
+        attempt,
+        safety: "never",
+        code: "CIRCUIT_OPEN",
+        message: `circuit breaker ${permit.state}: the database failed repeatedly; next probe in ${permit.retryAfterMs} ms`,
+        cause: undefined,
+        retryAfterMs: permit.retryAfterMs
+      })
+    )
   }
   guard.queryHealth.started(now)
   let promise: PromiseLike<A>
@@ -243,15 +267,39 @@ export const guardedAttempt = <A>(
     // this attempt; settling it through the same path releases its permit.
     promise = Promise.reject(error)
   }
-  return awaitWithTimeout(
+  settleWithTimeout(
     promise,
     timeoutMs,
     operation,
     attempt,
     { started, guard, permit, generation: guard.generation },
-    recover
+    onSuccess,
+    onFailure
   )
 }
+
+/** `startGuardedAttempt` as an Effect. */
+export const guardedAttempt = <A>(
+  guard: Guard,
+  makePromise: () => PromiseLike<A>,
+  timeoutMs: number,
+  operation: string,
+  attempt: number,
+  started: number,
+  recover?: Recover<A>
+): Effect.Effect<A, DatabaseError> =>
+  Effect.async<A, DatabaseError>((resume) =>
+    startGuardedAttempt(
+      guard,
+      makePromise,
+      timeoutMs,
+      operation,
+      attempt,
+      started,
+      (value) => resume(Effect.succeed(value)),
+      (error) => resume(recover === undefined ? Effect.fail(error) : recover(error))
+    )
+  )
 
 /** Records a whole operation's duration, retries included. */
 export const recordDuration = (operation: string, started: number) =>

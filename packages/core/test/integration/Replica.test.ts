@@ -1,8 +1,9 @@
 // Opted-in reads on a real streaming replica (a two-node Patroni cluster):
 // they are served by the replica, a fiber that wrote reads from the writer,
 // a read-only transaction runs on the replica, and one that writes there is
-// refused (25006) and runs again on the writer.
-import { Database, Metrics } from "@prisma-resilience/core"
+// refused (25006) and runs again on the writer. The Promise adapter routes
+// an opted-in read as the Effect API does.
+import { createResilientPrisma, Database, type LayerOptions, Metrics } from "@prisma-resilience/core"
 import { findPrimary, missingPatroniTools, type PatroniCluster, startPatroniCluster } from "@prisma-resilience/devdb"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Metric, MetricLabel } from "effect"
@@ -39,6 +40,7 @@ const routing = <A, E, R>(self: Effect.Effect<A, E, R>) =>
 describe.skipIf(missing.length > 0 && !ci)("opted-in reads on a real replica", () => {
   let cluster: PatroniCluster
   let layer: Layer.Layer<Database, unknown>
+  let options: LayerOptions<ReturnType<typeof makePrismaClient>>
   const reference = `replica-${process.pid}`
 
   beforeAll(async () => {
@@ -48,14 +50,15 @@ describe.skipIf(missing.length > 0 && !ci)("opted-in reads on a real replica", (
     if (primary === undefined) throw new Error("no primary")
     await createSchema(cluster.nodeUrl(primary.name))
     const url = cluster.url
-    layer = Database.layer({
+    options = {
       client: (settings) => makePrismaClient(url, settings),
       url,
       replicaUrls: cluster.nodes.map((node) => cluster.nodeUrl(node.name)),
       warmup,
       pool,
       topology: { nodeCheckIntervalMs: 200, replicaMaxLagMs: 5000 }
-    })
+    }
+    layer = Database.layer(options)
   }, 120_000)
 
   afterAll(async () => {
@@ -106,4 +109,22 @@ describe.skipIf(missing.length > 0 && !ci)("opted-in reads on a real replica", (
       const onWriter = yield* Db.query((c) => c.purchaseOrder.count({ where: { reference: `${reference}-tx` } }))
       expect(onWriter).toBe(1)
     }).pipe(Effect.provide(layer)), 60_000)
+
+  it.live("routes an opted-in read of the Promise adapter to the replica", () =>
+    Effect.gen(function*() {
+      const db = createResilientPrisma(options)
+      yield* Effect.addFinalizer(() => Effect.promise(() => db.$disconnect()))
+      yield* Effect.promise(() => db.$ready())
+      yield* Effect.sleep("600 millis")
+      const created = yield* Effect.promise(() =>
+        db.purchaseOrder.create({ data: { reference: `${reference}-adapter`, totalCents: 4 } })
+      )
+      const seen = yield* routing(
+        Effect.promise(() => db.$query((c) => c.purchaseOrder.findUnique({ where: { id: created.id } }), { replica: true }))
+          .pipe(Effect.repeat({ until: (row) => row !== null, times: 50 }))
+      )
+      expect(seen.value?.reference).toBe(`${reference}-adapter`)
+      expect(seen.replica).toBeGreaterThanOrEqual(1)
+      expect(seen.readYourWrites).toBe(0)
+    }).pipe(Effect.scoped), 60_000)
 })
