@@ -309,7 +309,7 @@ export interface LayerOptions<C extends PrismaClientLike> {
   /**
    * The connection string (`layerConfig`: DATABASE_URL). A plain one is handed
    * to `client` as `pool.connectionString` unchanged. One that lists several
-   * hosts (`postgresql://u:p@h1:5432,h2:5432/db?target_session_attrs=read-write`)
+   * hosts (`postgresql://app@127.0.0.1:5433,127.0.0.1:5434/app?target_session_attrs=read-write`)
    * makes the layer connect to the node libpq would choose, and with
    * `read-write` or `primary` find the new writer after a failover.
    */
