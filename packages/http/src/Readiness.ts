@@ -7,6 +7,7 @@
  */
 import {
   ConnectionError,
+  connectionConfig,
   Database,
   databaseConfig,
   type DatabaseError,
@@ -28,7 +29,6 @@ import {
 import { applyMigrations, makePrismaClient, poolStats } from "./db/index.js"
 import {
   Clock,
-  Config,
   type ConfigError,
   Context,
   Data,
@@ -113,7 +113,7 @@ export const make = <C extends PrismaClientLike>(options: Options<C>) =>
     const settings = yield* databaseConfig
     const retryConfig = yield* RetryPolicy.validate(settings.retry)
     const warmup = settings.warmup
-    const replicaUrls = options.replicaUrls ?? Option.toArray(yield* Config.option(Config.redacted("DATABASE_REPLICA_URLS")))
+    const replicaUrls = options.replicaUrls ?? Option.toArray((yield* connectionConfig).replicaUrls)
     const databaseLayer = Database.layer({
       client: options.client,
       ...(options.poolStats ? { poolStats: options.poolStats } : {}),
