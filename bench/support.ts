@@ -15,6 +15,7 @@ import os from "node:os"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
+import { bundleOptions } from "../packages/http/scripts/bundleOptions.mjs"
 
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url))
 // The compiled service, as `npm start` runs it (`npm run bench` builds first).
@@ -150,10 +151,10 @@ export const startServer = (file: string, env: Record<string, string>, options: 
 }
 
 /**
- * Bundles TypeScript servers the way packages/http/scripts/bundle.mjs bundles
- * the service (esbuild, one ESM file each with its dependencies inside, the
- * same `require` banner, resolving workspace packages to their compiled
- * dist/ as the service does; no source maps), into a temporary directory: started from there,
+ * Bundles TypeScript servers with the esbuild options of the service's bundle
+ * (packages/http/scripts/bundleOptions.mjs: one ESM file each with its
+ * dependencies inside, resolving workspace packages to their compiled dist/
+ * as the service does; no source maps), into a temporary directory: started from there,
  * every server pays the same loader cost as the service, and none pays for
  * tsx. Returns the bundle of each file (by its path) and a function that
  * removes them.
@@ -162,23 +163,13 @@ export const bundleServers = async (files: ReadonlyArray<string>) => {
   const outdir = await fsp.mkdtemp(path.join(os.tmpdir(), "bench-servers-"))
   try {
     await build({
+      ...bundleOptions,
       absWorkingDir: repoRoot,
       entryPoints: [...files],
       outdir,
-      outExtension: { ".js": ".mjs" },
-      bundle: true,
-      platform: "node",
-      target: "node20",
-      format: "esm",
-      // Shared code in chunks and Prisma's query compiler loaded when first
-      // used, as in the service's bundle.
-      splitting: true,
       // Not the root tsconfig's `paths` (which map the packages to their
       // sources for type checking): the packages' exports, as the service.
-      tsconfigRaw: {},
-      external: ["@prisma-resilience/devdb"],
-      banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
-      logLevel: "warning"
+      tsconfigRaw: {}
     })
   } catch (error) {
     await fsp.rm(outdir, { recursive: true, force: true })

@@ -8,6 +8,7 @@ import { build } from "esbuild"
 import fs from "node:fs"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
+import { bundleOptions } from "./bundleOptions.mjs"
 
 const packageDir = fileURLToPath(new URL("..", import.meta.url))
 const outdir = path.join(packageDir, "dist/bundle")
@@ -17,20 +18,11 @@ const next = `${outdir}.next`
 fs.rmSync(next, { recursive: true, force: true })
 const started = performance.now()
 await build({
+  ...bundleOptions,
   absWorkingDir: packageDir,
   entryPoints: ["dist/main.js", "dist/migrate.js"],
   outdir: next,
-  outExtension: { ".js": ".mjs" },
-  bundle: true,
-  platform: "node",
-  target: "node20",
-  format: "esm",
-  splitting: true,
-  sourcemap: "linked",
-  external: ["@prisma-resilience/devdb"],
-  // CommonJS dependencies call require(); an ES module has none of its own.
-  banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
-  logLevel: "warning"
+  sourcemap: "linked"
 })
 fs.rmSync(outdir, { recursive: true, force: true })
 fs.renameSync(next, outdir)

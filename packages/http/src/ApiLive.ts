@@ -5,7 +5,9 @@
  * budget spent or circuit open) or 500 (retrying cannot help), with the
  * details in the log only.
  */
-import { HttpApiBuilder, HttpMiddleware, HttpServerResponse } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import {
   Database,
   type DatabaseError,

@@ -8,7 +8,8 @@
  * the remaining connections are closed. The database is
  * disconnected after all of that, when `Readiness` is released.
  */
-import { HttpApiBuilder, HttpServer } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServer from "@effect/platform/HttpServer"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Clock, Context, Data, Duration, Effect, Layer } from "effect"
 import { createServer } from "node:http"

@@ -5,7 +5,8 @@
  * the connection pool. Migrations are not applied here: run
  * `npm run db:migrate` as a deployment step.
  */
-import { HttpApiBuilder, HttpServer } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServer from "@effect/platform/HttpServer"
 import { Config, Effect, Layer, type Redacted } from "effect"
 import * as ApiLive from "./ApiLive.js"
 import * as Prometheus from "./Prometheus.js"

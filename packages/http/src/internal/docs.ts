@@ -5,16 +5,19 @@
  * is rendered on the first request instead of at start-up, compressed once
  * off the event loop, and served from memory: brotli or gzip when the client
  * takes it, an `ETag` with `Cache-Control`, 304 when the client has it
- * already.
+ * already. `HttpApiScalar` itself is imported on that first request too: its
+ * module holds the script as a 3.3 MB string literal, which a static import
+ * would keep in the heap of every process (twice: the module's source and
+ * the string), whether or not anyone reads the docs. For the same reason the
+ * service imports `@effect/platform` by module (`@effect/platform/HttpApi`),
+ * never from its index: the index re-exports `HttpApiScalar`, and the
+ * bundler would put the script back on the start path.
  */
-import {
-  HttpApi,
-  HttpApiBuilder,
-  HttpApiScalar,
-  HttpServer,
-  HttpServerRequest,
-  HttpServerResponse
-} from "@effect/platform"
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, Layer } from "effect"
 import { createHash } from "node:crypto"
 import zlib from "node:zlib"
@@ -45,6 +48,10 @@ const compress = (
 /** The page as `HttpApiScalar.layer` serves it, asked for once through a web handler of its own. */
 const render = (api: typeof HttpApi.Api.Service): Effect.Effect<Page> =>
   Effect.gen(function*() {
+    const HttpApiScalar = yield* Effect.tryPromise({
+      try: () => import("@effect/platform/HttpApiScalar"),
+      catch: (cause) => new Error("could not load @effect/platform/HttpApiScalar", { cause })
+    }).pipe(Effect.orDie)
     const identity = yield* Effect.acquireUseRelease(
       Effect.sync(() =>
         HttpApiBuilder.toWebHandler(

@@ -3,7 +3,7 @@
  * decodes it: the media type (`RequireJson`, per endpoint), then the bytes
  * (UTF-8 and nesting depth, when a route reads the body).
  */
-import { HttpServerRequest } from "@effect/platform"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { RequestError } from "@effect/platform/HttpServerError"
 import { Data, Effect, Layer } from "effect"
 import { RequireJson, UnsupportedMediaType } from "../Api.js"

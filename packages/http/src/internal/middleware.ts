@@ -6,14 +6,12 @@
  * unreadable body, defects) with JSON, and adds `Retry-After` to every 503
  * that a failure becomes (`/health` sets its own).
  */
-import {
-  HttpApiBuilder,
-  HttpApp,
-  HttpIncomingMessage,
-  HttpMethod,
-  HttpServerRequest,
-  HttpServerResponse
-} from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
+import * as HttpMethod from "@effect/platform/HttpMethod"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type { RequestError } from "@effect/platform/HttpServerError"
 import { Cause, Chunk, Context, Effect, Option, Predicate } from "effect"
 import * as ServerConfig from "../ServerConfig.js"

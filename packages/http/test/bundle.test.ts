@@ -1,0 +1,48 @@
+// What the shipped bundle (dist/bundle, as `npm start` runs it) loads at
+// start: the modules main.mjs reaches through static imports, which V8 keeps,
+// source text and all, for the life of the process.
+import fs from "node:fs"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+import { describe, expect, it } from "vitest"
+
+const bundleDir = fileURLToPath(new URL("../dist/bundle", import.meta.url))
+
+/** main.mjs and every chunk it imports statically, transitively (not `import()`). */
+const startPath = (): ReadonlyArray<string> => {
+  const seen = new Set<string>()
+  const visit = (file: string) => {
+    if (seen.has(file)) return
+    seen.add(file)
+    const source = fs.readFileSync(path.join(bundleDir, file), "utf8")
+    for (const [, imported] of source.matchAll(/(?:\bfrom\s*|\bimport\s*)"\.\/([^"]+\.mjs)"/g)) visit(imported!)
+  }
+  visit("main.mjs")
+  return [...seen]
+}
+
+describe("the service bundle's start path", () => {
+  it("has main.mjs import its chunks statically, so that the check below sees them", () => {
+    const files = startPath()
+    expect(files.length).toBeGreaterThan(2)
+    // Effect's runtime is on it: the walk followed the imports.
+    expect(files.some((file) => fs.readFileSync(path.join(bundleDir, file), "utf8").includes("FiberRuntime"))).toBe(true)
+  })
+
+  it("leaves out the Scalar docs page (3.3 MB), which /docs imports on its first request", () => {
+    const files = startPath()
+    const withScalar = files.filter((file) => fs.readFileSync(path.join(bundleDir, file), "utf8").includes("@scalar/api-reference"))
+    expect(withScalar).toEqual([])
+    // …and the bundle does hold it, in a chunk of its own.
+    const all = fs.readdirSync(bundleDir).filter((file) => file.endsWith(".mjs"))
+    expect(all.some((file) => !files.includes(file) && fs.readFileSync(path.join(bundleDir, file), "utf8").includes("@scalar/api-reference"))).toBe(true)
+  })
+
+  it("is Latin-1 throughout: one character above U+00FF makes V8 keep a whole file's source at two bytes per character", () => {
+    const wide = startPath().flatMap((file) => {
+      const match = /[^\u0000-\u00ff]/.exec(fs.readFileSync(path.join(bundleDir, file), "utf8"))
+      return match ? [`${file}: ${JSON.stringify(match[0])} at ${match.index}`] : []
+    })
+    expect(wide).toEqual([])
+  })
+})
