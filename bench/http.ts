@@ -22,7 +22,11 @@
 // request (/proc/<pid>/stat), its resident set before load and sampled every
 // 100 ms under load (/proc/<pid>/status).
 //
-//   npx tsx bench/http.ts [rounds=6] [roundSeconds=3] [connections=16] [--tsx]
+//   npx tsx bench/http.ts [rounds=6] [roundSeconds=3] [connections=16] [--tsx] [--only=fastify,fastifyLayer]
+//
+// `--only` loads just the named servers (keys: service, floor, minimal,
+// fastify, fastifyLayer, serviceCapped), for more rounds of one pair in the
+// same time; the summary then prints only the lines whose servers ran.
 import { applyMigrations, makePrismaClient } from "@prisma-resilience/http/db"
 import os from "node:os"
 import {
@@ -51,6 +55,7 @@ const rounds = Number(positional[0] ?? 6)
 const roundMs = Number(positional[1] ?? 3) * 1000
 const connections = Number(positional[2] ?? 16)
 const throughTsx = process.argv.includes("--tsx")
+const only = process.argv.find((arg) => arg.startsWith("--only="))?.slice("--only=".length).split(",")
 const warmupMs = 2000
 const seedRows = 1000
 const v8Caps = ["--max-semi-space-size=4", "--max-old-space-size=128"]
@@ -66,7 +71,7 @@ interface Spec {
   readonly nodeArgs?: ReadonlyArray<string>
 }
 
-const specs: ReadonlyArray<Spec> = [
+const allSpecs: ReadonlyArray<Spec> = [
   { key: "service", name: "service (bundle, `npm start`)", file: serviceMain },
   { key: "floor", name: "Effect floor: HttpRouter + Effect.promise", file: effectFloorServer },
   { key: "minimal", name: "minimal node:http + Prisma", file: minimalServer },
@@ -74,6 +79,12 @@ const specs: ReadonlyArray<Spec> = [
   { key: "fastifyLayer", name: "Fastify + createResilientPrisma", file: fastifyResilientServer },
   { key: "serviceCapped", name: `service, ${v8Caps.join(" ")}`, file: serviceMain, nodeArgs: v8Caps }
 ]
+
+const unknownKeys = only?.filter((key) => !allSpecs.some((spec) => spec.key === key)) ?? []
+if (unknownKeys.length > 0) {
+  throw new Error(`--only: unknown server ${unknownKeys.join(", ")}; known: ${allSpecs.map((s) => s.key).join(", ")}`)
+}
+const specs = only ? allSpecs.filter((spec) => only.includes(spec.key)) : allSpecs
 
 interface Measured {
   readonly spec: Spec
@@ -189,30 +200,39 @@ const main = async () => {
         }
         console.log("")
         const lat = (key: Spec["key"]) => `${fmtMs(f(key).latency.median)} / ${fmtMs(f(key).latency.p99)}`
-        const svc = f("service")
-        const min = f("minimal")
-        const capped = f("serviceCapped")
-        const lines = [
+        const ran = (...keys: ReadonlyArray<Spec["key"]>) => keys.every((key) => figures.has(key))
+        const cpuRatio = (a: Spec["key"], b: Spec["key"]) => (f(a).cpuUs / f(b).cpuUs).toFixed(2)
+        // Each line only when all the servers it compares ran (see --only).
+        const lines: Array<string | false> = [
+          ran("service", "floor") &&
           `service / Effect floor (HttpRouter + Effect.promise), req/s: ${fmtRatio(ratio("service", "floor"))}; goal ≥ 0.95`,
-          `service / minimal node:http, req/s: ${fmtRatio(ratio("service", "minimal"))}`,
+          ran("service", "minimal") && `service / minimal node:http, req/s: ${fmtRatio(ratio("service", "minimal"))}`,
+          ran("fastifyLayer", "fastify") &&
           `Fastify + layer / Fastify raw, req/s: ${fmtRatio(ratio("fastifyLayer", "fastify"))}; goal ≥ 0.95`,
-          `Effect floor / minimal node:http, req/s: ${fmtRatio(ratio("floor", "minimal"))}`,
-          `Fastify raw / minimal node:http, req/s: ${fmtRatio(ratio("fastify", "minimal"))}`,
-          `CPU per request: ${specs.map((s) => `${s.key} ${us(f(s.key).cpuUs)}`).join(", ")}; ` +
-          `service / floor ${(svc.cpuUs / f("floor").cpuUs).toFixed(2)}, Fastify + layer / Fastify ` +
-          `${(f("fastifyLayer").cpuUs / f("fastify").cpuUs).toFixed(2)}`,
-          `latency p50 / p99: ${specs.map((s) => `${s.key} ${lat(s.key)}`).join(", ")}; service / floor ` +
-          `${(svc.latency.median / f("floor").latency.median).toFixed(2)} / ${(svc.latency.p99 / f("floor").latency.p99).toFixed(2)}`,
-          `RSS: service idle ${mib(svc.idleRssMiB)}, peak ${mib(svc.peakRssMiB)}; minimal idle ${mib(min.idleRssMiB)}, ` +
-          `peak ${mib(min.peakRssMiB)}; service peak / minimal peak ${(svc.peakRssMiB / min.peakRssMiB).toFixed(2)} ` +
-          `(goal ≤ 1.2, no V8 flags)`,
-          `V8 caps (${v8Caps.join(" ")}): service peak RSS ${mib(capped.peakRssMiB)} vs ${mib(svc.peakRssMiB)} uncapped ` +
-          `(${(capped.peakRssMiB / svc.peakRssMiB).toFixed(2)}); CPU per request ${(capped.cpuUs / svc.cpuUs).toFixed(2)} × ` +
-          `uncapped; req/s ${fmtRatio(ratio("serviceCapped", "service"))} of uncapped`,
+          ran("floor", "minimal") && `Effect floor / minimal node:http, req/s: ${fmtRatio(ratio("floor", "minimal"))}`,
+          ran("fastify", "minimal") && `Fastify raw / minimal node:http, req/s: ${fmtRatio(ratio("fastify", "minimal"))}`,
+          `CPU per request: ${specs.map((s) => `${s.key} ${us(f(s.key).cpuUs)}`).join(", ")}` +
+          (ran("service", "floor") ? `; service / floor ${cpuRatio("service", "floor")}` : "") +
+          (ran("fastifyLayer", "fastify") ? `; Fastify + layer / Fastify ${cpuRatio("fastifyLayer", "fastify")}` : ""),
+          `latency p50 / p99: ${specs.map((s) => `${s.key} ${lat(s.key)}`).join(", ")}` +
+          (ran("service", "floor")
+            ? `; service / floor ${(f("service").latency.median / f("floor").latency.median).toFixed(2)} / ` +
+              `${(f("service").latency.p99 / f("floor").latency.p99).toFixed(2)}`
+            : ""),
+          `RSS idle / peak: ${specs.map((s) => `${s.key} ${mib(f(s.key).idleRssMiB)} / ${mib(f(s.key).peakRssMiB)}`).join(", ")}` +
+          (ran("service", "minimal")
+            ? `; service peak / minimal peak ${(f("service").peakRssMiB / f("minimal").peakRssMiB).toFixed(2)} ` +
+              `(goal ≤ 1.2, no V8 flags)`
+            : ""),
+          ran("service", "serviceCapped") &&
+          `V8 caps (${v8Caps.join(" ")}): service peak RSS ${mib(f("serviceCapped").peakRssMiB)} vs ` +
+            `${mib(f("service").peakRssMiB)} uncapped (${(f("serviceCapped").peakRssMiB / f("service").peakRssMiB).toFixed(2)}); ` +
+            `CPU per request ${cpuRatio("serviceCapped", "service")} × uncapped; ` +
+            `req/s ${fmtRatio(ratio("serviceCapped", "service"))} of uncapped`,
           `machine load average (1 min): ${loadAtStart[0]!.toFixed(2)} at start, ${loadAtEnd[0]!.toFixed(2)} at end, ` +
           `${os.cpus().length} cores; ${((performance.now() - startedAt) / 1000).toFixed(0)} s in all`
         ]
-        for (const line of lines) console.log(`- ${line}`)
+        for (const line of lines) if (line) console.log(`- ${line}`)
       } finally {
         await Promise.all(started.map(({ server }) => server.stop()))
       }
