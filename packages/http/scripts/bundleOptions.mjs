@@ -1,6 +1,35 @@
 // The esbuild options of the service's bundle (scripts/bundle.mjs), shared
 // with the benchmark servers (bench/support.ts) so that every server of
 // bench/http.ts is built, loaded and kept in memory the same way.
+import path from "node:path"
+
+/**
+ * `@effect/platform-node`'s HTTP server imports its HTTP client module, which
+ * imports undici: 0.74 MB of CommonJS that a bundle evaluates at start (a
+ * `require` is a side effect, so it survives tree shaking) for a client the
+ * service never uses. The module re-exporting undici is replaced by one that
+ * requires it on the first call of the two functions that use it
+ * (`new Undici.Agent()`, `Undici.getGlobalDispatcher()`): unused, it is
+ * tree-shaken away with undici; used, undici is still bundled and loads then.
+ * @type {import("esbuild").Plugin}
+ */
+const lazyUndici = {
+  name: "lazy-undici",
+  setup(build) {
+    build.onLoad({ filter: /@effect[\\/]platform-node[\\/]dist[\\/]esm[\\/]Undici\.js$/ }, (args) => ({
+      loader: "js",
+      resolveDir: path.dirname(args.path),
+      contents: [
+        "let undici",
+        "const load = () => undici ??= require(\"undici\")",
+        "export function getGlobalDispatcher() { return load().getGlobalDispatcher() }",
+        "export function Agent(...args) { return new (load().Agent)(...args) }",
+        "export default new Proxy({}, { get: (_, key) => load()[key] })"
+      ].join("\n")
+    }))
+  }
+}
+
 /** @type {import("esbuild").BuildOptions} */
 export const bundleOptions = {
   bundle: true,
@@ -18,6 +47,7 @@ export const bundleOptions = {
   // so stack traces keep their function names; sourcemaps map the positions.
   minifyWhitespace: true,
   external: ["@prisma-resilience/devdb"],
+  plugins: [lazyUndici],
   // CommonJS dependencies call require(); an ES module has none of its own.
   banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
   logLevel: "warning"

@@ -1,10 +1,14 @@
 // What the shipped bundle (dist/bundle, as `npm start` runs it) loads at
 // start: the modules main.mjs reaches through static imports, which V8 keeps,
 // source text and all, for the life of the process.
+import { build } from "esbuild"
+import { execFileSync } from "node:child_process"
 import fs from "node:fs"
+import os from "node:os"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
+import { bundleOptions } from "../scripts/bundleOptions.mjs"
 
 const bundleDir = fileURLToPath(new URL("../dist/bundle", import.meta.url))
 
@@ -38,11 +42,52 @@ describe("the service bundle's start path", () => {
     expect(all.some((file) => !files.includes(file) && fs.readFileSync(path.join(bundleDir, file), "utf8").includes("@scalar/api-reference"))).toBe(true)
   })
 
+  it("leaves out undici, which only @effect/platform-node's unused HTTP client needs", () => {
+    const withUndici = startPath().filter((file) => fs.readFileSync(path.join(bundleDir, file), "utf8").includes("undici/lib/"))
+    expect(withUndici).toEqual([])
+  })
+
   it("is Latin-1 throughout: one character above U+00FF makes V8 keep a whole file's source at two bytes per character", () => {
     const wide = startPath().flatMap((file) => {
       const match = /[^\u0000-\u00ff]/.exec(fs.readFileSync(path.join(bundleDir, file), "utf8"))
       return match ? [`${file}: ${JSON.stringify(match[0])} at ${match.index}`] : []
     })
     expect(wide).toEqual([])
+  })
+})
+
+describe("the bundle options", () => {
+  it("still give a program that uses @effect/platform-node's undici client a working undici, loaded when first used", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bundle-undici-"))
+    try {
+      const repoRoot = fileURLToPath(new URL("../../..", import.meta.url))
+      fs.writeFileSync(
+        path.join(dir, "entry.mjs"),
+        [
+          "import { NodeHttpClient } from \"@effect/platform-node\"",
+          "import { Effect } from \"effect\"",
+          // undici installs its global dispatcher when its module is evaluated.
+          "const installed = () => globalThis[Symbol.for(\"undici.globalDispatcher.2\")] !== undefined",
+          "const before = installed()",
+          "const request = await Effect.runPromise(Effect.scoped(Effect.map(NodeHttpClient.makeDispatcher, (d) => typeof d.request)))",
+          "console.log(JSON.stringify({ before, request, after: installed() }))"
+        ].join("\n")
+      )
+      await build({
+        ...bundleOptions,
+        absWorkingDir: repoRoot,
+        entryPoints: [path.join(dir, "entry.mjs")],
+        outdir: path.join(dir, "out"),
+        nodePaths: [path.join(repoRoot, "node_modules")],
+        logLevel: "silent"
+      })
+      const bundled = fs.readFileSync(path.join(dir, "out", "entry.mjs"), "utf8")
+      expect(bundled).toContain("undici/lib/")
+      // Run from outside the repository: nothing resolves from node_modules.
+      const output = execFileSync(process.execPath, [path.join(dir, "out", "entry.mjs")], { cwd: dir, encoding: "utf8" })
+      expect(JSON.parse(output.trim())).toEqual({ before: false, request: "function", after: true })
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
