@@ -108,4 +108,27 @@ describe("Database.query semantics", () => {
         expect((yield* health).status).toBe("pass")
       }).pipe(Effect.provide(layerFor(s.client, 1)))
     }))
+
+  it.effect("reads the client's method once per query: Prisma builds its model methods anew on every read", () =>
+    Effect.gen(function*() {
+      const s = stand(0, terminated)
+      let reads = 0
+      const findUnique = s.client.order.findUnique
+      const order = Object.defineProperty({ create: s.client.order.create }, "findUnique", {
+        get: () => {
+          reads++
+          return findUnique
+        }
+      }) as Stand["order"]
+      const client = { ...s.client, order }
+      const readsPerQuery = yield* Effect.gen(function*() {
+        // The first query also reads it to learn that it is a method.
+        yield* Database.query((c: Stand) => c.order.findUnique())
+        const before = reads
+        for (let i = 0; i < 3; i++) yield* Database.query((c: Stand) => c.order.findUnique())
+        return (reads - before) / 3
+      }).pipe(Effect.provide(layerFor(client)))
+      expect(s.sent()).toBe(4)
+      expect(readsPerQuery).toBe(1)
+    }))
 })

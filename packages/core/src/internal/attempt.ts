@@ -308,7 +308,9 @@ export const recordDuration = (operation: string, started: number) =>
 /**
  * A view of a client that records the first model method (`purchaseOrder.findUnique`)
  * or client method (`$queryRaw`) a query function calls. Built once per client:
- * recording costs two property traps per query, no allocation.
+ * recording costs two property traps per query, no allocation. The client is
+ * read once per call, by the wrapper: Prisma builds its model methods anew on
+ * every property read, so a trap that read the method too would double that.
  */
 export const makeRecorder = <C>(client: C) => {
   let operation: string | undefined
@@ -320,17 +322,17 @@ export const makeRecorder = <C>(client: C) => {
     const wrappers = new Map<string, (...args: Array<unknown>) => unknown>()
     return new Proxy(model, {
       get(_, method) {
-        const member = model[method as string]
-        if (typeof method !== "string" || typeof member !== "function") return member
-        let wrapper = wrappers.get(method)
-        if (wrapper === undefined) {
-          const name = `${key}.${method}`
-          wrapper = (...args) => {
-            operation ??= name
-            return (model[method] as (...args: Array<unknown>) => unknown).apply(model, args)
-          }
-          wrappers.set(method, wrapper)
+        if (typeof method !== "string") return model[method as unknown as string]
+        const known = wrappers.get(method)
+        if (known !== undefined) return known
+        const member = model[method]
+        if (typeof member !== "function") return member
+        const name = `${key}.${method}`
+        const wrapper = (...args: Array<unknown>) => {
+          operation ??= name
+          return (model[method] as (...args: Array<unknown>) => unknown).apply(model, args)
         }
+        wrappers.set(method, wrapper)
         return wrapper
       }
     })
@@ -338,25 +340,21 @@ export const makeRecorder = <C>(client: C) => {
 
   const view = new Proxy(target, {
     get(_, key) {
-      const value = target[key as string]
-      if (typeof key !== "string") return value
+      if (typeof key !== "string") return target[key as unknown as string]
+      const known = methods.get(key) ?? models.get(key)
+      if (known !== undefined) return known
+      const value = target[key]
       if (typeof value === "function") {
-        let wrapper = methods.get(key)
-        if (wrapper === undefined) {
-          wrapper = (...args) => {
-            operation ??= key
-            return (target[key] as (...args: Array<unknown>) => unknown).apply(target, args)
-          }
-          methods.set(key, wrapper)
+        const wrapper = (...args: Array<unknown>) => {
+          operation ??= key
+          return (target[key] as (...args: Array<unknown>) => unknown).apply(target, args)
         }
+        methods.set(key, wrapper)
         return wrapper
       }
       if (typeof value === "object" && value !== null && !key.startsWith("$")) {
-        let model = models.get(key)
-        if (model === undefined) {
-          model = modelView(key, value as Record<string, unknown>)
-          models.set(key, model)
-        }
+        const model = modelView(key, value as Record<string, unknown>)
+        models.set(key, model)
         return model
       }
       return value
