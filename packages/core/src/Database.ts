@@ -67,6 +67,7 @@ import * as TopologyKernel from "./kernel/topology.js"
 import * as QueryHealth from "./kernel/queryHealth.js"
 import { kindOfMethod } from "./kernel/safety.js"
 import { redact } from "./kernel/redact.js"
+import { describe } from "./internal/describe.js"
 import * as Metrics from "./Metrics.js"
 import * as RetryBudget from "./RetryBudget.js"
 import * as RetryPolicy from "./RetryPolicy.js"
@@ -574,9 +575,6 @@ const connectionStrings = <C extends PrismaClientLike>(options: LayerOptions<C>)
         }`
       })
   })
-
-const describe = (error: DatabaseError): string =>
-  `${error._tag}${error.code === undefined ? "" : ` (${error.code})`}: ${error.message}`
 
 const errorClasses = { ConnectionError, EmptyResponseError, TimeoutError, TransactionError, QueryError } as const
 

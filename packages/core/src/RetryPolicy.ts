@@ -23,6 +23,7 @@ import {
   RetryConfigError
 } from "./Errors.js"
 import { attemptTimeout, defaults, maxAttempts, type RetryConfig, worstCase } from "./kernel/retryPolicy.js"
+import { describe } from "./internal/describe.js"
 import * as Metrics from "./Metrics.js"
 import * as Setting from "./Setting.js"
 
@@ -132,9 +133,6 @@ export interface RetryContext extends RetryOptions {
   /** whether the error was a wait for a connection of a pool that is full now: retrying would queue again */
   readonly overloaded?: ((error: DatabaseError) => boolean) | undefined
 }
-
-const describe = (error: DatabaseError): string =>
-  `${error._tag}${error.code === undefined ? "" : ` (${error.code})`}: ${error.message}`
 
 /**
  * @internal Drives the schedule after attempt 1 failed with `error`: logs each

@@ -11,6 +11,7 @@ import * as Metrics from "../Metrics.js"
 import { isBrokenSchema, isServerCancellation } from "../kernel/classify.js"
 import type * as QueryHealth from "../kernel/queryHealth.js"
 import type * as RetryBudget from "../RetryBudget.js"
+import { tagAndCode } from "./describe.js"
 
 /** The code of a `TimeoutError` of the client's own timer: the promise was still pending. */
 export const ATTEMPT_TIMEOUT = "ATTEMPT_TIMEOUT"
@@ -104,10 +105,8 @@ const settleSuccess = (context: AttemptContext, now: number, brokenPath?: Databa
   if (context.guard.node !== undefined) Metrics.nodeQueries.unsafeUpdate(1, context.guard.node.success)
   context.guard.budget.onSuccess()
   context.guard.breaker.onSuccess(now, context.permit)
-  context.guard.queryHealth.settled(now, brokenPath !== undefined, brokenPath && describeFailure(brokenPath))
+  context.guard.queryHealth.settled(now, brokenPath !== undefined, brokenPath && tagAndCode(brokenPath))
 }
-
-const describeFailure = (error: DatabaseError) => `${error._tag}${error.code === undefined ? "" : ` (${error.code})`}`
 
 const settleFailure = (context: AttemptContext, error: DatabaseError) => {
   const now = context.guard.clock.unsafeCurrentTimeMillis()
@@ -122,7 +121,7 @@ const settleFailure = (context: AttemptContext, error: DatabaseError) => {
   if (error.safety === "never" || error.safety === "transaction") {
     return settleSuccess(context, now, isBrokenSchema(error.code) ? error : undefined)
   }
-  context.guard.queryHealth.settled(now, true, describeFailure(error))
+  context.guard.queryHealth.settled(now, true, tagAndCode(error))
   if (context.guard.node !== undefined) Metrics.nodeQueries.unsafeUpdate(1, context.guard.node.failure)
   // Neither the circuit nor the budget hears of a node saying it is not the
   // writer: the retry goes to the node that is.

@@ -10,6 +10,7 @@ import { classify } from "../Classify.js"
 import { ConnectionError, type DatabaseError, TimeoutError } from "../Errors.js"
 import type { NodeHealth } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
+import { describe } from "./describe.js"
 import { redact } from "../kernel/redact.js"
 import * as Kernel from "../kernel/topology.js"
 import type { PoolSettings, PrismaClientLike } from "../Database.js"
@@ -132,8 +133,8 @@ const initial = (name: string): Kernel.NodeState => ({
   error: undefined
 })
 
-const describe = (error: DatabaseError) =>
-  redact(`${error._tag}${error.code === undefined ? "" : ` (${error.code})`}: ${error.message}`)
+// A probe's message may name the node's connection string.
+const describeRedacted = (error: DatabaseError) => redact(describe(error))
 
 export const make = <C extends PrismaClientLike>(
   options: MakeOptions<C>,
@@ -200,7 +201,7 @@ export const make = <C extends PrismaClientLike>(
         return probeOf(node.probe, options.probeTimeoutMs, node.name)
       }).pipe(
         Effect.map((result): Kernel.Probe | undefined => result),
-        Effect.catchAll((error) => Effect.as(Effect.sync(() => record(node, undefined, describe(error))), undefined)),
+        Effect.catchAll((error) => Effect.as(Effect.sync(() => record(node, undefined, describeRedacted(error))), undefined)),
         Effect.tap((result) => result === undefined ? Effect.void : Effect.sync(() => record(node, result, undefined)))
       )
     const record = (node: Node<C>, result: Kernel.Probe | undefined, error: string | undefined) => {
@@ -328,7 +329,7 @@ export const make = <C extends PrismaClientLike>(
                 Metrics.writerDiscoveries.unsafeUpdate(1, labels("failed"))
                 return yield* Effect.logError(
                   `Writer discovery: no writer found in ${Date.now() - started} ms (${
-                    found._tag === "Left" ? describe(found.left) : "the writer found did not verify"
+                    found._tag === "Left" ? describeRedacted(found.left) : "the writer found did not verify"
                   }); the next failure searches again`
                 )
               }
