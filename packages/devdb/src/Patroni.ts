@@ -328,12 +328,11 @@ class Cluster implements PatroniCluster {
   }
 
   get url() {
-    const hosts = this.#nodes.map((node) => `127.0.0.1:${node.pgPort}`).join(",")
-    return `${this.#appUrl(hosts)}?target_session_attrs=read-write`
+    return `${this.#appUrl(this.#nodes.map((node) => node.pgPort))}?target_session_attrs=read-write`
   }
 
   nodeUrl(name: string) {
-    return this.#appUrl(`127.0.0.1:${this.#node(name).pgPort}`)
+    return this.#appUrl([this.#node(name).pgPort])
   }
 
   async leader() {
@@ -608,8 +607,15 @@ class Cluster implements PatroniCluster {
     )
   }
 
-  #appUrl(hosts: string) {
-    return `postgresql://${APP}:${encodeURIComponent(this.#secrets.app)}@${hosts}/${APP}`
+  /** The app's connection string to the nodes on these loopback ports (libpq's host list). */
+  #appUrl(ports: ReadonlyArray<number>) {
+    const first = `127.0.0.1:${ports[0]}`
+    const url = new URL(`postgresql://${first}/${APP}`)
+    url.username = APP
+    url.password = this.#secrets.app
+    // URL holds one host; libpq's multi-host form lists the others after it.
+    const others = ports.slice(1).map((port) => `,127.0.0.1:${port}`).join("")
+    return url.href.replace(`@${first}/`, `@${first}${others}/`)
   }
 
   #node(name: string) {

@@ -69,9 +69,12 @@ const count = (cluster: Cluster, prefix: string) =>
 
 /** `postgresql://u:p@127.0.0.1:A,127.0.0.1:B/db?target_session_attrs=read-write` */
 const multiHost = (a: Cluster, b: Cluster) => {
+  // A's string (user, password, database) with B's loopback port added to its host list.
   const url = new URL(a.url)
-  const other = new URL(b.url)
-  return `${url.protocol}//${url.username}:${url.password}@${url.host},${other.host}${url.pathname}?target_session_attrs=read-write`
+  url.searchParams.set("target_session_attrs", "read-write")
+  const multi = url.href.replace(`@127.0.0.1:${a.port}/`, `@127.0.0.1:${a.port},127.0.0.1:${b.port}/`)
+  if (multi === url.href) throw new Error("the first server's URL does not name 127.0.0.1 with its port")
+  return multi
 }
 
 const layerFor = (url: string) =>
