@@ -12,14 +12,16 @@ import { bundleOptions } from "../scripts/bundleOptions.mjs"
 
 const bundleDir = fileURLToPath(new URL("../dist/bundle", import.meta.url))
 
+const source = (file: string) => fs.readFileSync(path.join(bundleDir, file), "utf8")
+const containing = (files: ReadonlyArray<string>, text: string) => files.filter((file) => source(file).includes(text))
+
 /** main.mjs and every chunk it imports statically, transitively (not `import()`). */
 const startPath = (): ReadonlyArray<string> => {
   const seen = new Set<string>()
   const visit = (file: string) => {
     if (seen.has(file)) return
     seen.add(file)
-    const source = fs.readFileSync(path.join(bundleDir, file), "utf8")
-    for (const [, imported] of source.matchAll(/(?:\bfrom\s*|\bimport\s*)"\.\/([^"]+\.mjs)"/g)) visit(imported!)
+    for (const [, imported] of source(file).matchAll(/(?:\bfrom\s*|\bimport\s*)"\.\/([^"]+\.mjs)"/g)) visit(imported!)
   }
   visit("main.mjs")
   return [...seen]
@@ -30,26 +32,24 @@ describe("the service bundle's start path", () => {
     const files = startPath()
     expect(files.length).toBeGreaterThan(2)
     // Effect's runtime is on it: the walk followed the imports.
-    expect(files.some((file) => fs.readFileSync(path.join(bundleDir, file), "utf8").includes("FiberRuntime"))).toBe(true)
+    expect(containing(files, "FiberRuntime")).not.toEqual([])
   })
 
   it("leaves out the Scalar docs page (3.3 MB), which /docs imports on its first request", () => {
     const files = startPath()
-    const withScalar = files.filter((file) => fs.readFileSync(path.join(bundleDir, file), "utf8").includes("@scalar/api-reference"))
-    expect(withScalar).toEqual([])
+    expect(containing(files, "@scalar/api-reference")).toEqual([])
     // …and the bundle does hold it, in a chunk of its own.
-    const all = fs.readdirSync(bundleDir).filter((file) => file.endsWith(".mjs"))
-    expect(all.some((file) => !files.includes(file) && fs.readFileSync(path.join(bundleDir, file), "utf8").includes("@scalar/api-reference"))).toBe(true)
+    const others = fs.readdirSync(bundleDir).filter((file) => file.endsWith(".mjs") && !files.includes(file))
+    expect(containing(others, "@scalar/api-reference")).not.toEqual([])
   })
 
   it("leaves out undici, which only @effect/platform-node's unused HTTP client needs", () => {
-    const withUndici = startPath().filter((file) => fs.readFileSync(path.join(bundleDir, file), "utf8").includes("undici/lib/"))
-    expect(withUndici).toEqual([])
+    expect(containing(startPath(), "undici/lib/")).toEqual([])
   })
 
   it("is Latin-1 throughout: one character above U+00FF makes V8 keep a whole file's source at two bytes per character", () => {
     const wide = startPath().flatMap((file) => {
-      const match = /[^\u0000-\u00ff]/.exec(fs.readFileSync(path.join(bundleDir, file), "utf8"))
+      const match = /[^\u0000-\u00ff]/.exec(source(file))
       return match ? [`${file}: ${JSON.stringify(match[0])} at ${match.index}`] : []
     })
     expect(wide).toEqual([])
