@@ -22,13 +22,23 @@ export {
   type Transition
 } from "./kernel/circuitBreaker.js"
 
-/** DB_CIRCUIT_FAILURE_THRESHOLD (default 5; 0 disables the breaker), DB_CIRCUIT_RESET_MS (default 2000) */
+/**
+ * DB_CIRCUIT_FAILURE_THRESHOLD (default 5; 0 disables the breaker),
+ * DB_CIRCUIT_RESET_MS (default 2000), DB_CIRCUIT_RESET_JITTER (default 0.2:
+ * each reset lasts up to 20 % longer, at random, so a fleet's breakers do not
+ * probe in lockstep)
+ */
 export const config: Config.Config<Kernel.CircuitBreakerConfig> = Config.all({
   failureThreshold: Setting.integer("DB_CIRCUIT_FAILURE_THRESHOLD", Kernel.defaults.failureThreshold, {
     min: 0,
     range: "0 (disabled) or a positive integer"
   }),
-  resetTimeoutMs: Setting.milliseconds("DB_CIRCUIT_RESET_MS", Kernel.defaults.resetTimeoutMs)
+  resetTimeoutMs: Setting.milliseconds("DB_CIRCUIT_RESET_MS", Kernel.defaults.resetTimeoutMs),
+  resetJitter: Setting.number("DB_CIRCUIT_RESET_JITTER", Kernel.defaults.resetJitter ?? 0, {
+    min: 0,
+    max: 1,
+    range: "a fraction from 0 (exact resets) to 1"
+  })
 })
 
 /** A breaker whose state is published to `db_circuit_state` under `labels`. */

@@ -47,7 +47,8 @@ import {
   awaitWithTimeout,
   type Guard,
   guardedAttempt,
-  makeRecorder,
+  newRecording,
+  recordAttempt,
   type Recover,
   recordDuration,
   startGuardedAttempt
@@ -60,12 +61,12 @@ import {
   transactionBody,
   withStatementLimit
 } from "./internal/serverDeadline.js"
+import { healthProbe } from "./internal/healthProbe.js"
 import * as Topology from "./internal/topology.js"
 import { isPoolWait, isStartupParameterRejected } from "./kernel/classify.js"
 import { ConnectionStringError } from "./kernel/connectionString.js"
 import * as TopologyKernel from "./kernel/topology.js"
 import * as QueryHealth from "./kernel/queryHealth.js"
-import { kindOfMethod } from "./kernel/safety.js"
 import { redact } from "./kernel/redact.js"
 import { describe } from "./internal/describe.js"
 import * as Metrics from "./Metrics.js"
@@ -271,6 +272,14 @@ export interface DatabaseService<C = any> {
   ) => Effect.Effect<A, DatabaseError>
   /** One `SELECT 1` bounded by `timeoutMs`, no retry; succeeds with its latency in ms. */
   readonly ping: (timeoutMs?: number) => Effect.Effect<number, DatabaseError>
+  /**
+   * Health's probe: `ping` that takes the circuit breaker's half-open slot
+   * when it is due (and fails with `CircuitOpenError`, sending nothing, while
+   * the breaker is open), and that ends a spell of failed queries once it has
+   * proved the query path works again, so health recovers with no other
+   * traffic. See `internal/healthProbe`.
+   */
+  readonly probe: Effect.Effect<number, DatabaseError>
   readonly warmup: WarmupInfo
   readonly retryConfig: RetryPolicy.RetryConfig
   readonly warmupConfig: WarmupConfig
@@ -576,6 +585,10 @@ const connectionStrings = <C extends PrismaClientLike>(options: LayerOptions<C>)
       })
   })
 
+// A Prisma promise sends nothing until it is awaited.
+const isLazy = (promise: PromiseLike<unknown>) =>
+  (promise as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] === "PrismaPromise"
+
 const errorClasses = { ConnectionError, EmptyResponseError, TimeoutError, TransactionError, QueryError } as const
 
 /** `error` with what the commit check learned: its retry safety and why. */
@@ -649,7 +662,7 @@ const makeWith = <C extends PrismaClientLike>(
           yield* Effect.logInfo(`Database disconnected in ${took} ms`)
         })
     )
-    const primary = { client: warmClient, record: makeRecorder(warmClient), node: warmNode }
+    const primary = { client: warmClient, node: warmNode }
     current = primary
     const state = yield* Ref.make<DatabaseState>("serving")
 
@@ -689,7 +702,6 @@ const makeWith = <C extends PrismaClientLike>(
       Effect.sync(() => {
         const old = primary.client
         primary.client = client
-        primary.record = makeRecorder(client)
         primary.node = node
         guard.generation++
         guard.node = nodeLabels(node)
@@ -709,7 +721,7 @@ const makeWith = <C extends PrismaClientLike>(
         generation: 0,
         node: nodeLabels(replica.name)
       }
-      return [replica, { guard: replicaGuard, record: makeRecorder(replica.client) }] as const
+      return [replica, { guard: replicaGuard }] as const
     }))
 
     const readStats = Effect.sync(() => (options.poolStats ? options.poolStats(primary.client) : undefined))
@@ -744,20 +756,32 @@ const makeWith = <C extends PrismaClientLike>(
       tracing: boolean
     ) => {
       const started = performance.now()
+      const run = f as unknown as (client: C) => PromiseLike<A>
+      let recording = newRecording()
       let first: PromiseLike<A>
-      // The Prisma method actually called decides what a retry may do; a name
-      // given in `operation` is only a name.
-      let method: string | undefined
       try {
-        const recorded = primary.record(f as unknown as (client: C) => PromiseLike<A>)
-        first = recorded.result
-        method = recorded.operation
+        first = recordAttempt(primary.client, run, recording)
       } catch (error) {
         // A query function that throws before returning its promise is a failed attempt, not a defect.
         first = Promise.reject(error)
       }
-      const name = queryOptions?.operation ?? method ?? "query"
-      const kind = queryOptions?.kind ?? (method === undefined ? "write" : kindOfMethod(method))
+      // The Prisma calls actually made decide what a retry may do; a name
+      // given in `operation` is only a name.
+      const name = queryOptions?.operation ?? recording.operation ?? "query"
+      // The most dangerous call of every fenced attempt: an async query
+      // function may make its write only after an await.
+      let worst = recording.kind
+      const kindNow = (): Exclude<OperationKind, "transaction"> =>
+        queryOptions?.kind ?? (worst === undefined ? "write" : worst)
+      const fence = (error: DatabaseError) => {
+        recording.fenced = true
+        if (recording.kind === "write" || worst === undefined) worst = recording.kind ?? worst
+        // One lazy read is safe to send again: health's canary when SELECT 1 cannot tell.
+        if (recording.calls === 1 && recording.kind === "read" && error._tag !== "CircuitOpenError" && isLazy(first)) {
+          guard.canary = () => f(primary.client as unknown as C2)
+        }
+      }
+      const kind = kindNow()
       const config = queryOptions?.retry === undefined ? retryConfig : merge(retryConfig, queryOptions.retry)
       const deadlineMs = deadline ?? now + config.requestBudgetMs
 
@@ -767,16 +791,18 @@ const makeWith = <C extends PrismaClientLike>(
           ? Effect.withSpan(effect, "Database.attempt", { attributes: { "db.operation": name, attempt: n }, kind: "client" })
           : effect
       }
+      // A retry's attempt on whatever client is current, fenced when it fails.
+      const again = (n: number, timeoutMs: number) =>
+        attempt(n, () => {
+          recording = newRecording()
+          return recordAttempt(primary.client, run, recording)
+        }, timeoutMs).pipe(Effect.tapError((error) => Effect.sync(() => fence(error))))
       const afterFirstFailure = (error: DatabaseError): Effect.Effect<A, DatabaseError> => {
+        fence(error)
         // An eager promise (an async query function) that will never be
         // awaited must still be observed; a Prisma promise is lazy, and
         // observing it would send the query the breaker just refused.
-        if (
-          error._tag === "CircuitOpenError" &&
-          (first as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] !== "PrismaPromise"
-        ) {
-          first.then(undefined, () => {})
-        }
+        if (error._tag === "CircuitOpenError" && !isLazy(first)) first.then(undefined, () => {})
         return RetryPolicy.continueAfter(
           error,
           ({ attempt: n, timeoutMs }) =>
@@ -784,15 +810,20 @@ const makeWith = <C extends PrismaClientLike>(
               ? Effect.zipRight(
                 topology.awaitWriter(deadlineMs, guard.clock.unsafeCurrentTimeMillis(), name, n),
                 Effect.suspend(() =>
-                  attempt(
-                    n,
-                    () => f(primary.client as unknown as C2),
-                    RetryPolicy.attemptTimeout(config, deadlineMs, guard.clock.unsafeCurrentTimeMillis())
-                  )
+                  again(n, RetryPolicy.attemptTimeout(config, deadlineMs, guard.clock.unsafeCurrentTimeMillis()))
                 )
               )
-              : attempt(n, () => f(primary.client as unknown as C2), timeoutMs),
-          { config, operation: name, kind, deadlineMs, budget: guard.budget, overloaded: guard.overloaded }
+              : again(n, timeoutMs),
+          {
+            config,
+            operation: name,
+            get kind() {
+              return kindNow()
+            },
+            deadlineMs,
+            budget: guard.budget,
+            overloaded: guard.overloaded
+          }
         ).pipe(Effect.tapError(() => Effect.sync(() => recordDuration(name, started))))
       }
       const firstTimeoutMs = RetryPolicy.attemptTimeout(config, deadlineMs, now)
@@ -884,21 +915,36 @@ const makeWith = <C extends PrismaClientLike>(
         routedTo("primary", picked)
         return queryIn(fiber, f, onPrimary)
       }
-      const { record: replicaRecord } = replicas.get(picked)!
-      let recorded: { readonly result: PromiseLike<A>; readonly operation: string | undefined }
+      const recording = newRecording()
+      let result: PromiseLike<A>
       try {
-        recorded = replicaRecord(f as unknown as (client: C) => PromiseLike<A>)
+        result = recordAttempt(picked.client, f as unknown as (client: C) => PromiseLike<A>, recording)
       } catch {
+        recording.fenced = true
         return queryIn(fiber, f, onPrimary)
       }
-      const kind = queryOptions.kind ?? (recorded.operation === undefined ? "write" : kindOfMethod(recorded.operation))
-      // Not sent yet (a Prisma promise is lazy): a write goes to the writer.
-      if (kind !== "read") return queryIn(fiber, f, onPrimary)
-      const operation = queryOptions.operation ?? recorded.operation ?? "query"
+      // Not sent yet (a Prisma promise is lazy): a write goes to the writer,
+      // whatever the caller declared, and nothing more goes to the replica.
+      if (recording.kind !== "read" || (queryOptions.kind ?? "read") !== "read") {
+        recording.fenced = true
+        if (!isLazy(result)) result.then(undefined, () => {})
+        return queryIn(fiber, f, onPrimary)
+      }
+      const operation = queryOptions.operation ?? recording.operation ?? "query"
       const config = queryOptions.retry === undefined ? retryConfig : merge(retryConfig, queryOptions.retry)
       const deadlineMs = fiber.getFiberRef(RetryPolicy.currentDeadline) ?? now + config.requestBudgetMs
       const timeoutMs = RetryPolicy.attemptTimeout(config, deadlineMs, now)
-      return onReplica(picked, operation, () => recorded.result, timeoutMs, deadlineMs, query(f, onPrimary))
+      return onReplica(
+        picked,
+        operation,
+        () => result,
+        timeoutMs,
+        deadlineMs,
+        Effect.suspend(() => {
+          recording.fenced = true
+          return query(f, onPrimary)
+        })
+      )
     }
 
     // One attempt on `replica`; anything but an answer (a unique violation, a
@@ -1103,6 +1149,10 @@ const makeWith = <C extends PrismaClientLike>(
       query,
       transaction,
       ping,
+      probe: healthProbe(guard, ping, {
+        timeoutMs: warmupSettings.healthTimeoutMs,
+        quietMs: settings.circuitBreaker.resetTimeoutMs
+      }),
       warmup: info,
       retryConfig,
       warmupConfig: warmupSettings,

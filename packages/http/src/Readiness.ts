@@ -219,6 +219,7 @@ export const make = <C extends PrismaClientLike>(options: Options<C>) =>
       query: (f, options) => afterWarmup(options?.operation, (db) => db.query(f, options)),
       transaction: (f, options) => afterWarmup(options?.operation, (db) => db.transaction(f, options)),
       ping: (timeoutMs) => afterWarmup("ping", (db) => db.ping(timeoutMs)),
+      probe: afterWarmup("health", (db) => db.probe),
       get warmup() {
         if (warm === undefined) throw new Error("Readiness.database.warmup read before warm-up succeeded")
         return warm.warmup

@@ -9,7 +9,8 @@ import { classify } from "../Classify.js"
 import { CircuitOpenError, type DatabaseError, TimeoutError } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import { isBrokenSchema, isServerCancellation } from "../kernel/classify.js"
-import type * as QueryHealth from "../kernel/queryHealth.js"
+import { kindOfCall } from "../kernel/safety.js"
+import * as QueryHealth from "../kernel/queryHealth.js"
 import type * as RetryBudget from "../RetryBudget.js"
 import { tagAndCode } from "./describe.js"
 
@@ -97,6 +98,12 @@ export interface Guard {
    * the wrong node, which the node that takes it over will not repeat.
    */
   readonly suspect?: ((error: DatabaseError) => boolean) | undefined
+  /**
+   * The last failed query that was one read: health runs it again to learn
+   * whether the query path works once more, when a passing `SELECT 1` cannot
+   * tell (a lock, a broken table).
+   */
+  canary?: (() => PromiseLike<unknown>) | undefined
   /** `db_node_queries_total` labels of the node the attempts go to, when the database has several */
   node?: { readonly success: ReadonlyArray<MetricLabel.MetricLabel>; readonly failure: ReadonlyArray<MetricLabel.MetricLabel> } | undefined
 }
@@ -105,7 +112,7 @@ const settleSuccess = (context: AttemptContext, now: number, brokenPath?: Databa
   if (context.guard.node !== undefined) Metrics.nodeQueries.unsafeUpdate(1, context.guard.node.success)
   context.guard.budget.onSuccess()
   context.guard.breaker.onSuccess(now, context.permit)
-  context.guard.queryHealth.settled(now, brokenPath !== undefined, brokenPath && tagAndCode(brokenPath))
+  context.guard.queryHealth.settled(now, brokenPath !== undefined, brokenPath && tagAndCode(brokenPath), "permanent")
 }
 
 const settleFailure = (context: AttemptContext, error: DatabaseError) => {
@@ -121,7 +128,7 @@ const settleFailure = (context: AttemptContext, error: DatabaseError) => {
   if (error.safety === "never" || error.safety === "transaction") {
     return settleSuccess(context, now, isBrokenSchema(error.code) ? error : undefined)
   }
-  context.guard.queryHealth.settled(now, true, tagAndCode(error))
+  context.guard.queryHealth.settled(now, true, tagAndCode(error), QueryHealth.failureClass(error._tag, error.code))
   if (context.guard.node !== undefined) Metrics.nodeQueries.unsafeUpdate(1, context.guard.node.failure)
   // Neither the circuit nor the budget hears of a node saying it is not the
   // writer: the retry goes to the node that is.
@@ -305,64 +312,70 @@ export const recordDuration = (operation: string, started: number) =>
   Metrics.queryDuration.unsafeUpdate((performance.now() - started) / 1000, Metrics.operationLabels(operation))
 
 /**
- * A view of a client that records the first model method (`purchaseOrder.findUnique`)
- * or client method (`$queryRaw`) a query function calls. Built once per client:
- * recording costs two property traps per query, no allocation. The client is
- * read once per call, by the wrapper: Prisma builds its model methods anew on
- * every property read, so a trap that read the method too would double that.
+ * What one attempt's query function did on the client: its first call names
+ * the operation, its most dangerous call decides what a retry may do (a read
+ * followed by a write is a write), and once the attempt has failed or timed
+ * out it is fenced: a call made after that (an async query function still
+ * running after its attempt was given up) throws and sends nothing, so an
+ * abandoned attempt cannot write next to its retry.
  */
-export const makeRecorder = <C>(client: C) => {
-  let operation: string | undefined
-  const target = client as unknown as Record<string, unknown>
-  const models = new Map<string, unknown>()
-  const methods = new Map<string, (...args: Array<unknown>) => unknown>()
+export interface Recording {
+  operation: string | undefined
+  /** the most dangerous call so far; undefined before any call that sends something */
+  kind: "read" | "write" | undefined
+  calls: number
+  fenced: boolean
+}
 
-  const modelView = (key: string, model: Record<string, unknown>) => {
-    const wrappers = new Map<string, (...args: Array<unknown>) => unknown>()
-    return new Proxy(model, {
-      get(_, method) {
-        if (typeof method !== "string") return model[method as unknown as string]
-        const known = wrappers.get(method)
-        if (known !== undefined) return known
-        const member = model[method]
-        if (typeof member !== "function") return member
-        const name = `${key}.${method}`
-        const wrapper = (...args: Array<unknown>) => {
-          operation ??= name
-          return (model[method] as (...args: Array<unknown>) => unknown).apply(model, args)
-        }
-        wrappers.set(method, wrapper)
-        return wrapper
+/** The message of the error a fenced call throws. */
+export const FENCED_MESSAGE = "its attempt had already failed or timed out, so the call was not sent"
+
+export const newRecording = (): Recording => ({ operation: undefined, kind: undefined, calls: 0, fenced: false })
+
+const note = (recording: Recording, name: string, args: ReadonlyArray<unknown>) => {
+  if (recording.fenced) throw new Error(`${name}: ${FENCED_MESSAGE}`)
+  recording.operation ??= name
+  recording.calls++
+  const kind = kindOfCall(name, args)
+  if (kind === "write" || (kind === "read" && recording.kind === undefined)) recording.kind = kind
+}
+
+const modelView = (key: string, model: Record<string, unknown>, recording: Recording) =>
+  new Proxy(model, {
+    get(_, method) {
+      // Prisma builds its model methods anew on every read: read once.
+      const member = model[method as string]
+      if (typeof method !== "string" || typeof member !== "function") return member
+      const name = `${key}.${method}`
+      return (...args: Array<unknown>) => {
+        note(recording, name, args)
+        return (member as (...args: Array<unknown>) => unknown).apply(model, args)
       }
-    })
-  }
+    }
+  })
 
+/**
+ * Runs `f` on a view of `client` that writes every call into `recording`.
+ * One view per attempt: an async query function keeps its view after its
+ * first await, so calls can only be told apart by the view they come through.
+ */
+export const recordAttempt = <C, A>(client: C, f: (client: C) => A, recording: Recording): A => {
+  const target = client as unknown as Record<string, unknown>
   const view = new Proxy(target, {
     get(_, key) {
-      if (typeof key !== "string") return target[key as unknown as string]
-      const known = methods.get(key) ?? models.get(key)
-      if (known !== undefined) return known
-      const value = target[key]
+      const value = target[key as string]
+      if (typeof key !== "string") return value
       if (typeof value === "function") {
-        const wrapper = (...args: Array<unknown>) => {
-          operation ??= key
-          return (target[key] as (...args: Array<unknown>) => unknown).apply(target, args)
+        return (...args: Array<unknown>) => {
+          note(recording, key, args)
+          return (value as (...args: Array<unknown>) => unknown).apply(target, args)
         }
-        methods.set(key, wrapper)
-        return wrapper
       }
       if (typeof value === "object" && value !== null && !key.startsWith("$")) {
-        const model = modelView(key, value as Record<string, unknown>)
-        models.set(key, model)
-        return model
+        return modelView(key, value as Record<string, unknown>, recording)
       }
       return value
     }
   }) as unknown as C
-
-  return <A>(f: (client: C) => A): { readonly result: A; readonly operation: string | undefined } => {
-    operation = undefined
-    const result = f(view)
-    return { result, operation }
-  }
+  return f(view)
 }

@@ -41,20 +41,14 @@ export const check = (db: DatabaseService): Effect.Effect<HealthReport, HealthEr
     if ((yield* db.state) === "shutting_down") {
       return yield* fail("shutting_down", "the service is shutting down")
     }
-    // Open or half-open, the breaker refuses queries (half-open lets only its
-    // one probe through): the service is not ready, even if `SELECT 1` would pass.
-    const circuit = yield* db.circuit
-    if (circuit.state !== "closed") {
-      return yield* fail(
-        "circuit_open",
-        `circuit breaker ${circuit.state} after repeated database failures; next probe in ${circuit.retryAfterMs} ms`,
-        undefined,
-        circuit.retryAfterMs
-      )
-    }
-    const latencyMs = yield* db.ping().pipe(
+    // The probe takes the breaker's half-open slot when it is due, so health
+    // can close the breaker with no other traffic; while the breaker is open
+    // it sends nothing and health fails as the queries would.
+    const latencyMs = yield* db.probe.pipe(
       Effect.catchAll((error) =>
-        error._tag === "TimeoutError"
+        error._tag === "CircuitOpenError"
+          ? fail("circuit_open", error.message, undefined, error.retryAfterMs)
+          : error._tag === "TimeoutError"
           ? fail("timeout", `probe did not answer within ${db.warmupConfig.healthTimeoutMs} ms`, error)
           : error.code === NOT_WRITABLE
           ? fail("read_only", `${error.message}; looking for the writer`, error)

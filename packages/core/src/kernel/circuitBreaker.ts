@@ -20,9 +20,15 @@ export interface CircuitBreakerConfig {
   readonly failureThreshold: number
   /** ms from open to half-open */
   readonly resetTimeoutMs: number
+  /**
+   * Stretches each reset by a random share of up to this fraction (0.2: up to
+   * +20 %), so that the breakers of a fleet that opened together on one
+   * outage do not all probe in the same instant; 0 makes resets exact.
+   */
+  readonly resetJitter?: number
 }
 
-export const defaults: CircuitBreakerConfig = { failureThreshold: 5, resetTimeoutMs: 2000 }
+export const defaults: CircuitBreakerConfig = { failureThreshold: 5, resetTimeoutMs: 2000, resetJitter: 0.2 }
 
 /** What `acquire` decided: run the attempt (`probe` when it is the half-open probe), or fail fast. */
 export type Permit =
@@ -65,12 +71,15 @@ const PROBE: Permit = { _tag: "Allowed", probe: true }
 
 export const make = (
   config: CircuitBreakerConfig = defaults,
-  onTransition: (transition: Transition) => void = () => {}
+  onTransition: (transition: Transition) => void = () => {},
+  random: () => number = Math.random
 ): CircuitBreaker => {
   const enabled = config.failureThreshold > 0
   let current: State = "closed"
   let consecutiveFailures = 0
   let openedAt = 0
+  // this opening's reset interval, jittered
+  let resetMs = config.resetTimeoutMs
   let probeInFlight = false
 
   const move = (to: State, reason: string) => {
@@ -78,8 +87,13 @@ export const make = (
     current = to
     onTransition({ from, to, reason })
   }
+  const open = (now: number, reason: (resetMs: number) => string) => {
+    openedAt = now
+    resetMs = Math.round(config.resetTimeoutMs * (1 + (config.resetJitter ?? 0) * random()))
+    move("open", reason(resetMs))
+  }
   const effective = (now: number): State =>
-    current === "open" && now - openedAt >= config.resetTimeoutMs ? "half-open" : current
+    current === "open" && now - openedAt >= resetMs ? "half-open" : current
 
   return {
     config,
@@ -87,18 +101,18 @@ export const make = (
     retryAfterMs: (now) => {
       const state = effective(now)
       if (state === "closed") return 0
-      if (state === "open") return config.resetTimeoutMs - (now - openedAt)
+      if (state === "open") return resetMs - (now - openedAt)
       // Half-open with a probe in flight: the probe decides within one attempt.
-      return probeInFlight ? config.resetTimeoutMs : 0
+      return probeInFlight ? resetMs : 0
     },
     acquire: (now) => {
       if (!enabled || current === "closed") return ALLOWED
       const state = effective(now)
       if (state === "open") {
-        return { _tag: "Rejected", retryAfterMs: config.resetTimeoutMs - (now - openedAt), state: "open" }
+        return { _tag: "Rejected", retryAfterMs: resetMs - (now - openedAt), state: "open" }
       }
-      if (probeInFlight) return { _tag: "Rejected", retryAfterMs: config.resetTimeoutMs, state: "half-open" }
-      if (current === "open") move("half-open", `${config.resetTimeoutMs} ms after opening; letting one probe through`)
+      if (probeInFlight) return { _tag: "Rejected", retryAfterMs: resetMs, state: "half-open" }
+      if (current === "open") move("half-open", `${resetMs} ms after opening; letting one probe through`)
       probeInFlight = true
       return PROBE
     },
@@ -121,17 +135,12 @@ export const make = (
       if (!enabled) return
       if (permit._tag === "Allowed" && permit.probe) {
         probeInFlight = false
-        openedAt = now
-        move("open", `the probe failed (${error}); next probe in ${config.resetTimeoutMs} ms`)
+        open(now, (ms) => `the probe failed (${error}); next probe in ${ms} ms`)
         return
       }
       consecutiveFailures++
       if (current === "closed" && consecutiveFailures >= config.failureThreshold) {
-        openedAt = now
-        move(
-          "open",
-          `${consecutiveFailures} consecutive failures (last: ${error}); next probe in ${config.resetTimeoutMs} ms`
-        )
+        open(now, (ms) => `${consecutiveFailures} consecutive failures (last: ${error}); next probe in ${ms} ms`)
       }
     }
   }

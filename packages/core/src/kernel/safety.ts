@@ -26,14 +26,62 @@ export type RetrySafety = "before-send" | "ambiguous" | "transaction" | "never"
  */
 export type OperationKind = "read" | "write" | "idempotent-write" | "transaction"
 
-const readMethods = /\.(find\w*|count|aggregate|groupBy)$|^\$queryRaw(Unsafe)?$|^\$queryRawTyped$/
+const readMethods = /\.(find\w*|count|aggregate|groupBy)$/
+const rawQueries = /^\$queryRaw(Unsafe)?$/
+// Client methods that send nothing by themselves.
+const neutralMethods = /^\$(on|connect|disconnect|extends|use)$/
 
 /**
  * The kind of a query from the Prisma method it called (`purchaseOrder.findUnique`,
  * `$queryRaw`): reads are retried after ambiguous errors; anything else is a
- * write, which is not, unless the caller declares it idempotent.
+ * write, which is not, unless the caller declares it idempotent. Raw SQL is
+ * a read only when its text is a plain SELECT (see `kindOfCall`).
  */
 export const kindOfMethod = (method: string): OperationKind => (readMethods.test(method) ? "read" : "write")
+
+// Comments and leading parentheses say nothing about what a statement does.
+const leadingNoise = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/|\()*/
+const readStatement = /^(select|with|values|table|show)\b/i
+// A data-modifying CTE, SELECT … INTO (creates a table), a locking read
+// (FOR UPDATE takes row locks a retry would wait on, but writes nothing: it
+// stays a read), a sequence step or a second statement make it a write.
+const writesInside = /\b(insert|update|delete|merge|into|nextval|setval|copy|call)\b|;\s*\S/i
+
+/** The SQL text of a raw query's arguments: a template's strings, a `Prisma.sql` object or a plain string. */
+const sqlText = (args: ReadonlyArray<unknown>): string | undefined => {
+  const first = args[0]
+  if (typeof first === "string") return first
+  if (Array.isArray(first) && first.every((part) => typeof part === "string")) return first.join("?")
+  if (typeof first === "object" && first !== null) {
+    const strings = (first as { strings?: unknown }).strings
+    if (Array.isArray(strings) && strings.every((part) => typeof part === "string")) return strings.join("?")
+    const sql = (first as { sql?: unknown }).sql
+    if (typeof sql === "string") return sql
+  }
+  return undefined
+}
+
+/** Whether raw SQL is a plain read: one SELECT (or WITH/VALUES/TABLE/SHOW) that writes nothing. */
+export const isPlainRead = (sql: string): boolean => {
+  const statement = sql.replace(leadingNoise, "")
+  const body = statement.replace(/;\s*$/, "").replace(/\bfor\s+(no\s+key\s+)?update\b/gi, "")
+  return readStatement.test(statement) && !writesInside.test(body)
+}
+
+/**
+ * The kind of one call a query function makes on the client: `undefined` for
+ * a call that sends nothing (`$on`, `$connect`). Raw SQL that is not a plain
+ * SELECT is a write: `$queryRaw` runs `INSERT … RETURNING` as well.
+ */
+export const kindOfCall = (method: string, args: ReadonlyArray<unknown>): "read" | "write" | undefined => {
+  if (readMethods.test(method)) return "read"
+  if (neutralMethods.test(method)) return undefined
+  if (rawQueries.test(method) || method === "$queryRawTyped") {
+    const sql = sqlText(args)
+    return sql !== undefined && isPlainRead(sql) ? "read" : "write"
+  }
+  return "write"
+}
 
 /**
  * Whether running an operation of `kind` again after an error of `safety` can
