@@ -92,4 +92,86 @@ describe("kernel", () => {
       }
     }
   })
+
+  it("the kind of a call: raw SQL is a read only when it is a plain SELECT", () => {
+    const table: Array<[string, ReadonlyArray<unknown>, "read" | "write" | undefined]> = [
+      ["purchaseOrder.findMany", [], "read"],
+      ["purchaseOrder.count", [], "read"],
+      ["purchaseOrder.create", [], "write"],
+      ["purchaseOrder.upsert", [], "write"],
+      ["$queryRaw", [Object.assign(["SELECT * FROM t WHERE id = ", ""], { raw: [] })], "read"],
+      ["$queryRaw", [["  -- note\n/* c */ (SELECT 1)"]], "read"],
+      ["$queryRaw", [["WITH x AS (SELECT 1) SELECT * FROM x"]], "read"],
+      ["$queryRaw", [["SELECT * FROM t FOR UPDATE"]], "read"],
+      ["$queryRaw", [["SELECT 1;"]], "read"],
+      ["$queryRaw", [["INSERT INTO t (a) VALUES (", ") RETURNING id"]], "write"],
+      ["$queryRaw", [["WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x"]], "write"],
+      ["$queryRaw", [["SELECT * INTO copy FROM t"]], "write"],
+      ["$queryRaw", [["SELECT nextval('s')"]], "write"],
+      ["$queryRaw", [["SELECT 1; DELETE FROM t"]], "write"],
+      ["$queryRaw", [{ strings: ["UPDATE t SET a = ", ""], values: [1] }], "write"],
+      ["$queryRaw", [{ strings: ["SELECT ", ""], values: [1] }], "read"],
+      ["$queryRawUnsafe", ["select 1"], "read"],
+      ["$queryRawUnsafe", ["update t set a = 1 returning a"], "write"],
+      ["$queryRawUnsafe", [42], "write"],
+      ["$executeRaw", [["SELECT 1"]], "write"],
+      ["$executeRawUnsafe", ["SELECT 1"], "write"],
+      ["$transaction", [[]], "write"],
+      ["$on", ["query", () => {}], undefined],
+      ["$connect", [], undefined]
+    ]
+    for (const [method, args, kind] of table) {
+      expect([method, JSON.stringify(args), Kernel.kindOfCall(method, args)]).toEqual([method, JSON.stringify(args), kind])
+    }
+  })
+
+  it("query-path health: a passing probe ends a spell it can see, not one it cannot; transient spells expire when quiet", () => {
+    const q = Kernel.QueryHealth.make({ failedQueries: 3, stallMs: 1000 })
+    const fail = (now: number, failure: Kernel.QueryHealth.FailureClass) => {
+      q.started(now)
+      q.settled(now, true, "x", failure)
+    }
+    expect(q.probePassed(0)).toBe("none")
+    for (let i = 0; i < 3; i++) fail(i, "probe")
+    expect(q.degraded(10)?.reason).toBe("failing")
+    expect(q.probePassed(10)).toBe("cleared")
+    expect(q.degraded(11)).toBeUndefined()
+    // A timeout among connection failures: SELECT 1 cannot tell.
+    for (let i = 0; i < 3; i++) fail(20 + i, i === 1 ? "transient" : "probe")
+    expect(q.probePassed(30)).toBe("hidden")
+    expect(q.degraded(30)?.reason).toBe("failing")
+    expect(q.expire(1021, 1000)).toBe(false)
+    expect(q.expire(1022, 1000)).toBe(true)
+    expect(q.degraded(1022)).toBeUndefined()
+    // A broken table never expires by itself.
+    for (let i = 0; i < 3; i++) fail(2000 + i, "permanent")
+    expect(q.probePassed(2010)).toBe("hidden")
+    expect(q.expire(100_000, 1000)).toBe(false)
+    expect(q.degraded(100_000)?.reason).toBe("failing")
+    q.reset(100_001)
+    expect(q.degraded(100_001)).toBeUndefined()
+    expect(Kernel.QueryHealth.failureClass("ConnectionError", "P1001")).toBe("probe")
+    expect(Kernel.QueryHealth.failureClass("ConnectionError", "P2024")).toBe("transient")
+    expect(Kernel.QueryHealth.failureClass("TimeoutError", "57014")).toBe("transient")
+    expect(Kernel.QueryHealth.failureClass("QueryError", "42P01")).toBe("permanent")
+  })
+
+  it("the breaker's reset is jittered per opening, within resetJitter", () => {
+    const randoms = [0, 0.5, 1]
+    const breaker = Kernel.CircuitBreaker.make(
+      { failureThreshold: 1, resetTimeoutMs: 1000, resetJitter: 0.2 },
+      () => {},
+      () => randoms.shift()!
+    )
+    const resets: Array<number> = []
+    let now = 0
+    for (let opening = 0; opening < 3; opening++) {
+      breaker.onFailure(now, breaker.acquire(now), "ConnectionError")
+      const openedAt = now
+      while (breaker.acquire(now)._tag === "Rejected" && now < 10_000) now += 1
+      resets.push(now - openedAt)
+      breaker.reset("test")
+    }
+    expect(resets).toEqual([1000, 1100, 1200])
+  })
 })
