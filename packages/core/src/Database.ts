@@ -978,6 +978,18 @@ const makeWith = <C extends PrismaClientLike>(
         }
       )
 
+    // Prisma's own limits for one attempt of `timeoutMs`: they end just inside
+    // it (by the server margin), so that Prisma rolls back before the
+    // attempt's timer fires, and the attempt never outlives its timeout.
+    const prismaLimits = (txOptions: TransactionOptions | undefined, timeoutMs: number) => {
+      const inside = Math.max(1, timeoutMs - server.marginMs)
+      return {
+        isolationLevel: txOptions?.isolationLevel,
+        maxWait: Math.min(txOptions?.maxWait ?? pool.connectionTimeoutMillis, inside),
+        timeout: inside
+      }
+    }
+
     const transaction = <C2, A>(
       f: (tx: TransactionClient<C2>) => Promise<A>,
       txOptions?: TransactionOptions
@@ -1061,13 +1073,10 @@ const makeWith = <C extends PrismaClientLike>(
           return guardedAttempt(
             guard,
             () =>
-              client.$transaction(body, {
-                isolationLevel: txOptions?.isolationLevel,
-                maxWait: Math.min(txOptions?.maxWait ?? pool.connectionTimeoutMillis, timeoutMs),
-                timeout: timeoutMs
-              }) as PromiseLike<A>,
-            // Prisma's own timeout rolls the transaction back; ours is a backstop.
-            timeoutMs + 1000,
+              client.$transaction(body, prismaLimits(txOptions, timeoutMs)) as PromiseLike<A>,
+            // The attempt's own bound, not a second longer: Prisma's timeout
+            // (set just inside it) rolls back, this one ends the request.
+            timeoutMs,
             name,
             n,
             started,
@@ -1113,13 +1122,8 @@ const makeWith = <C extends PrismaClientLike>(
         picked,
         operation,
         () =>
-          picked.client.$transaction(f, {
-            isolationLevel: txOptions.isolationLevel,
-            maxWait: Math.min(txOptions.maxWait ?? pool.connectionTimeoutMillis, timeoutMs),
-            timeout: timeoutMs
-          }) as PromiseLike<A>,
-        // Prisma's own timeout rolls the transaction back; ours is a backstop.
-        timeoutMs + 1000,
+          picked.client.$transaction(f, prismaLimits(txOptions, timeoutMs)) as PromiseLike<A>,
+        timeoutMs,
         deadlineMs,
         transaction(f, onPrimary)
       )
