@@ -12,7 +12,7 @@ import { makePrismaClient } from "@prisma-resilience/http/db"
 import Fastify from "fastify"
 import { databaseUrl, orderColumns as columns } from "./server-env.js"
 
-const db = createResilientPrisma({ client: (pool) => makePrismaClient(databaseUrl, pool) })
+const db = createResilientPrisma({ url: databaseUrl, client: (pool) => makePrismaClient(databaseUrl, pool) })
 
 const app = Fastify({ logger: false })
 

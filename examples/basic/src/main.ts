@@ -1,21 +1,20 @@
 import { PrismaPg } from "@prisma/adapter-pg"
 import { Database } from "@prisma-resilience/core"
-import { Config, Effect, Layer, Redacted } from "effect"
+import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
 import { PrismaClient } from "./generated/prisma/client.js"
 
 // Declared once: the accessors below know the client's type.
 class Db extends Database.Tag("Db")<Db, PrismaClient>() {}
 
-// The warm-up: connects and probes before anything can use Db. Retry, timeout
-// and pool settings come from the DB_* environment variables; `pool` carries
-// the pool ones, including a connect timeout.
-const DbLive = Layer.unwrapEffect(
-  Effect.map(Config.redacted("DATABASE_URL"), (url) =>
-    Db.layerConfig({
-      client: (pool) => new PrismaClient({ adapter: new PrismaPg({ ...pool, connectionString: Redacted.value(url) }) })
-    }))
-)
+// The warm-up: connects and probes before anything can use Db. DATABASE_URL
+// (a multi-host failover string too) and the DB_* retry, timeout and pool
+// settings are read from the environment; `pool` carries them, the node to
+// connect to included: hand it to PrismaPg whole, never override its
+// connectionString, or failover cannot move the client to the new writer.
+const DbLive = Db.layerConfig({
+  client: (pool) => new PrismaClient({ adapter: new PrismaPg(pool) })
+})
 
 const program = Effect.gen(function*() {
   const health = yield* Db.health

@@ -4,9 +4,10 @@ import { randomUUID } from "node:crypto"
 import { PrismaClient } from "./generated/prisma/client.js"
 
 // The same warm-up, retry layer and health as the Effect API, for ordinary
-// async code: model calls keep Prisma's shape.
+// async code: model calls keep Prisma's shape. DATABASE_URL is read as
+// layerConfig reads it and reaches the factory as `pool.connectionString`.
 const db = createResilientPrisma({
-  client: (pool) => new PrismaClient({ adapter: new PrismaPg({ ...pool, connectionString: process.env.DATABASE_URL }) })
+  client: (pool) => new PrismaClient({ adapter: new PrismaPg(pool) })
 })
 
 try {

@@ -61,10 +61,10 @@ import {
   transactionBody,
   withStatementLimit
 } from "./internal/serverDeadline.js"
+import { checkConnectionStrings, missingUrl } from "./internal/connection.js"
 import { healthProbe } from "./internal/healthProbe.js"
 import * as Topology from "./internal/topology.js"
 import { isPoolWait, isStartupParameterRejected } from "./kernel/classify.js"
-import { ConnectionStringError } from "./kernel/connectionString.js"
 import * as TopologyKernel from "./kernel/topology.js"
 import * as QueryHealth from "./kernel/queryHealth.js"
 import { redact } from "./kernel/redact.js"
@@ -566,23 +566,11 @@ const defaultName = "default"
 // the writer, so that it reads what it wrote.
 const wroteHere = FiberRef.unsafeMake(false)
 
-const plainString = (value: string | Redacted.Redacted<string>) => Redacted.isRedacted(value) ? Redacted.value(value) : value
-
 /** The connection strings of `options`, checked; the error never holds one. */
 const connectionStrings = <C extends PrismaClientLike>(options: LayerOptions<C>) =>
   Effect.try({
-    try: () => {
-      const url = options.url === undefined ? undefined : plainString(options.url)
-      const replicaUrls = (options.replicaUrls ?? []).flatMap((entry) => TopologyKernel.splitUrls(plainString(entry)))
-      for (const replica of replicaUrls) TopologyKernel.nameOf(replica)
-      return { url, replicaUrls, plan: url === undefined ? undefined : TopologyKernel.plan(url) }
-    },
-    catch: (error) =>
-      new RetryConfigError({
-        message: `invalid connection string (DATABASE_URL or DATABASE_REPLICA_URLS): ${
-          error instanceof ConnectionStringError || error instanceof RangeError ? error.message : "not a postgresql:// URL"
-        }`
-      })
+    try: () => checkConnectionStrings(options.url, options.replicaUrls),
+    catch: (error) => error as RetryConfigError
   })
 
 // A Prisma promise sends nothing until it is awaited.
@@ -1197,6 +1185,7 @@ export const makeConfig = <C extends PrismaClientLike>(
       url: options.url ?? Option.getOrUndefined(connection.url),
       replicaUrls: options.replicaUrls ?? Option.toArray(connection.replicaUrls)
     }
+    if (withUrls.url === undefined) return Effect.fail(missingUrl())
     return makeWith(withUrls, resolveSettings(withUrls, base), options.name ?? defaultName)
   })
 

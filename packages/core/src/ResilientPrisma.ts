@@ -5,7 +5,8 @@
  * budget, the circuit breaker, metrics and health are the Effect API's own.
  *
  * ```ts
- * const db = createResilientPrisma({ client: (pool) => new PrismaClient({ adapter: new PrismaPg({ connectionString, ...pool }) }) })
+ * // DATABASE_URL (or `url`) reaches the factory as `pool.connectionString`.
+ * const db = createResilientPrisma({ client: (pool) => new PrismaClient({ adapter: new PrismaPg(pool) }) })
  * await db.$ready()
  * const account = await db.account.findUnique({ where: { id } })
  * ```
@@ -13,6 +14,7 @@
 import { Cause, Context, Effect, Exit, Fiber, FiberRef, ManagedRuntime, Option, Runtime, Scheduler } from "effect"
 import {
   config as databaseConfig,
+  connectionConfig,
   Database,
   type DatabaseService,
   type LayerOptions,
@@ -34,6 +36,7 @@ import {
   WarmupError
 } from "./Errors.js"
 import { health, type HealthReport } from "./Health.js"
+import { checkConnectionStrings, type ConnectionStrings, missingUrl } from "./internal/connection.js"
 import { redact } from "./kernel/redact.js"
 import * as Metrics from "./Metrics.js"
 import * as RetryPolicy from "./RetryPolicy.js"
@@ -163,10 +166,23 @@ const warm = <C>(runtime: Runtime.Runtime<Database>): Warm<C> => {
 // Read and checked once, at creation: the wait for warm-up needs the retry
 // policy before the layer exists, and a configuration that cannot work should
 // stop the app at start-up, not fail each call.
-const settingsOf = <C extends PrismaClientLike>(options: LayerOptions<C>): Settings => {
-  const exit = Effect.runSyncExit(Effect.flatMap(databaseConfig, (base) => {
+/**
+ * Every setting, as `layerConfig` reads them: the `DB_*` variables,
+ * DATABASE_URL and DATABASE_REPLICA_URLS, each overridden by `options`;
+ * checked now, so that a bad setting throws from `createResilientPrisma`.
+ */
+const settingsOf = <C extends PrismaClientLike>(options: LayerOptions<C>): Settings & ConnectionStrings => {
+  const exit = Effect.runSyncExit(Effect.flatMap(Effect.all([databaseConfig, connectionConfig]), ([base, connection]) => {
     const settings = resolveSettings(options, base)
-    return Effect.as(RetryPolicy.validate(settings.retry), settings)
+    return Effect.flatMap(RetryPolicy.validate(settings.retry), () =>
+      Effect.try({
+        try: () => {
+          const url = options.url ?? Option.getOrUndefined(connection.url)
+          if (url === undefined) throw missingUrl()
+          return { ...settings, ...checkConnectionStrings(url, options.replicaUrls ?? Option.toArray(connection.replicaUrls)) }
+        },
+        catch: (error) => error as RetryConfigError
+      }))
   }))
   if (Exit.isSuccess(exit)) return exit.value
   const error = reason(exit.cause)

@@ -10,7 +10,7 @@ import {
   type WarmupConfig
 } from "@prisma-resilience/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Effect, Either, Exit, Fiber, Layer, Logger, Metric, Option, Scope, TestClock } from "effect"
+import { Clock, ConfigProvider, Effect, Either, Exit, Fiber, Layer, Logger, Metric, Option, Scope, TestClock } from "effect"
 
 const warmup: WarmupConfig = {
   timeoutMs: 10_000,
@@ -170,6 +170,27 @@ describe("Database.layer warm-up", () => {
       ).pipe(Effect.scoped, Effect.either)
       expect(Either.isLeft(result) && result.left._tag).toBe("RetryConfigError")
       expect(fake.built.length).toBe(0)
+    }))
+
+  it.effect("layerConfig without DATABASE_URL or `url` fails at once, before building any client", () =>
+    Effect.gen(function*() {
+      const fake = fakeClients(0)
+      const result = yield* Layer.build(Database.layerConfig({ client: fake.client })).pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map())),
+        Effect.scoped,
+        Effect.either
+      )
+      expect(Either.isLeft(result) && result.left._tag).toBe("RetryConfigError")
+      expect(Either.isLeft(result) && (result.left as Error).message).toMatch(/DATABASE_URL is not set/)
+      expect(fake.built.length).toBe(0)
+      // With it, the same layer warms up and hands it to the factory.
+      const withUrl = yield* Layer.build(Database.layerConfig({ client: fake.client })).pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["DATABASE_URL", "postgresql://app@127.0.0.1:5432/app"]]))),
+        Effect.scoped,
+        Effect.either
+      )
+      expect(Either.isRight(withUrl)).toBe(true)
+      expect(fake.built.length).toBe(1)
     }))
 
   it.effect("health fails shutting_down once shutdown began", () =>

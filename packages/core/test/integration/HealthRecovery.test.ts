@@ -176,6 +176,7 @@ describe("health recovers by itself once queries would succeed", () => {
   it("the Promise adapter: after an outage that opened the breaker, $health passes again with no other call", async () => {
     const cluster = await Effect.runPromise(ownCluster)
     const db = createResilientPrisma({
+      url: cluster.url,
       client: (settings) => makePrismaClient(cluster.url, settings),
       retry: { delaysMs: [100, 100], attemptTimeoutMs: 1500, requestBudgetMs: 9000, warmupWaitMs: 1500 },
       warmup: { ...warmup, healthTimeoutMs: HEALTH_TIMEOUT_MS },

@@ -17,6 +17,7 @@ const url = inject("databaseUrl")
 const table = `dup_probe_${process.pid}`
 const SLOW_S = 1.3
 const options: LayerOptions<PrismaClient> = {
+  url,
   client: (settings) => makePrismaClient(url, settings),
   warmup,
   pool,
