@@ -39,7 +39,8 @@ const layerFor = (client: PrismaClientLike, failureThreshold = 5) =>
     warmup,
     retry: RetryPolicy.defaults,
     retryBudget: RetryBudget.defaults,
-    circuitBreaker: { failureThreshold, resetTimeoutMs: 100 }
+    // Exact resets: the test steps the TestClock by the reset interval.
+    circuitBreaker: { failureThreshold, resetTimeoutMs: 100, resetJitter: 0 }
   })
 
 describe("Database.query semantics", () => {
