@@ -1,5 +1,5 @@
 // Runs `prisma generate` offline for every schema of the repository: the
-// service's own (packages/http) and the fixture of core's integration tests.
+// service's own (prisma/, generated into packages/http/src/db) and the fixture of core's integration tests.
 // Generation itself is WebAssembly, but the CLI first downloads the native
 // schema engine unless PRISMA_SCHEMA_ENGINE_BINARY names an existing file;
 // this machine has no route to that download.
@@ -9,7 +9,7 @@ import path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const schemas = ["packages/http/prisma/schema.prisma", "packages/core/test/fixture/schema.prisma"]
+const schemas = ["prisma/schema.prisma", "packages/core/test/fixture/schema.prisma"]
 
 const require = createRequire(import.meta.url)
 const cli = path.join(path.dirname(require.resolve("prisma/package.json")), "build", "index.js")

@@ -8,7 +8,7 @@ import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { applyMigrations, makePrismaClient, poolStats } from "../src/db/index.js"
 
-const migrationsDir = new URL("../prisma/migrations", import.meta.url)
+const migrationsDir = new URL("../../../prisma/migrations", import.meta.url)
 
 const connect = async (url: string) => {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 })

@@ -47,8 +47,9 @@ interface AppliedRow {
   readonly finished_at: Date | null
 }
 
-// packages/http/prisma/migrations, from src/db and from dist/db alike
-const defaultMigrationsDir = () => fileURLToPath(new URL("../../prisma/migrations", import.meta.url))
+// the repository's prisma/migrations, from packages/http/src/db, dist/db and
+// dist/bundle alike (all three are as deep)
+const defaultMigrationsDir = () => fileURLToPath(new URL("../../../../prisma/migrations", import.meta.url))
 
 const readMigrations = async (dir: string): Promise<ReadonlyArray<Migration>> => {
   const entries = await fsp.readdir(dir, { withFileTypes: true })
