@@ -26,9 +26,12 @@ export const NOT_WRITABLE = "NOT_WRITABLE"
 const DISCOVERY_POLL_MS = 250
 
 export interface TopologyConfig {
-  /** DB_REPLICA_MAX_LAG_MS: a replica further behind serves no reads */
+  /** DB_REPLICA_MAX_LAG_MS: a replica further behind the writer, or whose lag cannot be told, serves no reads */
   readonly replicaMaxLagMs: number
-  /** DB_NODE_CHECK_INTERVAL_MS: how often every node's role and lag are read */
+  /**
+   * DB_NODE_CHECK_INTERVAL_MS: how often every node's role and WAL position
+   * are read; with replicas at most a quarter of the lag limit (`Kernel.checkIntervalMs`)
+   */
   readonly nodeCheckIntervalMs: number
 }
 
