@@ -183,6 +183,14 @@ export const make = <C extends PrismaClientLike>(
       writerNodes.push(nodeFor(name, options.url))
     }
     const active = plan !== undefined || replicaNodes.length > 0
+    if (replicaNodes.length > 0 && writerNodes.length === 0) {
+      // Without the writer's own connection string its WAL end cannot be read,
+      // so no replica's lag can be told: say so once rather than route silently.
+      yield* Effect.logWarning(
+        "Replicas are configured but the writer's connection string is not (no url / DATABASE_URL): " +
+          "their lag behind the writer cannot be measured, so they serve no reads"
+      )
+    }
     const writerMode = plan !== undefined && Kernel.needsWriter(plan.targetSessionAttrs)
     const attrs = plan?.targetSessionAttrs ?? "any"
     const probePool: PoolSettings = {

@@ -24,7 +24,7 @@ import path from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll } from "vitest"
 import { createSchema, makePrismaClient, type PrismaClient } from "../fixture/client.js"
-import { Db, pool, warmup } from "../support/helpers.js"
+import { captureLogs, Db, pool, warmup } from "../support/helpers.js"
 
 const MAX_LAG_MS = 1000
 // how long the link stays down while orders are written
@@ -311,4 +311,28 @@ describe("opted-in reads on a replica cut off from its primary", () => {
         expect(back.movedAfterMs, "the replica serves reads again once the writer is back").toBeDefined()
       }).pipe(Effect.provide(layer))
     }), 90_000)
+
+  it.live("replicas without the writer's url: a warning, and no read goes to a replica whose lag cannot be told", () => {
+    const logs = captureLogs()
+    const url = primary.url
+    // the factory connects the writer by itself; the layer only knows the replica
+    const layer = Database.layer({
+      client: (settings) => makePrismaClient(url, settings),
+      replicaUrls: [replica.cluster.url],
+      warmup,
+      pool,
+      topology: { nodeCheckIntervalMs: 200, replicaMaxLagMs: MAX_LAG_MS }
+    })
+    return Effect.gen(function*() {
+      yield* Effect.sleep("600 millis")
+      const lagBefore = yield* routed("primary", "lag")
+      const replicaBefore = yield* routedToReplica
+      for (let i = 0; i < 5; i++) yield* Db.query((c) => c.purchaseOrder.count(), { replica: true })
+      expect((yield* routedToReplica) - replicaBefore).toBe(0)
+      expect((yield* routed("primary", "lag")) - lagBefore).toBe(5)
+      const entry = (yield* Database.pipe(Effect.flatMap((db) => db.nodes)))?.find((node) => node.name === replicaNode)
+      expect(entry?.lag).toBe("unknown")
+      expect(logs.lines.filter((line) => line.includes("their lag behind the writer cannot be measured"))).toHaveLength(1)
+    }).pipe(Effect.provide(layer), Effect.provide(logs.layer))
+  }, 60_000)
 })
