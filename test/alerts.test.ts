@@ -22,7 +22,8 @@ const expectedAlerts = [
   "DbCircuitBreakerOpen",
   "DbRetryBudgetExhausted",
   "DbNoWritableNode",
-  "DbNodeUnreachable"
+  "DbNodeUnreachable",
+  "DbReplicaLagHigh"
 ]
 
 // A hung promtool must fail the test, not the whole run.
@@ -112,6 +113,19 @@ describe("deploy/prometheus alert rules", () => {
     expect(output).toContain("FAILED")
     expect(output).toContain("alertname: DbCircuitBreakerOpen")
     expect(output).toContain("alertname: DbQueryRetryShareHigh")
+  })
+
+  it.skipIf(!installed)("unit tests catch a replica lag alert that ignores an unknown (+Inf) lag or a changed threshold", () => {
+    for (const [edit, instance] of [
+      ["(db_node_replay_lag_seconds > 1) < +Inf", "b:3000"],
+      ["db_node_replay_lag_seconds > 300", "a:3000"]
+    ] as const) {
+      const copy = mutatedCopy((rules) => replaceOnce(rules, "expr: db_node_replay_lag_seconds > 1", `expr: ${edit}`))
+      const { output, status } = promtool("test", "rules", join(copy, "alerts.test.yml"))
+      expect(status, output).toBe(1)
+      expect(output).toContain("alertname: DbReplicaLagHigh")
+      expect(output).toContain(`instance="${instance}"`)
+    }
   })
 
   it.skipIf(!installed)("check rules rejects an invalid expression", () => {

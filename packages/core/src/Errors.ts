@@ -105,8 +105,19 @@ export interface NodeHealth {
   readonly role: "primary" | "replica" | "unreachable" | "unknown"
   /** whether the layer writes to it (`writer`), may read from it (`replica`), or neither */
   readonly serves: "writer" | "replica" | "none"
-  /** replay lag in ms, for a node in recovery that can tell */
+  /**
+   * for a node in recovery: how far behind the writer it is, in ms, at most
+   * (the time since the writer's newest WAL position it is known to have
+   * replayed); absent when that cannot be told
+   */
   readonly lagMs?: number | undefined
+  /**
+   * for a node in recovery: whether its lag lets it serve opted-in reads,
+   * `within` DB_REPLICA_MAX_LAG_MS, `over` it, or `unknown` (the writer was
+   * not sampled recently, or the replica cannot give its replay position),
+   * which counts as over
+   */
+  readonly lag?: "within" | "over" | "unknown" | undefined
   /** ms since its last probe */
   readonly checkedAgoMs?: number | undefined
   /** its replica circuit breaker, for a replica */

@@ -175,7 +175,8 @@ export const verificationLabels = (operation: string, outcome: string) =>
 /**
  * Where opted-in reads (`{ replica: true }`) went, by `database`, `target`
  * (`replica` or `primary`) and `reason`: `healthy` for a replica; for the
- * primary `no_replica`, `lag` (every replica past DB_REPLICA_MAX_LAG_MS),
+ * primary `no_replica`, `lag` (every replica past DB_REPLICA_MAX_LAG_MS behind
+ * the writer, or of a lag that cannot be told),
  * `unavailable` (down, in no recovery, breaker open, not probed lately),
  * `read_your_writes` (the fiber wrote before) or `fallback` (the replica's
  * attempt failed).
@@ -199,9 +200,15 @@ export const nodePrimary = Metric.gauge("db_node_primary", {
   description: "1 when the node's last probe found it out of recovery (a primary), else 0"
 })
 
-/** Replay lag of a node in recovery, in seconds (0 on a primary). */
+/**
+ * How far behind the writer a node in recovery is, at most, in seconds, as
+ * of the last node check (measured against the writer's WAL end, not on the
+ * replica alone); 0 on a primary; `+Inf` when it cannot be told (no recent
+ * writer position, no replay position, or a configured replica unreachable),
+ * never 0 for that.
+ */
 export const nodeReplayLag = Metric.gauge("db_node_replay_lag_seconds", {
-  description: "Replay lag of the node in seconds, 0 for a primary"
+  description: "How far behind the writer the node is in seconds, 0 for a primary, +Inf when it cannot be told"
 })
 
 /** Writer discoveries by `database` and `result`: `changed` (a new writer), `unchanged`, `failed` (none found in time). */

@@ -38,6 +38,16 @@ import * as ServerConfig from "./ServerConfig.js"
 
 const description = "prisma-resilience purchase-order service"
 
+// A replica that serves no reads because of its lag fails its check, and
+// says why: over DB_REPLICA_MAX_LAG_MS, or a lag that cannot be told (which
+// would otherwise read as a passing replica with no lag at all).
+const lagOutput = (node: NodeHealth) =>
+  node.lag === "over"
+    ? { output: "replay lag over DB_REPLICA_MAX_LAG_MS: serves no reads" }
+    : node.lag === "unknown"
+    ? { output: "replay lag unknown: serves no reads" }
+    : {}
+
 // The node's address and role only: its probe's error stays in the log.
 const nodeChecks = (nodes: ReadonlyArray<NodeHealth> | undefined, time: string) =>
   nodes === undefined ? {} : {
@@ -48,9 +58,11 @@ const nodeChecks = (nodes: ReadonlyArray<NodeHealth> | undefined, time: string) 
       serves: node.serves,
       ...(node.lagMs === undefined ? {} : { observedValue: node.lagMs, observedUnit: "ms" }),
       status: node.role === "unreachable" || node.role === "unknown" ||
-          (node.serves === "writer" && node.role !== "primary") || node.circuit === "open"
+          (node.serves === "writer" && node.role !== "primary") || node.circuit === "open" ||
+          (node.serves === "replica" && node.role === "replica" && node.lag !== "within")
         ? "fail" as const
         : "pass" as const,
+      ...(node.serves === "replica" ? lagOutput(node) : {}),
       time
     }))
   }

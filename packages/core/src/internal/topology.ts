@@ -1,8 +1,10 @@
 /**
  * The nodes behind one `Database`: the writer a multi-host connection string
  * leads to, the replicas opted-in reads may use, a probe of every node every
- * DB_NODE_CHECK_INTERVAL_MS (role, replay lag), and the one search for the
- * writer that a failover starts and every request in flight shares.
+ * DB_NODE_CHECK_INTERVAL_MS (role; the writer's WAL end and each replica's
+ * replay position, from which a replica's lag behind the writer follows: see
+ * the kernel's "replica lag"), and the one search for the writer that a
+ * failover starts and every request in flight shares.
  */
 import { Deferred, Duration, Effect, FiberId, FiberSet, Runtime, Schedule, type Scope } from "effect"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
@@ -24,9 +26,12 @@ export const NOT_WRITABLE = "NOT_WRITABLE"
 const DISCOVERY_POLL_MS = 250
 
 export interface TopologyConfig {
-  /** DB_REPLICA_MAX_LAG_MS: a replica further behind serves no reads */
+  /** DB_REPLICA_MAX_LAG_MS: a replica further behind the writer, or whose lag cannot be told, serves no reads */
   readonly replicaMaxLagMs: number
-  /** DB_NODE_CHECK_INTERVAL_MS: how often every node's role and lag are read */
+  /**
+   * DB_NODE_CHECK_INTERVAL_MS: how often every node's role and WAL position
+   * are read; with replicas at most a quarter of the lag limit (`Kernel.checkIntervalMs`)
+   */
   readonly nodeCheckIntervalMs: number
 }
 
@@ -47,15 +52,26 @@ interface Node<C> {
   state: Kernel.NodeState
 }
 
+interface ProbeRow {
+  in_recovery: boolean
+  read_only: boolean
+  wal_lsn: string | null
+  replay_lsn: string | null
+  block_size: number
+  segment_size: number
+}
+
+// WAL control functions fail in recovery, hence the CASE (the function is
+// volatile, so it is not evaluated ahead). The sizes place page headers (`walEnd`).
 const probeOf = <C extends PrismaClientLike>(client: C, timeoutMs: number, name: string) =>
   Effect.tryPromise({
     try: () =>
       client.$queryRaw`SELECT pg_is_in_recovery() AS in_recovery,
         current_setting('transaction_read_only') = 'on' AS read_only,
-        CASE WHEN NOT pg_is_in_recovery() THEN 0::float8
-             WHEN pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8
-             ELSE (EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::float8
-        END AS lag_ms` as Promise<ReadonlyArray<{ in_recovery: boolean; read_only: boolean; lag_ms: number | null }>>,
+        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END AS wal_lsn,
+        pg_last_wal_replay_lsn()::text AS replay_lsn,
+        current_setting('wal_block_size')::int AS block_size,
+        pg_size_bytes(current_setting('wal_segment_size'))::int AS segment_size` as Promise<ReadonlyArray<ProbeRow>>,
     catch: (error) => classify(error, { operation: `probe ${name}`, attempt: 1 })
   }).pipe(
     Effect.timeoutFail({
@@ -72,10 +88,12 @@ const probeOf = <C extends PrismaClientLike>(client: C, timeoutMs: number, name:
     }),
     Effect.map((rows): Kernel.Probe => {
       const row = rows[0]!
+      const wal = Kernel.parseLsn(row.wal_lsn)
       return {
         inRecovery: row.in_recovery,
         readOnly: row.read_only,
-        lagMs: row.lag_ms === null ? undefined : Math.max(0, Math.round(row.lag_ms))
+        walLsn: wal === undefined || row.in_recovery ? undefined : Kernel.walEnd(wal, row.block_size, row.segment_size),
+        replayLsn: row.in_recovery ? Kernel.parseLsn(row.replay_lsn) : undefined
       }
     })
   )
@@ -128,7 +146,7 @@ export interface Topology<C extends PrismaClientLike> {
 const initial = (name: string): Kernel.NodeState => ({
   name,
   role: "unknown",
-  lagMs: undefined,
+  replayLsn: undefined,
   checkedAt: 0,
   error: undefined
 })
@@ -165,6 +183,14 @@ export const make = <C extends PrismaClientLike>(
       writerNodes.push(nodeFor(name, options.url))
     }
     const active = plan !== undefined || replicaNodes.length > 0
+    if (replicaNodes.length > 0 && writerNodes.length === 0) {
+      // Without the writer's own connection string its WAL end cannot be read,
+      // so no replica's lag can be told: say so once rather than route silently.
+      yield* Effect.logWarning(
+        "Replicas are configured but the writer's connection string is not (no url / DATABASE_URL): " +
+          "their lag behind the writer cannot be measured, so they serve no reads"
+      )
+    }
     const writerMode = plan !== undefined && Kernel.needsWriter(plan.targetSessionAttrs)
     const attrs = plan?.targetSessionAttrs ?? "any"
     const probePool: PoolSettings = {
@@ -198,25 +224,39 @@ export const make = <C extends PrismaClientLike>(
     const probe = (node: Node<C>): Effect.Effect<Kernel.Probe | undefined> =>
       Effect.suspend(() => {
         node.probe ??= newClient({ ...probePool, connectionString: node.url })
-        return probeOf(node.probe, options.probeTimeoutMs, node.name)
-      }).pipe(
-        Effect.map((result): Kernel.Probe | undefined => result),
-        Effect.catchAll((error) => Effect.as(Effect.sync(() => record(node, undefined, describeRedacted(error))), undefined)),
-        Effect.tap((result) => result === undefined ? Effect.void : Effect.sync(() => record(node, result, undefined)))
-      )
-    const record = (node: Node<C>, result: Kernel.Probe | undefined, error: string | undefined) => {
+        // The writer's WAL end is dated when the probe leaves: a commit
+        // acknowledged before then is inside the position it answers.
+        const sentAt = Date.now()
+        return probeOf(node.probe, options.probeTimeoutMs, node.name).pipe(
+          Effect.map((result): Kernel.Probe | undefined => result),
+          Effect.catchAll((error) => Effect.as(Effect.sync(() => record(node, undefined, describeRedacted(error))), undefined)),
+          Effect.tap((result) => result === undefined ? Effect.void : Effect.sync(() => record(node, result, undefined, sentAt)))
+        )
+      })
+    // The writer's WAL end over time, against which every replica's replay is measured.
+    let history: Kernel.WriterHistory | undefined
+    // set by `start`: the node the queries go to
+    let writerName: () => string | undefined = () => undefined
+    const record = (node: Node<C>, result: Kernel.Probe | undefined, error: string | undefined, sentAt = 0) => {
       node.state = {
         name: node.name,
         role: Kernel.roleOf(result),
-        lagMs: result?.lagMs,
+        replayLsn: result?.replayLsn,
         checkedAt: Date.now(),
         error
+      }
+      if (result?.walLsn !== undefined && node.name === writerName()) {
+        history = Kernel.recordWriter(history, node.name, { at: sentAt, lsn: result.walLsn })
       }
       const labels = Metrics.nodeLabels(options.name, node.name)
       Metrics.nodeUp.unsafeUpdate(result === undefined ? 0 : 1, labels)
       Metrics.nodePrimary.unsafeUpdate(result !== undefined && !result.inRecovery ? 1 : 0, labels)
-      if (result?.lagMs !== undefined) Metrics.nodeReplayLag.unsafeUpdate(result.lagMs / 1000, labels)
     }
+    const checkEveryMs = Kernel.checkIntervalMs(config, replicaNodes.length)
+    const staleMs = 3 * checkEveryMs + options.probeTimeoutMs
+    /** how far behind the writer `state`'s node is at `now`, at most; undefined: cannot be told */
+    const lagOf = (state: Kernel.NodeState, now: number) =>
+      state.role === "replica" ? Kernel.lagOf(history, state.replayLsn, now, staleMs) : undefined
 
     const noWriter = (operation: string, attempt: number, message: string) =>
       new ConnectionError({ operation, attempt, safety: "before-send", code: NO_WRITER, message, cause: undefined })
@@ -276,6 +316,7 @@ export const make = <C extends PrismaClientLike>(
     const start: Topology<C>["start"] = (writer, onWriter) =>
       Effect.gen(function*() {
         if (!active) return
+        writerName = writer
         const runtime = yield* Effect.runtime<never>()
         const fibers = yield* FiberSet.make<void, never>()
         const runFork = Runtime.runFork(runtime)
@@ -340,6 +381,7 @@ export const make = <C extends PrismaClientLike>(
         const checkAll = Effect.gen(function*() {
           const all = [...nodes.values()]
           yield* Effect.forEach(all, probe, { concurrency: "unbounded", discard: true })
+          publishLag(Date.now())
           const current = writer()
           if (!writerMode || current === undefined || search !== undefined) return
           const state = nodes.get(current)?.state
@@ -348,7 +390,7 @@ export const make = <C extends PrismaClientLike>(
           }
         })
         yield* Effect.forkScoped(
-          Effect.repeat(checkAll, Schedule.spaced(Duration.millis(config.nodeCheckIntervalMs)))
+          Effect.repeat(checkAll, Schedule.spaced(Duration.millis(checkEveryMs)))
         )
       })
 
@@ -366,13 +408,13 @@ export const make = <C extends PrismaClientLike>(
     }
 
     let cursor = 0
-    const staleMs = 3 * config.nodeCheckIntervalMs + options.probeTimeoutMs
     const pick: Topology<C>["pick"] = (now) => {
-      const candidates = replicas.map((replica) => ({
-        state: nodes.get(replica.name)!.state,
-        admits: replica.breaker.state(now) !== "open"
-      }))
-      const picked = Kernel.pickReplica(candidates, Date.now(), { maxLagMs: config.replicaMaxLagMs, staleMs }, cursor)
+      const wallNow = Date.now()
+      const candidates = replicas.map((replica): Kernel.Candidate => {
+        const state = nodes.get(replica.name)!.state
+        return { state, admits: replica.breaker.state(now) !== "open", lagMs: lagOf(state, wallNow) }
+      })
+      const picked = Kernel.pickReplica(candidates, wallNow, { maxLagMs: config.replicaMaxLagMs, staleMs }, cursor)
       if ("index" in picked) {
         cursor = picked.index + 1
         return replicas[picked.index]!
@@ -381,21 +423,44 @@ export const make = <C extends PrismaClientLike>(
     }
 
     const replicaNames = new Set(replicas.map((replica) => replica.name))
+    /**
+     * db_node_replay_lag_seconds after each check: 0 on a primary, the lag
+     * on a replica, +Inf on a replica whose lag cannot be told and on an
+     * unreachable configured replica. Never 0 for "unknown", which is what
+     * the replica alone would say when cut off; +Inf (not NaN, which compares
+     * false with everything) lets a `> threshold` alert fire on it.
+     */
+    const publishLag = (now: number) => {
+      for (const node of nodes.values()) {
+        const { role } = node.state
+        const value = role === "primary"
+          ? 0
+          : role === "replica" || (role === "unreachable" && replicaNames.has(node.name))
+          ? (lagOf(node.state, now) ?? Infinity) / 1000
+          : undefined
+        if (value !== undefined) Metrics.nodeReplayLag.unsafeUpdate(value, Metrics.nodeLabels(options.name, node.name))
+      }
+    }
+
     const breakers = new Map(replicas.map((replica) => [replica.name, replica.breaker]))
-    const nodesNow: Topology<C>["nodes"] = (now, writer) =>
-      [...nodes.values()].map((node): NodeHealth => {
-        const { checkedAt, error, lagMs, role } = node.state
+    const nodesNow: Topology<C>["nodes"] = (now, writer) => {
+      const wallNow = Date.now()
+      return [...nodes.values()].map((node): NodeHealth => {
+        const { checkedAt, error, role } = node.state
         const breaker = breakers.get(node.name)
+        const lagMs = lagOf(node.state, wallNow)
         return {
           name: node.name,
           role,
           serves: node.name === writer ? "writer" : replicaNames.has(node.name) ? "replica" : "none",
-          ...(lagMs !== undefined && role === "replica" ? { lagMs } : {}),
-          ...(checkedAt === 0 ? {} : { checkedAgoMs: Math.max(0, Date.now() - checkedAt) }),
+          ...(lagMs === undefined ? {} : { lagMs }),
+          ...(role === "replica" ? { lag: Kernel.lagState(lagMs, config.replicaMaxLagMs) } : {}),
+          ...(checkedAt === 0 ? {} : { checkedAgoMs: Math.max(0, wallNow - checkedAt) }),
           ...(breaker === undefined ? {} : { circuit: breaker.state(now) }),
           ...(error === undefined ? {} : { error })
         }
       })
+    }
 
     return {
       active,

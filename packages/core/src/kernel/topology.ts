@@ -12,8 +12,13 @@ export interface Probe {
   readonly inRecovery: boolean
   /** `transaction_read_only` of a new session (`default_transaction_read_only`, or recovery) */
   readonly readOnly: boolean
-  /** replay lag in ms on a node in recovery; 0 on a primary; undefined when the node cannot tell */
-  readonly lagMs: number | undefined
+  /**
+   * on a node out of recovery: where its WAL ends now, every record it has
+   * inserted included (`walEnd` of `pg_current_wal_insert_lsn()`); undefined in recovery
+   */
+  readonly walLsn: bigint | undefined
+  /** on a node in recovery: the end of the last WAL record it replayed (`pg_last_wal_replay_lsn()`); undefined when it cannot tell */
+  readonly replayLsn: bigint | undefined
 }
 
 export type Role = "primary" | "replica" | "unreachable" | "unknown"
@@ -23,7 +28,8 @@ export interface NodeState {
   /** `host:port`: no credentials */
   readonly name: string
   readonly role: Role
-  readonly lagMs: number | undefined
+  /** the last probe's `Probe.replayLsn`: what the node has replayed at least (a position only grows) */
+  readonly replayLsn: bigint | undefined
   /** when it was last probed (the layer's clock), 0 before the first probe */
   readonly checkedAt: number
   /** the last probe's failure, credential-free */
@@ -131,6 +137,8 @@ export interface Candidate {
   readonly state: NodeState
   /** whether its circuit breaker lets an attempt through now */
   readonly admits: boolean
+  /** how far behind the writer it is now (`lagOf`); undefined when that cannot be told */
+  readonly lagMs: number | undefined
 }
 
 export interface RoutingConfig {
@@ -143,7 +151,8 @@ export interface RoutingConfig {
 /**
  * Picks the replica for the next opted-in read, round robin from `cursor`
  * over those that are replicas now, were probed recently, are within the lag
- * limit and whose breaker admits; or says why none is.
+ * limit and whose breaker admits; or says why none is. A replica whose lag
+ * cannot be told counts as too far behind.
  */
 export const pickReplica = (
   candidates: ReadonlyArray<Candidate>,
@@ -155,9 +164,9 @@ export const pickReplica = (
   let lagging = false
   for (let i = 0; i < candidates.length; i++) {
     const index = (cursor + i) % candidates.length
-    const { admits, state } = candidates[index]!
+    const { admits, lagMs, state } = candidates[index]!
     if (state.role !== "replica" || !admits || now - state.checkedAt > config.staleMs) continue
-    if (state.lagMs === undefined || state.lagMs > config.maxLagMs) {
+    if (lagState(lagMs, config.maxLagMs) !== "within") {
       lagging = true
       continue
     }
@@ -165,3 +174,153 @@ export const pickReplica = (
   }
   return { reason: lagging ? "lag" : "unavailable" }
 }
+
+// ------------------------------------------------------------ replica lag
+//
+// Lag is measured against the writer, never on the replica alone: a replica
+// cut off from its primary (or whose link is blackholed, while
+// pg_stat_wal_receiver still says `streaming`) has replayed all it received,
+// so "received = replayed", or `now() - pg_last_xact_replay_timestamp()` on
+// an idle writer, says nothing about what it is missing.
+//
+// Each node check reads the writer's WAL end and remembers when it saw it
+// (the time the probe was sent: a commit acknowledged before then is inside
+// that position). A replica that has replayed at least the position the
+// writer had at time T holds every commit acknowledged before T, so its lag
+// is at most now - T, with T the newest such sample. That bound is what
+// routing compares with DB_REPLICA_MAX_LAG_MS at the moment of each read: it
+// grows between checks even while nothing is known, so a replica that stops
+// replaying (cut, stalled, paused) leaves the rotation within the limit, and
+// a replica that cannot be judged (no recent writer position, a replay
+// position it cannot give, behind every sample kept) is too far behind.
+//
+// WAL positions rather than a heartbeat row: they need no table, no write
+// permission and no write traffic of the layer's own (a fleet of instances
+// would each write one), work on read-only roles, and compare nodes of one
+// cluster exactly whatever their clocks say. Positions are only comparable
+// within one writer's history, so a new writer (a failover) or a position
+// that went back (a rebuilt node) starts the history over.
+
+/** A `pg_lsn` ("16/B374D848") as a byte position; undefined for anything else. */
+export const parseLsn = (text: string | null | undefined): bigint | undefined => {
+  const match = typeof text === "string" ? /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(text) : null
+  return match === null ? undefined : (BigInt(`0x${match[1]}`) << 32n) + BigInt(`0x${match[2]}`)
+}
+
+// MAXALIGN'd XLogPageHeaderData and XLogLongPageHeaderData on 64-bit builds.
+const SHORT_PAGE_HEADER = 24n
+const LONG_PAGE_HEADER = 40n
+
+/**
+ * The end of the last WAL record inserted, from `pg_current_wal_insert_lsn()`.
+ * The insert position of an empty page points past the page's header, while
+ * a replica reports the end of the record it replayed, the page boundary
+ * itself: left as it is, a record that ends on a boundary would keep an idle
+ * writer a header's length ahead of a replica that has everything. The
+ * insert position (not `pg_current_wal_lsn()`, the write position) is used so
+ * that a commit acknowledged before its WAL was written
+ * (`synchronous_commit = off`) is still inside it.
+ */
+export const walEnd = (insertLsn: bigint, blockSize: number, segmentSize: number): bigint => {
+  const inSegment = insertLsn % BigInt(segmentSize)
+  if (inSegment === LONG_PAGE_HEADER) return insertLsn - LONG_PAGE_HEADER
+  if (inSegment >= BigInt(blockSize) && insertLsn % BigInt(blockSize) === SHORT_PAGE_HEADER) {
+    return insertLsn - SHORT_PAGE_HEADER
+  }
+  return insertLsn
+}
+
+/** The writer's WAL end at a moment (the layer's clock). */
+export interface WriterSample {
+  readonly at: number
+  readonly lsn: bigint
+}
+
+/** One writer's samples, oldest first, both `at` and `lsn` strictly increasing. */
+export interface WriterHistory {
+  readonly node: string
+  readonly samples: ReadonlyArray<WriterSample>
+}
+
+/** How many samples a history keeps: a replica behind all of them has a lag that cannot be told. */
+export const HISTORY_LIMIT = 1024
+
+/**
+ * `history` with `sample` of `node` added. A sample of another node, or one
+ * whose position went back, starts a new history; an older sample than the
+ * newest (probes that overlapped) adds nothing; the same position seen again
+ * moves the newest sample's time forward, so an idle writer keeps one.
+ */
+export const recordWriter = (
+  history: WriterHistory | undefined,
+  node: string,
+  sample: WriterSample,
+  limit: number = HISTORY_LIMIT
+): WriterHistory => {
+  const last = history?.samples[history.samples.length - 1]
+  if (history === undefined || last === undefined || history.node !== node) return { node, samples: [sample] }
+  if (sample.at <= last.at) return history
+  if (sample.lsn < last.lsn) return { node, samples: [sample] }
+  if (sample.lsn === last.lsn) return { node, samples: [...history.samples.slice(0, -1), sample] }
+  const samples = [...history.samples, sample]
+  return { node, samples: samples.length > limit ? samples.slice(samples.length - limit) : samples }
+}
+
+/** The time of the newest sample at or before `replayLsn`: everything acknowledged before it is replayed. */
+export const replayedAt = (history: WriterHistory, replayLsn: bigint): number | undefined => {
+  const { samples } = history
+  let lo = 0
+  let hi = samples.length - 1
+  let found: number | undefined
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1
+    if (samples[mid]!.lsn <= replayLsn) {
+      found = samples[mid]!.at
+      lo = mid + 1
+    } else {
+      hi = mid - 1
+    }
+  }
+  return found
+}
+
+/**
+ * How far behind the writer a replica that has replayed `replayLsn` is at
+ * `now`, at most; undefined when that cannot be told: no writer history, no
+ * writer sample within `staleMs` (the writer went unreachable), no replay
+ * position, or a replica behind every sample kept.
+ */
+export const lagOf = (
+  history: WriterHistory | undefined,
+  replayLsn: bigint | undefined,
+  now: number,
+  staleMs: number
+): number | undefined => {
+  if (history === undefined || replayLsn === undefined) return undefined
+  const newest = history.samples[history.samples.length - 1]
+  if (newest === undefined || now - newest.at > staleMs) return undefined
+  const at = replayedAt(history, replayLsn)
+  return at === undefined ? undefined : Math.max(0, now - at)
+}
+
+/** Whether a replica `lagMs` behind may serve reads: `unknown` counts as too far behind. */
+export type LagState = "within" | "over" | "unknown"
+
+export const lagState = (lagMs: number | undefined, maxLagMs: number): LagState =>
+  lagMs === undefined ? "unknown" : lagMs <= maxLagMs ? "within" : "over"
+
+/** The shortest node check interval the lag limit may ask for. */
+export const MIN_CHECK_INTERVAL_MS = 50
+
+/**
+ * How often the nodes are checked. With replicas, at least four times per
+ * lag limit: a replica's lag can only be known as of the last check, so
+ * between two checks it grows by the interval, and a healthy replica, whose
+ * replay trails the writer's newest sample by a moment under write load, is
+ * matched to the sample of the check before: up to two intervals behind
+ * before the next check catches it up.
+ */
+export const checkIntervalMs = (config: { readonly nodeCheckIntervalMs: number; readonly replicaMaxLagMs: number }, replicas: number): number =>
+  replicas === 0
+    ? config.nodeCheckIntervalMs
+    : Math.max(MIN_CHECK_INTERVAL_MS, Math.min(config.nodeCheckIntervalMs, Math.floor(config.replicaMaxLagMs / 4)))
