@@ -185,4 +185,11 @@ describe("kernel/topology", () => {
   ] as const)("checks the nodes at an interval: %s", (_, config, replicas, interval) => {
     expect(Topology.checkIntervalMs(config, replicas)).toBe(interval)
   })
+
+  it("sameServer: two nodes that answered as one server, by index", () => {
+    const probe = (server: string | undefined) => ({ inRecovery: false, readOnly: false, walLsn: undefined, replayLsn: undefined, server })
+    expect(Topology.sameServer([probe("127.0.0.1:5433@t1"), probe("127.0.0.1:5434@t2")])).toBeUndefined()
+    expect(Topology.sameServer([probe("127.0.0.1:5433@t1"), undefined, probe("127.0.0.1:5433@t1")])).toEqual([0, 2])
+    expect(Topology.sameServer([probe(undefined), probe(undefined)])).toBeUndefined()
+  })
 })

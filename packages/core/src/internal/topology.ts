@@ -19,6 +19,8 @@ import type { PoolSettings, PrismaClientLike } from "../Database.js"
 
 /** The `code` of the failure of a wait for the writer that ran out of budget. */
 export const NO_WRITER = "NO_WRITER"
+/** The `code` of a warm-up whose client factory connects every node to one server. */
+export const WRONG_SERVER = "WRONG_SERVER"
 /** The `code` of a probe that found the writer in recovery or read-only. */
 export const NOT_WRITABLE = "NOT_WRITABLE"
 
@@ -59,6 +61,7 @@ interface ProbeRow {
   replay_lsn: string | null
   block_size: number
   segment_size: number
+  server: string | null
 }
 
 // WAL control functions fail in recovery, hence the CASE (the function is
@@ -71,7 +74,9 @@ const probeOf = <C extends PrismaClientLike>(client: C, timeoutMs: number, name:
         CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END AS wal_lsn,
         pg_last_wal_replay_lsn()::text AS replay_lsn,
         current_setting('wal_block_size')::int AS block_size,
-        pg_size_bytes(current_setting('wal_segment_size'))::int AS segment_size` as Promise<ReadonlyArray<ProbeRow>>,
+        pg_size_bytes(current_setting('wal_segment_size'))::int AS segment_size,
+        coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port()::text, '') || '@' ||
+          pg_postmaster_start_time()::text AS server` as Promise<ReadonlyArray<ProbeRow>>,
     catch: (error) => classify(error, { operation: `probe ${name}`, attempt: 1 })
   }).pipe(
     Effect.timeoutFail({
@@ -93,7 +98,8 @@ const probeOf = <C extends PrismaClientLike>(client: C, timeoutMs: number, name:
         inRecovery: row.in_recovery,
         readOnly: row.read_only,
         walLsn: wal === undefined || row.in_recovery ? undefined : Kernel.walEnd(wal, row.block_size, row.segment_size),
-        replayLsn: row.in_recovery ? Kernel.parseLsn(row.replay_lsn) : undefined
+        replayLsn: row.in_recovery ? Kernel.parseLsn(row.replay_lsn) : undefined,
+        server: row.server ?? undefined
       }
     })
   )
@@ -267,6 +273,23 @@ export const make = <C extends PrismaClientLike>(
         : Effect.flatMap(
           Effect.forEach(writerNodes, probe, { concurrency: "unbounded" }),
           (probes) => {
+            const same = Kernel.sameServer(probes)
+            if (same !== undefined) {
+              const [a, b] = same.map((i) => writerNodes[i]!.name)
+              // Not retryable: every attempt would connect the same way.
+              return Effect.fail(
+                new ConnectionError({
+                  operation,
+                  attempt,
+                  safety: "never",
+                  code: WRONG_SERVER,
+                  message: `nodes ${a} and ${b} of the connection string answer as one server: the client factory ` +
+                    "does not connect where pool.connectionString says. Pass pool to the adapter whole " +
+                    "(new PrismaPg(pool)); overriding its connectionString defeats failover",
+                  cause: undefined
+                })
+              )
+            }
             const index = Kernel.choose(attrs, probes)
             if (index === undefined) {
               const seen = writerNodes.map((node) =>

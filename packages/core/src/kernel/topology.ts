@@ -19,6 +19,30 @@ export interface Probe {
   readonly walLsn: bigint | undefined
   /** on a node in recovery: the end of the last WAL record it replayed (`pg_last_wal_replay_lsn()`); undefined when it cannot tell */
   readonly replayLsn: bigint | undefined
+  /**
+   * The server that answered, as it sees itself (its address, port and start
+   * time): two nodes of one connection string that answer as one server
+   * were not connected where their strings say.
+   */
+  readonly server?: string | undefined
+}
+
+/**
+ * The first two nodes whose probes answered as the same server, by index, or
+ * undefined. A client factory that ignores `pool.connectionString` (spreading
+ * its own URL after `pool`) connects every node to one server, and failover
+ * then cannot reach the new writer: this is how that shows.
+ */
+export const sameServer = (probes: ReadonlyArray<Probe | undefined>): readonly [number, number] | undefined => {
+  const seen = new Map<string, number>()
+  for (let i = 0; i < probes.length; i++) {
+    const server = probes[i]?.server
+    if (server === undefined) continue
+    const first = seen.get(server)
+    if (first !== undefined) return [first, i]
+    seen.set(server, i)
+  }
+  return undefined
 }
 
 export type Role = "primary" | "replica" | "unreachable" | "unknown"

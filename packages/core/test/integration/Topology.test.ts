@@ -137,6 +137,26 @@ describe("a multi-host DATABASE_URL on real servers", () => {
       }).pipe(Effect.provide(layer), Effect.scoped)
     }), 60_000)
 
+  it.live("a client factory that overrides pool.connectionString fails warm-up at once: every node answers as one server", () =>
+    Effect.gen(function*() {
+      const [a, b] = yield* twoServers
+      const own = urls.get(b) ?? b.url
+      // The documented mistake: `{ ...pool, connectionString: url }` with the app's own URL.
+      const layer = Database.layer({
+        client: (settings) => makePrismaClient(own, { ...settings, connectionString: own }),
+        url: multiHost(a, b),
+        warmup,
+        pool
+      })
+      const error = yield* Effect.flip(Layer.build(layer).pipe(Effect.scoped))
+      expect(error._tag).toBe("WarmupError")
+      if (error._tag !== "WarmupError") return
+      expect(error.attempts).toBe(1)
+      expect(error.cause?.code).toBe("WRONG_SERVER")
+      expect(error.message).toMatch(/answer as one server: the client factory does not connect where pool.connectionString says/)
+      expect(error.message).not.toMatch(new RegExp(decodeURIComponent(new URL(a.url).password)))
+    }), 60_000)
+
   it.live("a malformed multi-host string fails the layer with a message that holds no credentials", () =>
     Effect.gen(function*() {
       const url = "postgresql://user:s3cret@127.0.0.1:1,127.0.0.1:99999/db?target_session_attrs=read-write"
