@@ -48,6 +48,7 @@ import {
   type Guard,
   guardedAttempt,
   newRecording,
+  oneCallKind,
   recordAttempt,
   type Recover,
   recordDuration,
@@ -745,31 +746,21 @@ const makeWith = <C extends PrismaClientLike>(
     ) => {
       const started = performance.now()
       const run = f as unknown as (client: C) => PromiseLike<A>
-      let recording = newRecording()
+      // One known call needs no recording view (the adapter's model calls:
+      // the hot path); any other query function runs on one per attempt.
+      const known = oneCallKind(queryOptions)
+      let recording = known === undefined ? newRecording() : undefined
       let first: PromiseLike<A>
       try {
-        first = recordAttempt(primary.client, run, recording)
+        first = recording === undefined ? run(primary.client) : recordAttempt(primary.client, run, recording)
       } catch (error) {
         // A query function that throws before returning its promise is a failed attempt, not a defect.
         first = Promise.reject(error)
       }
       // The Prisma calls actually made decide what a retry may do; a name
       // given in `operation` is only a name.
-      const name = queryOptions?.operation ?? recording.operation ?? "query"
-      // The most dangerous call of every fenced attempt: an async query
-      // function may make its write only after an await.
-      let worst = recording.kind
-      const kindNow = (): Exclude<OperationKind, "transaction"> =>
-        queryOptions?.kind ?? (worst === undefined ? "write" : worst)
-      const fence = (error: DatabaseError) => {
-        recording.fenced = true
-        if (recording.kind === "write" || worst === undefined) worst = recording.kind ?? worst
-        // One lazy read is safe to send again: health's canary when SELECT 1 cannot tell.
-        if (recording.calls === 1 && recording.kind === "read" && error._tag !== "CircuitOpenError" && isLazy(first)) {
-          guard.canary = () => f(primary.client as unknown as C2)
-        }
-      }
-      const kind = kindNow()
+      const name = queryOptions?.operation ?? recording?.operation ?? "query"
+      const kind = queryOptions?.kind ?? known ?? recording?.kind ?? "write"
       const config = queryOptions?.retry === undefined ? retryConfig : merge(retryConfig, queryOptions.retry)
       const deadlineMs = deadline ?? now + config.requestBudgetMs
 
@@ -779,13 +770,27 @@ const makeWith = <C extends PrismaClientLike>(
           ? Effect.withSpan(effect, "Database.attempt", { attributes: { "db.operation": name, attempt: n }, kind: "client" })
           : effect
       }
-      // A retry's attempt on whatever client is current, fenced when it fails.
-      const again = (n: number, timeoutMs: number) =>
-        attempt(n, () => {
-          recording = newRecording()
-          return recordAttempt(primary.client, run, recording)
-        }, timeoutMs).pipe(Effect.tapError((error) => Effect.sync(() => fence(error))))
+      // Everything below runs only after attempt 1 failed.
       const afterFirstFailure = (error: DatabaseError): Effect.Effect<A, DatabaseError> => {
+        // The most dangerous call of every attempt so far, each fenced once
+        // it failed: an async query function may write only after an await.
+        let worst = known ?? recording?.kind
+        const fence = (error: DatabaseError) => {
+          if (recording !== undefined) {
+            recording.fenced = true
+            if (recording.kind === "write" || worst === undefined) worst = recording.kind ?? worst
+          }
+          // One lazy read is safe to send again: health's canary when SELECT 1 cannot tell.
+          const oneRead = known === "read" || (recording?.calls === 1 && recording.kind === "read")
+          if (oneRead && error._tag !== "CircuitOpenError" && isLazy(first)) {
+            guard.canary = () => f(primary.client as unknown as C2)
+          }
+        }
+        const send = known !== undefined
+          ? () => run(primary.client)
+          : () => recordAttempt(primary.client, run, (recording = newRecording()))
+        const again = (n: number, timeoutMs: number) =>
+          attempt(n, send, timeoutMs).pipe(Effect.tapError((error) => Effect.sync(() => fence(error))))
         fence(error)
         // An eager promise (an async query function) that will never be
         // awaited must still be observed; a Prisma promise is lazy, and
@@ -806,7 +811,7 @@ const makeWith = <C extends PrismaClientLike>(
             config,
             operation: name,
             get kind() {
-              return kindNow()
+              return queryOptions?.kind ?? worst ?? "write"
             },
             deadlineMs,
             budget: guard.budget,

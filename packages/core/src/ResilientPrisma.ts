@@ -36,7 +36,9 @@ import {
   WarmupError
 } from "./Errors.js"
 import { health, type HealthReport } from "./Health.js"
+import { ONE_CALL } from "./internal/attempt.js"
 import { checkConnectionStrings, type ConnectionStrings, missingUrl } from "./internal/connection.js"
+import { kindOfCall, kindOfMethod } from "./kernel/safety.js"
 import { redact } from "./kernel/redact.js"
 import * as Metrics from "./Metrics.js"
 import * as RetryPolicy from "./RetryPolicy.js"
@@ -340,7 +342,8 @@ export const createResilientPrisma = <C extends PrismaClientLike>(
         let call = methods.get(method)
         if (call === undefined) {
           // Built once per model and method: a call allocates only its request.
-          const queryOptions: QueryOptions = { operation: `${model}.${method}` }
+          const name = `${model}.${method}`
+          const queryOptions = { operation: name, [ONE_CALL]: kindOfMethod(name) } as QueryOptions
           call = (...args) =>
             new LazyRequest(
               query,
@@ -354,7 +357,6 @@ export const createResilientPrisma = <C extends PrismaClientLike>(
     })
   }
 
-  const rawQueryOptions: QueryOptions = { operation: "$queryRaw" }
   const methods = {
     $ready: (): Promise<WarmupInfo> => {
       if (closed) return Promise.reject(disconnected("$ready"))
@@ -369,7 +371,10 @@ export const createResilientPrisma = <C extends PrismaClientLike>(
       request(txOptions?.operation ?? "$transaction", txOptions?.retry, (warm, deadlineMs) =>
         warm.run(within(warm.service.transaction(f, txOptions), deadlineMs))),
     $queryRaw: (...args: Array<unknown>) =>
-      new LazyRequest(query, (client: C) => (client.$queryRaw as unknown as Method)(...args), rawQueryOptions),
+      new LazyRequest(query, (client: C) => (client.$queryRaw as unknown as Method)(...args), {
+        operation: "$queryRaw",
+        [ONE_CALL]: kindOfCall("$queryRaw", args) ?? "write"
+      } as QueryOptions),
     $health: (): Promise<HealthReport> => {
       if (closed) return healthFailure("shutting_down", "the client was disconnected ($disconnect)")
       const checked = generation()

@@ -332,6 +332,18 @@ export const FENCED_MESSAGE = "its attempt had already failed or timed out, so t
 
 export const newRecording = (): Recording => ({ operation: undefined, kind: undefined, calls: 0, fenced: false })
 
+/**
+ * Set on the options of a query function that makes exactly one call, of
+ * this kind, named by `operation` (the Promise adapter's model calls and
+ * `$queryRaw`): it needs no recording view, and its one call is made before
+ * the attempt can settle, so there is nothing to fence.
+ */
+export const ONE_CALL: unique symbol = Symbol("prisma-resilience/one-call")
+
+/** The kind `options` declare with `ONE_CALL`, if they do. */
+export const oneCallKind = (options: object | undefined): "read" | "write" | undefined =>
+  (options as { [ONE_CALL]?: "read" | "write" } | undefined)?.[ONE_CALL]
+
 const note = (recording: Recording, name: string, args: ReadonlyArray<unknown>) => {
   if (recording.fenced) throw new Error(`${name}: ${FENCED_MESSAGE}`)
   recording.operation ??= name
