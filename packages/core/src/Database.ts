@@ -6,34 +6,26 @@
  */
 import {
   Clock,
-  Config,
   type ConfigError,
   Context,
   Duration,
   Effect,
-  Exit,
   type Fiber,
   Layer,
   FiberRef,
   Metric,
-  type MetricLabel,
   Option,
-  Redacted,
   Ref,
   Runtime,
   Schedule,
   type Scope
 } from "effect"
-import { classify } from "./Classify.js"
-import type { HealthReport } from "./Health.js"
 import { check as checkHealth } from "./internal/health.js"
 import {
   ConnectionError,
   type DatabaseError,
   EmptyResponseError,
   type HealthError,
-  type NodeHealth,
-  type OperationKind,
   QueryError,
   RetryConfigError,
   type RetrySafety,
@@ -64,486 +56,42 @@ import {
 } from "./internal/serverDeadline.js"
 import { checkConnectionStrings, missingUrl } from "./internal/connection.js"
 import { healthProbe } from "./internal/healthProbe.js"
+import { disconnectQuietly, warmUp } from "./internal/warmup.js"
 import * as Topology from "./internal/topology.js"
-import { isPoolWait, isStartupParameterRejected } from "./kernel/classify.js"
+import { isPoolWait } from "./kernel/classify.js"
 import * as TopologyKernel from "./kernel/topology.js"
 import * as QueryHealth from "./kernel/queryHealth.js"
-import { redact } from "./kernel/redact.js"
 import { describe } from "./internal/describe.js"
 import * as Metrics from "./Metrics.js"
 import * as RetryBudget from "./RetryBudget.js"
 import * as RetryPolicy from "./RetryPolicy.js"
-import * as Setting from "./Setting.js"
+import {
+  config,
+  connectionConfig,
+  defaults,
+  resolveSettings,
+  serverLimits
+} from "./DatabaseConfig.js"
+import type {
+  DatabaseService,
+  DatabaseState,
+  HealthReport,
+  LayerOptions,
+  PoolSettings,
+  PrismaClientLike,
+  QueryOptions,
+  ServerTimeoutConfig,
+  Settings,
+  TransactionClient,
+  TransactionOptions
+} from "./DatabaseService.js"
 
-/** What the layer needs of a Prisma client; `PrismaClient` satisfies it. */
-export interface PrismaClientLike {
-  $connect(): Promise<void>
-  $disconnect(): Promise<void>
-  $queryRaw(query: TemplateStringsArray, ...values: Array<any>): PromiseLike<unknown>
-  $transaction(...args: Array<any>): PromiseLike<unknown>
-}
-
-/** The client Prisma hands an interactive transaction function. */
-export type TransactionClient<C> = C extends { $transaction(fn: (tx: infer T) => Promise<any>, ...rest: any): any } ? T
-  : never
-
-/**
- * Pool settings handed to `options.client`; pass them to `PrismaPg`/`pg.Pool`.
- * The server-side limits (ms, under pg's own names; pg sends them as startup
- * parameters) are set by the layer from the attempt timeout while
- * DB_SERVER_TIMEOUTS is on, so that the server cancels a statement just
- * before the client gives up on it; a value given in `options.pool` wins.
- */
-export interface PoolSettings {
-  /** DB_POOL_MAX, default 10 */
-  readonly max: number
-  /** DB_CONNECT_TIMEOUT_MS, default 2000; never pg's wait-forever 0 */
-  readonly connectionTimeoutMillis: number
-  /** DB_POOL_IDLE_TIMEOUT_MS, default 10000 */
-  readonly idleTimeoutMillis: number
-  /** the attempt timeout less DB_SERVER_TIMEOUT_MARGIN_MS */
-  readonly statement_timeout?: number
-  /** the same as `statement_timeout`: a lock wait fails with 55P03 instead of 57014 */
-  readonly lock_timeout?: number
-  /** the attempt timeout: no transaction of the layer idles that long, a leaked one does */
-  readonly idle_in_transaction_session_timeout?: number
-  /**
-   * The node to connect to, when the layer was given `url` (or read
-   * DATABASE_URL): the writer a multi-host string leads to, a replica, or the
-   * plain string as it is. Pass it to `PrismaPg`/`pg.Pool`; never log it.
-   */
-  readonly connectionString?: string
-}
-
-/** The limits the server enforces on each attempt (see `PoolSettings`). */
-export interface ServerTimeoutConfig {
-  /**
-   * DB_SERVER_TIMEOUTS, default true: hand `statement_timeout`, `lock_timeout`
-   * and `idle_in_transaction_session_timeout` to the client factory. Turn it
-   * off behind a pooler that refuses startup parameters; transactions still
-   * set their own limit with `SET LOCAL`.
-   */
-  readonly enabled: boolean
-  /**
-   * DB_SERVER_TIMEOUT_MARGIN_MS, default 100: how much sooner than the client
-   * the server cancels, so that the cancellation, not the client's timer, ends
-   * the attempt and its connection is free before any retry starts.
-   */
-  readonly marginMs: number
-}
-
-export interface PoolStats {
-  readonly totalCount: number
-  readonly idleCount: number
-  readonly waitingCount: number
-}
-
-export interface WarmupConfig {
-  /** DB_WARMUP_TIMEOUT_MS, default 30000: the whole warm-up, all attempts */
-  readonly timeoutMs: number
-  /** DB_WARMUP_ATTEMPT_TIMEOUT_MS, default 5000: one connect + probe */
-  readonly attemptTimeoutMs: number
-  /** DB_WARMUP_BACKOFF_MS, default 100: first delay, doubled up to the cap */
-  readonly backoffMs: number
-  /** DB_WARMUP_BACKOFF_MAX_MS, default 1000 */
-  readonly backoffMaxMs: number
-  /** DB_HEALTH_TIMEOUT_MS, default 1000: the health probe's timeout */
-  readonly healthTimeoutMs: number
-  /** DB_SHUTDOWN_TIMEOUT_MS, default 5000: bound on `$disconnect` */
-  readonly shutdownTimeoutMs: number
-}
-
-export const poolDefaults: PoolSettings = { max: 10, connectionTimeoutMillis: 2000, idleTimeoutMillis: 10_000 }
-
-export const serverTimeoutDefaults: ServerTimeoutConfig = { enabled: true, marginMs: 100 }
-
-export const warmupDefaults: WarmupConfig = {
-  timeoutMs: 30_000,
-  attemptTimeoutMs: 5000,
-  backoffMs: 100,
-  backoffMaxMs: 1000,
-  healthTimeoutMs: 1000,
-  shutdownTimeoutMs: 5000
-}
-
-/** DB_POOL_MAX, DB_CONNECT_TIMEOUT_MS, DB_POOL_IDLE_TIMEOUT_MS */
-export const poolConfig: Config.Config<PoolSettings> = Config.all({
-  max: Setting.integer("DB_POOL_MAX", poolDefaults.max, { min: 1, range: "a positive integer" }),
-  connectionTimeoutMillis: Setting.milliseconds("DB_CONNECT_TIMEOUT_MS", poolDefaults.connectionTimeoutMillis),
-  idleTimeoutMillis: Setting.milliseconds("DB_POOL_IDLE_TIMEOUT_MS", poolDefaults.idleTimeoutMillis)
-})
-
-/** DB_SERVER_TIMEOUTS, DB_SERVER_TIMEOUT_MARGIN_MS */
-export const serverTimeoutConfig: Config.Config<ServerTimeoutConfig> = Config.all({
-  enabled: Setting.boolean("DB_SERVER_TIMEOUTS", serverTimeoutDefaults.enabled),
-  marginMs: Setting.milliseconds("DB_SERVER_TIMEOUT_MARGIN_MS", serverTimeoutDefaults.marginMs, 0)
-})
-
-/**
- * The server-side limits `policy` and `server` ask for, as `pg.Pool` settings;
- * none while `server.enabled` is off.
- */
-export const serverLimits = (
-  policy: RetryPolicy.RetryConfig,
-  server: ServerTimeoutConfig
-): Pick<PoolSettings, "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout"> => {
-  if (!server.enabled) return {}
-  const statement = Math.max(1, policy.attemptTimeoutMs - server.marginMs)
-  return { statement_timeout: statement, lock_timeout: statement, idle_in_transaction_session_timeout: policy.attemptTimeoutMs }
-}
-
-/** DB_WARMUP_TIMEOUT_MS, DB_WARMUP_ATTEMPT_TIMEOUT_MS, DB_WARMUP_BACKOFF_MS, DB_WARMUP_BACKOFF_MAX_MS, DB_HEALTH_TIMEOUT_MS, DB_SHUTDOWN_TIMEOUT_MS */
-export const warmupConfig: Config.Config<WarmupConfig> = Config.all({
-  timeoutMs: Setting.milliseconds("DB_WARMUP_TIMEOUT_MS", warmupDefaults.timeoutMs),
-  attemptTimeoutMs: Setting.milliseconds("DB_WARMUP_ATTEMPT_TIMEOUT_MS", warmupDefaults.attemptTimeoutMs),
-  backoffMs: Setting.milliseconds("DB_WARMUP_BACKOFF_MS", warmupDefaults.backoffMs),
-  backoffMaxMs: Setting.milliseconds("DB_WARMUP_BACKOFF_MAX_MS", warmupDefaults.backoffMaxMs),
-  healthTimeoutMs: Setting.milliseconds("DB_HEALTH_TIMEOUT_MS", warmupDefaults.healthTimeoutMs),
-  shutdownTimeoutMs: Setting.milliseconds("DB_SHUTDOWN_TIMEOUT_MS", warmupDefaults.shutdownTimeoutMs)
-})
-
-export interface QueryOptions {
-  /** names the query in logs, spans and metrics; recorded from the client call when omitted */
-  readonly operation?: string
-  /**
-   * `read` retries after ambiguous errors; `write` does not; `idempotent-write`
-   * (e.g. an upsert keyed by an idempotency key) does. Inferred from the Prisma
-   * method when omitted: find*, count, aggregate, groupBy, $queryRaw are reads.
-   */
-  readonly kind?: Exclude<OperationKind, "transaction">
-  /**
-   * overrides of the layer's retry policy for this call; an attempt timeout
-   * other than the layer's brings its own server-side limit (a one-statement
-   * transaction with `SET LOCAL`, three more round trips) when `f` returns a
-   * Prisma promise
-   */
-  readonly retry?: Partial<RetryPolicy.RetryConfig>
-  /**
-   * Lets a read go to a replica (`replicaUrls`) that is up and within
-   * DB_REPLICA_MAX_LAG_MS; to the writer when none is, when this fiber wrote
-   * before (read-your-writes), or when the replica's attempt fails. A write
-   * ignores it.
-   */
-  readonly replica?: boolean
-}
-
-export type IsolationLevel = "ReadUncommitted" | "ReadCommitted" | "RepeatableRead" | "Serializable"
-
-export interface TransactionOptions {
-  readonly operation?: string
-  readonly isolationLevel?: IsolationLevel
-  /** ms to wait for a connection to start the transaction (Prisma's maxWait) */
-  readonly maxWait?: number
-  /**
-   * The function is re-run whole on conflicts, and when the connection failed
-   * before COMMIT or `txid_status` says the COMMIT was rolled back. Declare it
-   * idempotent to have it re-run also when the commit outcome stays unknown.
-   */
-  readonly idempotent?: boolean
-  readonly retry?: Partial<RetryPolicy.RetryConfig>
-  /** A read-only transaction that may run on a replica, as `QueryOptions.replica`; one attempt there, then the writer. */
-  readonly replica?: boolean
-}
-
-export interface WarmupInfo {
-  readonly durationMs: number
-  readonly attempts: number
-}
-
-export type DatabaseState = "serving" | "shutting_down"
-
-export interface DatabaseService<C = any> {
-  /**
-   * Runs `f` (which returns a Prisma promise) with the attempt timeout,
-   * classification and the retry policy; `f` runs again for each attempt.
-   */
-  readonly query: <A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) => Effect.Effect<A, DatabaseError>
-  /**
-   * An interactive transaction, run again whole on transaction conflicts. It
-   * runs with a transaction-local limit (`SET LOCAL`) from what is left of its
-   * attempt, and records its transaction id before COMMIT: when the
-   * connection fails during COMMIT, `txid_status` decides. Committed: it
-   * succeeds with the value `f` returned before COMMIT (nothing is run
-   * again); rolled back: it runs again like a conflict; unknown: the
-   * ambiguous error.
-   */
-  readonly transaction: <A>(
-    f: (tx: TransactionClient<C>) => Promise<A>,
-    options?: TransactionOptions
-  ) => Effect.Effect<A, DatabaseError>
-  /** One `SELECT 1` bounded by `timeoutMs`, no retry; succeeds with its latency in ms. */
-  readonly ping: (timeoutMs?: number) => Effect.Effect<number, DatabaseError>
-  /**
-   * Health's probe: `ping` that takes the circuit breaker's half-open slot
-   * when it is due (and fails with `CircuitOpenError`, sending nothing, while
-   * the breaker is open), and that ends a spell of failed queries once it has
-   * proved the query path works again, so health recovers with no other
-   * traffic. See `internal/healthProbe`.
-   */
-  readonly probe: Effect.Effect<number, DatabaseError>
-  readonly warmup: WarmupInfo
-  readonly retryConfig: RetryPolicy.RetryConfig
-  readonly warmupConfig: WarmupConfig
-  readonly state: Effect.Effect<DatabaseState>
-  /** Readiness turns false (health fails `shutting_down`) while queries still work. */
-  readonly beginShutdown: Effect.Effect<void>
-  /** Current pool counts, when the layer was given `poolStats`. */
-  readonly poolStats: Effect.Effect<PoolStats | undefined>
-  /** The circuit breaker's state now, and ms until it lets a probe through. */
-  readonly circuit: Effect.Effect<{ readonly state: CircuitBreaker.State; readonly retryAfterMs: number }>
-  /** Tokens left in the shared retry budget. */
-  readonly retryBudgetTokens: Effect.Effect<number>
-  /** Why the queries are not working now (consecutive failures, a stall), or undefined. */
-  readonly queryPath: Effect.Effect<QueryHealth.Degraded | undefined>
-  /** Every node with its role and lag, for a database with several (a multi-host URL, replicas); else undefined. */
-  readonly nodes: Effect.Effect<ReadonlyArray<NodeHealth> | undefined>
-}
-
-export interface LayerOptions<C extends PrismaClientLike> {
-  /** Builds a new client. Called again for each warm-up attempt after a failed one. */
-  readonly client: (pool: PoolSettings) => C
-  /** Reads pool counts from a client, for the pool gauges. */
-  readonly poolStats?: (client: C) => PoolStats | undefined
-  /**
-   * Names this database in the labels of its gauges (`db_circuit_state`,
-   * `db_retry_budget_tokens`, `db_ready`, pool gauges), so that two databases
-   * of one process do not overwrite each other; default: the Tag's key.
-   */
-  readonly name?: string
-  readonly retry?: Partial<RetryPolicy.RetryConfig>
-  readonly warmup?: Partial<WarmupConfig>
-  readonly pool?: Partial<PoolSettings>
-  readonly serverTimeouts?: Partial<ServerTimeoutConfig>
-  readonly retryBudget?: Partial<RetryBudget.RetryBudgetConfig>
-  readonly circuitBreaker?: Partial<CircuitBreaker.CircuitBreakerConfig>
-  readonly health?: Partial<HealthConfig>
-  /**
-   * The connection string (`layerConfig`: DATABASE_URL). A plain one is handed
-   * to `client` as `pool.connectionString` unchanged. One that lists several
-   * hosts (`postgresql://app@127.0.0.1:5433,127.0.0.1:5434/app?target_session_attrs=read-write`)
-   * makes the layer connect to the node libpq would choose, and with
-   * `read-write` or `primary` find the new writer after a failover.
-   */
-  readonly url?: string | Redacted.Redacted<string> | undefined
-  /** Replicas for opted-in reads (`layerConfig`: DATABASE_REPLICA_URLS), one single-host string each. */
-  readonly replicaUrls?: ReadonlyArray<string | Redacted.Redacted<string>> | undefined
-  readonly topology?: Partial<TopologyConfig>
-}
-
-/** How the layer watches the nodes of a multi-host string and its replicas. */
-export type TopologyConfig = Topology.TopologyConfig
-
-export const topologyDefaults: TopologyConfig = Topology.defaults
-
-/** DB_REPLICA_MAX_LAG_MS (default 1000), DB_NODE_CHECK_INTERVAL_MS (default 1000) */
-export const topologyConfig: Config.Config<TopologyConfig> = Config.all({
-  replicaMaxLagMs: Setting.milliseconds("DB_REPLICA_MAX_LAG_MS", topologyDefaults.replicaMaxLagMs, 0),
-  nodeCheckIntervalMs: Setting.milliseconds("DB_NODE_CHECK_INTERVAL_MS", topologyDefaults.nodeCheckIntervalMs)
-})
-
-/** DATABASE_URL and DATABASE_REPLICA_URLS (whitespace- or comma-separated), both optional. */
-export const connectionConfig: Config.Config<{
-  readonly url: Option.Option<Redacted.Redacted<string>>
-  readonly replicaUrls: Option.Option<Redacted.Redacted<string>>
-}> = Config.all({
-  url: Config.option(Config.redacted("DATABASE_URL")),
-  replicaUrls: Config.option(Config.redacted("DATABASE_REPLICA_URLS"))
-})
-
-/** What health learns from the queries themselves (see `kernel/queryHealth`). */
-export type HealthConfig = QueryHealth.QueryHealthConfig
-
-export const healthDefaults: HealthConfig = QueryHealth.defaults
-
-/** DB_HEALTH_FAILED_QUERIES (default 3; 0 disables), DB_HEALTH_STALL_MS (default 1000; 0 disables) */
-export const healthConfig: Config.Config<HealthConfig> = Config.all({
-  failedQueries: Setting.integer("DB_HEALTH_FAILED_QUERIES", healthDefaults.failedQueries, {
-    min: 0,
-    range: "0 (disabled) or a positive integer"
-  }),
-  stallMs: Setting.milliseconds("DB_HEALTH_STALL_MS", healthDefaults.stallMs, 0)
-})
-
-/** Every setting of a `Database`, resolved. */
-export interface Settings {
-  readonly retry: RetryPolicy.RetryConfig
-  readonly warmup: WarmupConfig
-  readonly pool: PoolSettings
-  readonly serverTimeouts: ServerTimeoutConfig
-  readonly retryBudget: RetryBudget.RetryBudgetConfig
-  readonly circuitBreaker: CircuitBreaker.CircuitBreakerConfig
-  readonly health: HealthConfig
-  readonly topology: TopologyConfig
-}
-
-export const defaults: Settings = {
-  retry: RetryPolicy.defaults,
-  warmup: warmupDefaults,
-  pool: poolDefaults,
-  serverTimeouts: serverTimeoutDefaults,
-  retryBudget: RetryBudget.defaults,
-  circuitBreaker: CircuitBreaker.defaults,
-  health: healthDefaults,
-  topology: topologyDefaults
-}
-
-/** Every `DB_*` setting, read from the environment and checked, with the documented defaults. */
-export const config: Config.Config<Settings> = Config.all({
-  retry: RetryPolicy.config,
-  warmup: warmupConfig,
-  pool: poolConfig,
-  serverTimeouts: serverTimeoutConfig,
-  retryBudget: RetryBudget.config,
-  circuitBreaker: CircuitBreaker.config,
-  health: healthConfig,
-  topology: topologyConfig
-})
-
-/** The settings of `options`, with `base` for every one not given. */
-export const resolveSettings = <C extends PrismaClientLike>(options: LayerOptions<C>, base: Settings): Settings => ({
-  retry: { ...base.retry, ...options.retry },
-  warmup: { ...base.warmup, ...options.warmup },
-  pool: { ...base.pool, ...options.pool },
-  serverTimeouts: { ...base.serverTimeouts, ...options.serverTimeouts },
-  retryBudget: { ...base.retryBudget, ...options.retryBudget },
-  circuitBreaker: { ...base.circuitBreaker, ...options.circuitBreaker },
-  health: { ...base.health, ...options.health },
-  topology: { ...base.topology, ...options.topology }
-})
+export * from "./DatabaseConfig.js"
+export type * from "./DatabaseService.js"
 
 // The default tracer is Effect's own; while it is in place nobody collects
 // spans, and the query path skips creating them.
 const defaultTracer = Effect.runSync(Effect.tracer)
-
-const disconnectQuietly = (client: PrismaClientLike, timeoutMs: number) =>
-  Effect.tryPromise(() => client.$disconnect()).pipe(
-    Effect.timeout(Duration.millis(timeoutMs)),
-    Effect.catchAll((error) => Effect.logDebug(`disconnect failed: ${redact(String(error))}`))
-  )
-
-const warmUp = <C extends PrismaClientLike>(
-  options: LayerOptions<C>,
-  pool: PoolSettings,
-  config: WarmupConfig,
-  labels: ReadonlyArray<MetricLabel.MetricLabel>,
-  topology: Topology.Topology<C>
-) =>
-  Effect.gen(function*() {
-    const started = yield* Clock.currentTimeMillis
-    const attempts = yield* Ref.make(0)
-    const lastError = yield* Ref.make<DatabaseError | undefined>(undefined)
-    let poolUsed = pool
-    // Exported from the start, so that "not ready" is a 0 and not a missing series.
-    yield* Metric.set(Metric.taggedWithLabels(Metrics.ready, labels), 0)
-    yield* Effect.logInfo(`Warmup started (timeout ${config.timeoutMs} ms)`)
-
-    const attempt = Effect.gen(function*() {
-      const n = yield* Ref.updateAndGet(attempts, (k) => k + 1)
-      const context = { operation: "warmup", attempt: n }
-      // The writer of a multi-host string may change between attempts.
-      const target = yield* topology.target("warmup", n).pipe(
-        Effect.tapError((error) => Ref.set(lastError, error)),
-        Effect.tapError((error) => Effect.logWarning(`Warmup attempt ${n} failed: ${describe(error)}`))
-      )
-      // A client whose connect failed may hold a broken pool: each attempt
-      // builds a fresh one and disposes of it on failure.
-      const client = yield* Effect.try({
-        try: () => options.client(target.url === undefined ? poolUsed : { ...poolUsed, connectionString: target.url }),
-        catch: (e) => classify(e, context)
-      })
-      const probe = Effect.tryPromise({ try: () => client.$connect(), catch: (e) => classify(e, context) }).pipe(
-        Effect.zipRight(
-          Effect.tryPromise({ try: () => client.$queryRaw`SELECT 1`, catch: (e) => classify(e, context) })
-        ),
-        Effect.zipRight(topology.verify(client, target.node)),
-        Effect.timeoutFail({
-          duration: Duration.millis(config.attemptTimeoutMs),
-          onTimeout: () =>
-            new TimeoutError({
-              ...context,
-              safety: "ambiguous",
-              code: "WARMUP_ATTEMPT_TIMEOUT",
-              message: `connect and probe took longer than ${config.attemptTimeoutMs} ms`,
-              cause: undefined
-            })
-        })
-      )
-      return yield* probe.pipe(
-        Effect.as({ client, node: target.node }),
-        Effect.tapError((error) =>
-          Effect.zipRight(
-            Ref.set(lastError, error),
-            Effect.logWarning(
-              `Warmup attempt ${n} failed: ${error._tag}${error.code ? ` (${error.code})` : ""}: ${error.message}`
-            )
-          )
-        ),
-        // Interruption (the warm-up timeout) must not leak the client either.
-        Effect.onExit((exit) => Exit.isFailure(exit) ? disconnectQuietly(client, config.shutdownTimeoutMs) : Effect.void)
-      )
-    })
-
-    // A pooler that refuses the limits as startup parameters would fail every
-    // connection for good: the service runs on without them, and says so.
-    const withoutRefusedLimits = attempt.pipe(
-      Effect.catchIf(
-        (error) => poolUsed.statement_timeout !== undefined && isStartupParameterRejected(error.message),
-        (error) =>
-          Effect.gen(function*() {
-            const {
-              idle_in_transaction_session_timeout: _idle,
-              lock_timeout: _lock,
-              statement_timeout: _statement,
-              ...rest
-            } = poolUsed
-            poolUsed = rest
-            yield* Effect.logWarning(
-              `The server refused the connection-level limits (${error.message}), as PgBouncer does with startup ` +
-                "parameters it does not know: connecting without them, so only transactions get a server-side limit " +
-                "(SET LOCAL). Set DB_SERVER_TIMEOUTS=false to connect this way from the start, and ALTER ROLE … SET " +
-                "statement_timeout for a limit on single queries"
-            )
-            return yield* attempt
-          })
-      )
-    )
-
-    const backoff = Schedule.exponential(Duration.millis(config.backoffMs)).pipe(
-      Schedule.union(Schedule.spaced(Duration.millis(config.backoffMaxMs))),
-      Schedule.whileInput((error: DatabaseError) => error.safety !== "never")
-    )
-
-    const failure = (reason: string) =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        const cause = yield* Ref.get(lastError)
-        const n = yield* Ref.get(attempts)
-        return new WarmupError({
-          attempts: n,
-          elapsedMs: now - started,
-          message: `Warmup failed after ${n} attempt(s) in ${now - started} ms: ${reason}` +
-            (cause ? `; last error ${cause._tag}${cause.code ? ` (${cause.code})` : ""}: ${cause.message}` : ""),
-          cause
-        })
-      })
-
-    const { client, node } = yield* withoutRefusedLimits.pipe(
-      Effect.retry(backoff),
-      Effect.catchAll((error) => Effect.flatMap(failure(error.safety === "never" ? "not retryable" : "gave up"), Effect.fail)),
-      Effect.timeoutFail({ duration: Duration.millis(config.timeoutMs), onTimeout: () => undefined }),
-      Effect.catchAll((error) =>
-        error === undefined ? Effect.flatMap(failure(`timed out after ${config.timeoutMs} ms`), Effect.fail) : Effect.fail(error)
-      ),
-      Effect.tapError((error) => Effect.logError(error.message))
-    )
-    const finished = yield* Clock.currentTimeMillis
-    const info: WarmupInfo = { durationMs: finished - started, attempts: yield* Ref.get(attempts) }
-    yield* Metric.set(Metric.taggedWithLabels(Metrics.warmupDuration, labels), info.durationMs / 1000)
-    yield* Effect.logInfo(
-      `Warmup complete in ${info.durationMs} ms (${info.attempts} attempt(s))${node === undefined ? "" : `; writer ${node}`}`
-    )
-    return { client, info, pool: poolUsed, node }
-  }).pipe(Effect.withSpan("Database.warmup"))
 
 const merge = (base: RetryPolicy.RetryConfig, override: Partial<RetryPolicy.RetryConfig> | undefined) =>
   override === undefined ? base : { ...base, ...override }

@@ -7,17 +7,10 @@
  */
 import { Effect } from "effect"
 import { Database } from "./Database.js"
-import type { HealthError, NodeHealth } from "./Errors.js"
+import type { HealthError } from "./Errors.js"
+import type { HealthReport } from "./DatabaseService.js"
 import { check } from "./internal/health.js"
 
-export interface HealthReport {
-  readonly status: "pass"
-  /** round trip of the `SELECT 1` probe */
-  readonly latencyMs: number
-  readonly warmupMs: number
-  readonly warmupAttempts: number
-  /** the nodes, for a database with several (a multi-host URL, replicas) */
-  readonly nodes?: ReadonlyArray<NodeHealth> | undefined
-}
+export type { HealthReport } from "./DatabaseService.js"
 
 export const health: Effect.Effect<HealthReport, HealthError, Database> = Effect.flatMap(Database, check)

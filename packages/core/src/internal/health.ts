@@ -3,9 +3,8 @@
  * `Database`) and every `Database.Tag`'s `health`.
  */
 import { Effect } from "effect"
-import type { DatabaseService } from "../Database.js"
+import type { DatabaseService, HealthReport } from "../DatabaseService.js"
 import { type DatabaseError, HealthError, type HealthFailureReason } from "../Errors.js"
-import type { HealthReport } from "../Health.js"
 import * as Metrics from "../Metrics.js"
 import { NOT_WRITABLE } from "./topology.js"
 

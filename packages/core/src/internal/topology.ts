@@ -15,7 +15,7 @@ import * as Metrics from "../Metrics.js"
 import { describe } from "./describe.js"
 import { redact } from "../kernel/redact.js"
 import * as Kernel from "../kernel/topology.js"
-import type { PoolSettings, PrismaClientLike } from "../Database.js"
+import type { PoolSettings, PrismaClientLike } from "../DatabaseService.js"
 
 /** The `code` of the failure of a wait for the writer that ran out of budget. */
 export const NO_WRITER = "NO_WRITER"

@@ -1,0 +1,254 @@
+/**
+ * The types a `Database` is made of and offers: the service itself, its
+ * options and settings, and what it needs of a Prisma client. Shared by the
+ * layer (`Database`), its settings (`DatabaseConfig`), health and the
+ * Promise adapter, so that none of them imports another's implementation.
+ *
+ * @since 0.2.0
+ */
+import type { Effect, Redacted } from "effect"
+import type * as CircuitBreaker from "./kernel/circuitBreaker.js"
+import type { DatabaseError, NodeHealth, OperationKind } from "./Errors.js"
+import type * as QueryHealth from "./kernel/queryHealth.js"
+import type { RetryBudgetConfig } from "./kernel/retryBudget.js"
+import type { RetryConfig } from "./kernel/retryPolicy.js"
+
+/** What the layer needs of a Prisma client; `PrismaClient` satisfies it. */
+export interface PrismaClientLike {
+  $connect(): Promise<void>
+  $disconnect(): Promise<void>
+  $queryRaw(query: TemplateStringsArray, ...values: Array<any>): PromiseLike<unknown>
+  $transaction(...args: Array<any>): PromiseLike<unknown>
+}
+
+/** The client Prisma hands an interactive transaction function. */
+export type TransactionClient<C> = C extends { $transaction(fn: (tx: infer T) => Promise<any>, ...rest: any): any } ? T
+  : never
+
+/**
+ * Pool settings handed to `options.client`; pass them to `PrismaPg`/`pg.Pool`.
+ * The server-side limits (ms, under pg's own names; pg sends them as startup
+ * parameters) are set by the layer from the attempt timeout while
+ * DB_SERVER_TIMEOUTS is on, so that the server cancels a statement just
+ * before the client gives up on it; a value given in `options.pool` wins.
+ */
+export interface PoolSettings {
+  /** DB_POOL_MAX, default 10 */
+  readonly max: number
+  /** DB_CONNECT_TIMEOUT_MS, default 2000; never pg's wait-forever 0 */
+  readonly connectionTimeoutMillis: number
+  /** DB_POOL_IDLE_TIMEOUT_MS, default 10000 */
+  readonly idleTimeoutMillis: number
+  /** the attempt timeout less DB_SERVER_TIMEOUT_MARGIN_MS */
+  readonly statement_timeout?: number
+  /** the same as `statement_timeout`: a lock wait fails with 55P03 instead of 57014 */
+  readonly lock_timeout?: number
+  /** the attempt timeout: no transaction of the layer idles that long, a leaked one does */
+  readonly idle_in_transaction_session_timeout?: number
+  /**
+   * The node to connect to, when the layer was given `url` (or read
+   * DATABASE_URL): the writer a multi-host string leads to, a replica, or the
+   * plain string as it is. Pass it to `PrismaPg`/`pg.Pool`; never log it.
+   */
+  readonly connectionString?: string
+}
+
+/** The limits the server enforces on each attempt (see `PoolSettings`). */
+export interface ServerTimeoutConfig {
+  /**
+   * DB_SERVER_TIMEOUTS, default true: hand `statement_timeout`, `lock_timeout`
+   * and `idle_in_transaction_session_timeout` to the client factory. Turn it
+   * off behind a pooler that refuses startup parameters; transactions still
+   * set their own limit with `SET LOCAL`.
+   */
+  readonly enabled: boolean
+  /**
+   * DB_SERVER_TIMEOUT_MARGIN_MS, default 100: how much sooner than the client
+   * the server cancels, so that the cancellation, not the client's timer, ends
+   * the attempt and its connection is free before any retry starts.
+   */
+  readonly marginMs: number
+}
+
+export interface PoolStats {
+  readonly totalCount: number
+  readonly idleCount: number
+  readonly waitingCount: number
+}
+
+export interface WarmupConfig {
+  /** DB_WARMUP_TIMEOUT_MS, default 30000: the whole warm-up, all attempts */
+  readonly timeoutMs: number
+  /** DB_WARMUP_ATTEMPT_TIMEOUT_MS, default 5000: one connect + probe */
+  readonly attemptTimeoutMs: number
+  /** DB_WARMUP_BACKOFF_MS, default 100: first delay, doubled up to the cap */
+  readonly backoffMs: number
+  /** DB_WARMUP_BACKOFF_MAX_MS, default 1000 */
+  readonly backoffMaxMs: number
+  /** DB_HEALTH_TIMEOUT_MS, default 1000: the health probe's timeout */
+  readonly healthTimeoutMs: number
+  /** DB_SHUTDOWN_TIMEOUT_MS, default 5000: bound on `$disconnect` */
+  readonly shutdownTimeoutMs: number
+}
+
+export interface QueryOptions {
+  /** names the query in logs, spans and metrics; recorded from the client call when omitted */
+  readonly operation?: string
+  /**
+   * `read` retries after ambiguous errors; `write` does not; `idempotent-write`
+   * (e.g. an upsert keyed by an idempotency key) does. Inferred from the Prisma
+   * method when omitted: find*, count, aggregate, groupBy, $queryRaw are reads.
+   */
+  readonly kind?: Exclude<OperationKind, "transaction">
+  /**
+   * overrides of the layer's retry policy for this call; an attempt timeout
+   * other than the layer's brings its own server-side limit (a one-statement
+   * transaction with `SET LOCAL`, three more round trips) when `f` returns a
+   * Prisma promise
+   */
+  readonly retry?: Partial<RetryConfig>
+  /**
+   * Lets a read go to a replica (`replicaUrls`) that is up and within
+   * DB_REPLICA_MAX_LAG_MS; to the writer when none is, when this fiber wrote
+   * before (read-your-writes), or when the replica's attempt fails. A write
+   * ignores it.
+   */
+  readonly replica?: boolean
+}
+
+export type IsolationLevel = "ReadUncommitted" | "ReadCommitted" | "RepeatableRead" | "Serializable"
+
+export interface TransactionOptions {
+  readonly operation?: string
+  readonly isolationLevel?: IsolationLevel
+  /** ms to wait for a connection to start the transaction (Prisma's maxWait) */
+  readonly maxWait?: number
+  /**
+   * The function is re-run whole on conflicts, and when the connection failed
+   * before COMMIT or `txid_status` says the COMMIT was rolled back. Declare it
+   * idempotent to have it re-run also when the commit outcome stays unknown.
+   */
+  readonly idempotent?: boolean
+  readonly retry?: Partial<RetryConfig>
+  /** A read-only transaction that may run on a replica, as `QueryOptions.replica`; one attempt there, then the writer. */
+  readonly replica?: boolean
+}
+
+export interface WarmupInfo {
+  readonly durationMs: number
+  readonly attempts: number
+}
+
+export type DatabaseState = "serving" | "shutting_down"
+
+export interface DatabaseService<C = any> {
+  /**
+   * Runs `f` (which returns a Prisma promise) with the attempt timeout,
+   * classification and the retry policy; `f` runs again for each attempt.
+   */
+  readonly query: <A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) => Effect.Effect<A, DatabaseError>
+  /**
+   * An interactive transaction, run again whole on transaction conflicts. It
+   * runs with a transaction-local limit (`SET LOCAL`) from what is left of its
+   * attempt, and records its transaction id before COMMIT: when the
+   * connection fails during COMMIT, `txid_status` decides. Committed: it
+   * succeeds with the value `f` returned before COMMIT (nothing is run
+   * again); rolled back: it runs again like a conflict; unknown: the
+   * ambiguous error.
+   */
+  readonly transaction: <A>(
+    f: (tx: TransactionClient<C>) => Promise<A>,
+    options?: TransactionOptions
+  ) => Effect.Effect<A, DatabaseError>
+  /** One `SELECT 1` bounded by `timeoutMs`, no retry; succeeds with its latency in ms. */
+  readonly ping: (timeoutMs?: number) => Effect.Effect<number, DatabaseError>
+  /**
+   * Health's probe: `ping` that takes the circuit breaker's half-open slot
+   * when it is due (and fails with `CircuitOpenError`, sending nothing, while
+   * the breaker is open), and that ends a spell of failed queries once it has
+   * proved the query path works again, so health recovers with no other
+   * traffic. See `internal/healthProbe`.
+   */
+  readonly probe: Effect.Effect<number, DatabaseError>
+  readonly warmup: WarmupInfo
+  readonly retryConfig: RetryConfig
+  readonly warmupConfig: WarmupConfig
+  readonly state: Effect.Effect<DatabaseState>
+  /** Readiness turns false (health fails `shutting_down`) while queries still work. */
+  readonly beginShutdown: Effect.Effect<void>
+  /** Current pool counts, when the layer was given `poolStats`. */
+  readonly poolStats: Effect.Effect<PoolStats | undefined>
+  /** The circuit breaker's state now, and ms until it lets a probe through. */
+  readonly circuit: Effect.Effect<{ readonly state: CircuitBreaker.State; readonly retryAfterMs: number }>
+  /** Tokens left in the shared retry budget. */
+  readonly retryBudgetTokens: Effect.Effect<number>
+  /** Why the queries are not working now (consecutive failures, a stall), or undefined. */
+  readonly queryPath: Effect.Effect<QueryHealth.Degraded | undefined>
+  /** Every node with its role and lag, for a database with several (a multi-host URL, replicas); else undefined. */
+  readonly nodes: Effect.Effect<ReadonlyArray<NodeHealth> | undefined>
+}
+
+export interface LayerOptions<C extends PrismaClientLike> {
+  /** Builds a new client. Called again for each warm-up attempt after a failed one. */
+  readonly client: (pool: PoolSettings) => C
+  /** Reads pool counts from a client, for the pool gauges. */
+  readonly poolStats?: (client: C) => PoolStats | undefined
+  /**
+   * Names this database in the labels of its gauges (`db_circuit_state`,
+   * `db_retry_budget_tokens`, `db_ready`, pool gauges), so that two databases
+   * of one process do not overwrite each other; default: the Tag's key.
+   */
+  readonly name?: string
+  readonly retry?: Partial<RetryConfig>
+  readonly warmup?: Partial<WarmupConfig>
+  readonly pool?: Partial<PoolSettings>
+  readonly serverTimeouts?: Partial<ServerTimeoutConfig>
+  readonly retryBudget?: Partial<RetryBudgetConfig>
+  readonly circuitBreaker?: Partial<CircuitBreaker.CircuitBreakerConfig>
+  readonly health?: Partial<HealthConfig>
+  /**
+   * The connection string (`layerConfig`: DATABASE_URL). A plain one is handed
+   * to `client` as `pool.connectionString` unchanged. One that lists several
+   * hosts (`postgresql://app@127.0.0.1:5433,127.0.0.1:5434/app?target_session_attrs=read-write`)
+   * makes the layer connect to the node libpq would choose, and with
+   * `read-write` or `primary` find the new writer after a failover.
+   */
+  readonly url?: string | Redacted.Redacted<string> | undefined
+  /** Replicas for opted-in reads (`layerConfig`: DATABASE_REPLICA_URLS), one single-host string each. */
+  readonly replicaUrls?: ReadonlyArray<string | Redacted.Redacted<string>> | undefined
+  readonly topology?: Partial<TopologyConfig>
+}
+
+/** How the layer watches the nodes of a multi-host string and its replicas. */
+export interface TopologyConfig {
+  /** DB_REPLICA_MAX_LAG_MS: a replica further behind the writer serves no reads */
+  readonly replicaMaxLagMs: number
+  /** DB_NODE_CHECK_INTERVAL_MS: how often every node's role and WAL position are read */
+  readonly nodeCheckIntervalMs: number
+}
+
+/** What health learns from the queries themselves (see `kernel/queryHealth`). */
+export type HealthConfig = QueryHealth.QueryHealthConfig
+
+/** Every setting of a `Database`, resolved. */
+export interface Settings {
+  readonly retry: RetryConfig
+  readonly warmup: WarmupConfig
+  readonly pool: PoolSettings
+  readonly serverTimeouts: ServerTimeoutConfig
+  readonly retryBudget: RetryBudgetConfig
+  readonly circuitBreaker: CircuitBreaker.CircuitBreakerConfig
+  readonly health: HealthConfig
+  readonly topology: TopologyConfig
+}
+
+/** What a passing health check reports. */
+export interface HealthReport {
+  readonly status: "pass"
+  /** round trip of the `SELECT 1` probe */
+  readonly latencyMs: number
+  readonly warmupMs: number
+  readonly warmupAttempts: number
+  /** the nodes, for a database with several (a multi-host URL, replicas) */
+  readonly nodes?: ReadonlyArray<NodeHealth> | undefined
+}
