@@ -1,0 +1,165 @@
+/**
+ * `Database.transaction`: an interactive transaction run again whole on
+ * conflicts, with a transaction-local limit from what is left of its attempt,
+ * and its transaction id recorded before COMMIT. When the connection fails
+ * during COMMIT, `txid_status` decides: committed, it succeeds with the value
+ * the function returned (nothing runs again); rolled back, it runs again like
+ * a conflict; unknown, the ambiguous error.
+ */
+import { Effect, type Fiber, FiberRef } from "effect"
+import type { PrismaClientLike, TransactionClient, TransactionOptions } from "../DatabaseService.js"
+import {
+  ConnectionError,
+  type DatabaseError,
+  EmptyResponseError,
+  QueryError,
+  type RetrySafety,
+  TimeoutError,
+  TransactionError
+} from "../Errors.js"
+import * as Metrics from "../Metrics.js"
+import * as RetryPolicy from "../RetryPolicy.js"
+import { ATTEMPT_TIMEOUT, guardedAttempt, recordDuration } from "./attempt.js"
+import { describe } from "./describe.js"
+import { afterDiscovery, deadlineIn, type Engine, merge, nowIn, wroteHere } from "./engine.js"
+import { routedTransaction } from "./replicaRouting.js"
+import { type BeforeCommit, beforeCommit, commitStatus, type RawQueryable, transactionBody } from "./serverDeadline.js"
+import { prismaLimits } from "./transactionLimits.js"
+
+const errorClasses = { ConnectionError, EmptyResponseError, TimeoutError, TransactionError, QueryError } as const
+
+/** `error` with what the commit check learned: its retry safety and why. */
+const withSafety = (error: DatabaseError, safety: RetrySafety, reason: string): DatabaseError =>
+  error._tag === "CircuitOpenError" ? error : new errorClasses[error._tag]({
+    operation: error.operation,
+    attempt: error.attempt,
+    safety,
+    code: error.code,
+    message: `${error.message}; ${reason}`,
+    cause: error.cause
+  })
+
+/** One transaction's fixed parts. */
+interface Tx<A> {
+  readonly name: string
+  readonly started: number
+  readonly config: RetryPolicy.RetryConfig
+  readonly deadlineMs: number
+  readonly run: (tx: RawQueryable) => Promise<A>
+  readonly options: TransactionOptions | undefined
+}
+
+const succeedAfter = <A>(t: Tx<A>, error: DatabaseError, n: number, outcome: string, value: A) =>
+  Effect.zipRight(
+    Effect.logWarning(
+      `${t.name} attempt ${n}/${RetryPolicy.maxAttempts(t.config)} failed: ${describe(error)}; ${outcome}: it succeeded`
+    ),
+    Effect.sync(() => {
+      recordDuration(t.name, t.started)
+      return value
+    })
+  )
+
+/**
+ * The connection failed while the transaction ran or committed: what the
+ * attempt saw decides whether its outcome can be known.
+ */
+const afterFailure = <C extends PrismaClientLike, A>(
+  e: Engine<C>,
+  t: Tx<A>,
+  error: DatabaseError,
+  seen: BeforeCommit<A>,
+  n: number,
+  client: C
+): Effect.Effect<A, DatabaseError> => {
+  if (error.safety !== "ambiguous") return Effect.fail(error)
+  if (seen.txid === undefined) {
+    // COMMIT is only sent once the function returned; once the promise
+    // failed, nothing of this attempt can commit. Our own timer is
+    // different: the function may still be running.
+    return error.code === ATTEMPT_TIMEOUT
+      ? Effect.fail(error)
+      : Effect.fail(withSafety(error, "transaction", "it failed before COMMIT, so it was rolled back"))
+  }
+  if (seen.txid === null) {
+    Metrics.commitVerifications.unsafeUpdate(1, Metrics.verificationLabels(t.name, "no_writes"))
+    return succeedAfter(t, error, n, "the transaction wrote nothing, so its commit did not matter", seen.value as A)
+  }
+  const left = Math.min(t.config.attemptTimeoutMs, t.deadlineMs - e.guard.clock.unsafeCurrentTimeMillis())
+  return Effect.flatMap(commitStatus(client as unknown as RawQueryable, seen, left, t.name, n), (status) => {
+    Metrics.commitVerifications.unsafeUpdate(1, Metrics.verificationLabels(t.name, status))
+    switch (status) {
+      case "committed":
+        return succeedAfter(t, error, n, `txid_status(${seen.txid}) says committed`, seen.value as A)
+      case "aborted":
+        return Effect.fail(withSafety(error, "transaction", `txid_status(${seen.txid}) says it was rolled back`))
+      case "unknown":
+        return Effect.fail(withSafety(error, "ambiguous", `commit outcome unknown: txid_status(${seen.txid}) did not tell`))
+    }
+  })
+}
+
+/** Attempt `n`: on the writer found by a running search, if any, else on the current client. */
+const attemptOf = <C extends PrismaClientLike, A>(e: Engine<C>, t: Tx<A>) => {
+  const attempt = ({ attempt: n, timeoutMs }: RetryPolicy.AttemptInfo): Effect.Effect<A, DatabaseError> => {
+    const now = () => e.guard.clock.unsafeCurrentTimeMillis()
+    if (n > 1 && e.topology.discovering()) {
+      return Effect.zipRight(
+        e.topology.awaitWriter(t.deadlineMs, now(), t.name, n),
+        Effect.suspend(() => attempt({ attempt: n, timeoutMs: RetryPolicy.attemptTimeout(t.config, t.deadlineMs, now()) }))
+      )
+    }
+    const attemptStarted = performance.now()
+    const client = e.primary.client
+    const seen = beforeCommit<A>()
+    const body = transactionBody(t.run, () => timeoutMs - (performance.now() - attemptStarted), e.server.marginMs, seen)
+    const send = client as unknown as { $transaction: (...args: Array<unknown>) => PromiseLike<A> }
+    return guardedAttempt(
+      e.guard,
+      () => send.$transaction(body, prismaLimits(e.server, e.pool, t.options, timeoutMs)),
+      // The attempt's own bound, not a second longer: Prisma's timeout (set
+      // just inside it) rolls back, this one ends the request.
+      timeoutMs,
+      t.name,
+      n,
+      t.started,
+      (error) => afterFailure(e, t, error, seen, n, client)
+    ).pipe(Effect.withSpan("Database.attempt", { attributes: { "db.operation": t.name, attempt: n } }))
+  }
+  return attempt
+}
+
+/** `Database.transaction` in `fiber`. */
+export const transactionIn = <C extends PrismaClientLike, C2, A>(
+  e: Engine<C>,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  f: (tx: TransactionClient<C2>) => Promise<A>,
+  options: TransactionOptions | undefined
+): Effect.Effect<A, DatabaseError> => {
+  if (e.topology.active) {
+    if (options?.replica === true && e.replicas.size > 0) return routedTransaction(e, fiber, f, options)
+    if (e.topology.discovering()) {
+      return afterDiscovery(e, fiber, options?.operation ?? "$transaction", e.ops.transaction(f, options))
+    }
+  }
+  const config = merge(e.retryConfig, options?.retry)
+  const t: Tx<A> = {
+    name: options?.operation ?? "$transaction",
+    started: performance.now(),
+    config,
+    deadlineMs: deadlineIn(fiber, config, nowIn(fiber)),
+    run: f as unknown as (tx: RawQueryable) => Promise<A>,
+    options
+  }
+  return RetryPolicy.retry(attemptOf(e, t), {
+    config,
+    operation: t.name,
+    kind: options?.idempotent ? "idempotent-write" : "transaction",
+    budget: e.guard.budget,
+    overloaded: e.guard.overloaded
+  }).pipe(
+    Effect.tapError(() => Effect.sync(() => recordDuration(t.name, t.started))),
+    Effect.withSpan("Database.transaction", { attributes: { "db.operation": t.name } }),
+    (self) => e.replicas.size > 0 ? Effect.zipRight(FiberRef.set(wroteHere, true), self) : self
+  )
+}
