@@ -6,6 +6,11 @@
  * flushed counts as in flight. Connections are tracked too: one that was
  * accepted but whose request has not been read yet (it may already be in the
  * socket buffer) is given `idleGraceMs` to deliver it instead of being reset.
+ *
+ * Before the listener closes, every connection the kernel has already
+ * completed is accepted: closing a listening socket resets the connections
+ * still in its accept queue, and a busy server can have dozens there, sent
+ * tens of milliseconds earlier by clients that open a connection per request.
  */
 import { Effect } from "effect"
 import type * as Http from "node:http"
@@ -16,27 +21,52 @@ export interface Drain {
   /** Open connections, with or without a request. */
   readonly connections: () => number
   /**
-   * Stops accepting connections, asks keep-alive clients to reconnect
-   * elsewhere, serves what arrives on connections already accepted for up to
-   * `idleGraceMs`, and waits until no connection is left or `timeoutMs`
-   * passed; succeeds with whether everything finished in time.
+   * Accepts what the kernel has queued, stops accepting connections, asks
+   * keep-alive clients to reconnect elsewhere, serves what arrives on
+   * connections already accepted for up to `idleGraceMs`, and waits until no
+   * connection is left or `timeoutMs` passed; succeeds with whether
+   * everything finished in time.
    */
   readonly drain: (timeoutMs: number, idleGraceMs: number) => Effect.Effect<boolean>
   /** Destroys every remaining connection. */
   readonly closeAll: Effect.Effect<void>
 }
 
-// Connections the kernel completed but Node has not accepted yet are accepted
-// in the loop's poll phase: two turns let them in before the listener closes.
+/**
+ * How long the listener waits for its own marker connection. On loopback it
+ * is accepted in the next turn of the loop; only a full accept queue drops
+ * its handshake, which the kernel sends again after 1 s.
+ */
+export const acceptQueuedMaxMs = 2_000
+
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+/** Where a connection of this process reaches `server`, or undefined when it listens on no TCP address. */
+const selfAddress = (server: Net.Server): { readonly host: string; readonly port: number } | undefined => {
+  const address = server.address()
+  if (address === null || typeof address === "string") return undefined
+  const host = address.address === "0.0.0.0" ? "127.0.0.1" : address.address === "::" ? "::1" : address.address
+  return { host, port: address.port }
+}
 
 export const track = (server: Http.Server): Drain => {
   const active = new Set<Http.ServerResponse>()
   const sockets = new Set<Net.Socket>()
   let draining = false
   let onChange: (() => void) | undefined
+  // The marker connection `acceptQueued` makes, and what to do when it arrives.
+  let marker: { readonly socket: Net.Socket; readonly arrived: () => void } | undefined
+
+  const isMarker = (socket: Net.Socket) =>
+    marker !== undefined && socket.remotePort === marker.socket.localPort &&
+    socket.remoteAddress === marker.socket.localAddress
 
   server.on("connection", (socket: Net.Socket) => {
+    if (isMarker(socket)) {
+      socket.destroy()
+      marker!.arrived()
+      return
+    }
     sockets.add(socket)
     socket.once("close", () => {
       sockets.delete(socket)
@@ -51,6 +81,36 @@ export const track = (server: Http.Server): Drain => {
       onChange?.()
     })
   })
+
+  /**
+   * Resolves once every connection the kernel completed before this call has
+   * been accepted. The accept queue is first in, first out: a connection of
+   * this process's own, made now, is accepted after all of them. Bounded by
+   * `maxMs`; without a TCP address or when the connect fails, after two turns
+   * of the loop (one poll phase accepts what is queued then).
+   */
+  const acceptQueued = (maxMs: number) =>
+    new Promise<void>((resolve) => {
+      const target = selfAddress(server)
+      if (target === undefined) return void turn().then(turn).then(resolve)
+      const socket = Net.connect({ host: target.host, port: target.port })
+      let timer: ReturnType<typeof setTimeout> | undefined = undefined
+      let settled = false
+      const done = () => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        marker = undefined
+        socket.destroy()
+        // One more turn lets the loop finish accepting what came in with it.
+        void turn().then(resolve)
+      }
+      marker = { socket, arrived: done }
+      timer = setTimeout(done, maxMs)
+      socket.once("error", () => {
+        if (marker?.socket === socket) void turn().then(turn).then(done)
+      })
+    })
 
   const drain = (timeoutMs: number, idleGraceMs: number) =>
     Effect.async<boolean>((resume) => {
@@ -75,11 +135,11 @@ export const track = (server: Http.Server): Drain => {
       onChange = () => {
         if (sockets.size === 0 && active.size === 0) finish(true)
       }
-      void turn().then(turn).then(() => {
+      void acceptQueued(Math.min(acceptQueuedMaxMs, timeoutMs)).then(() => {
         // http.Server#close also closes idle connections (Node ≥ 19), which
         // would reset the accepted ones whose request is still on its way:
         // close only the listener, and leave idle connections to the grace.
-        Net.Server.prototype.close.call(server)
+        if (server.listening) Net.Server.prototype.close.call(server)
         onChange?.()
       })
       return Effect.sync(() => finish(false))
