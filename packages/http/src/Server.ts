@@ -41,7 +41,7 @@ export const layer = Layer.scoped(
     const config = yield* ServerConfig.config
     const readiness = yield* Readiness
     const server = createServer()
-    const drain = Drain.track(server)
+    const drain = Drain.track(server, { maxBodyBytes: config.maxBodyBytes })
 
     const platform = yield* Layer.build(NodeHttpServer.layer(() => server, { port: config.port, host: config.host })).pipe(
       Effect.mapError((error) => new ListenError({ host: config.host, port: config.port, cause: error.cause }))

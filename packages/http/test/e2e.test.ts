@@ -142,13 +142,13 @@ describe("purchase orders", () => {
       .toBe(0)
   })
 
-  it("answers 400 for malformed JSON and for an oversized body", async () => {
+  it("answers 400 for malformed JSON and 413 for an oversized body", async () => {
     const malformed = await post("/purchase-orders", `{"reference": "PO-X",`)
     expect(malformed.status).toBe(400)
     expect(malformed.body).toMatchObject({ _tag: "HttpApiDecodeError", message: "request body is not valid JSON" })
     const oversized = await post("/purchase-orders", { reference: "PO-BIG", totalCents: 1, note: "x".repeat(100_000) })
-    expect(oversized.status).toBe(400)
-    expect(oversized.body.message).toBe("request body exceeds 65536 bytes")
+    expect(oversized.status).toBe(413)
+    expect(oversized.body).toEqual({ _tag: "PayloadTooLarge", message: "request body exceeds 65536 bytes" })
   })
 
   it("answers 409 for a duplicate reference", async () => {

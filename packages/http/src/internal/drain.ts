@@ -11,6 +11,12 @@
  * completed is accepted: closing a listening socket resets the connections
  * still in its accept queue, and a busy server can have dozens there, sent
  * tens of milliseconds earlier by clients that open a connection per request.
+ *
+ * A connection closed after a response that was sent before its request's
+ * body had been read (a 413, or any answer to a client that asked for
+ * `Connection: close`) is closed lingeringly: closing a socket with unread
+ * input makes the kernel reset the connection, and a client still writing its
+ * body then gets EPIPE or ECONNRESET instead of the answer waiting for it.
  */
 import { Effect } from "effect"
 import type * as Http from "node:http"
@@ -39,6 +45,44 @@ export interface Drain {
  */
 export const acceptQueuedMaxMs = 2_000
 
+/**
+ * How long a connection closed before its request's body was read keeps
+ * reading (and discarding) what its client still sends, after the answer: a
+ * client that writes its whole body before reading needs that long to get to
+ * the answer (50 MB over loopback takes well under a second). Time, not
+ * bytes, bounds it: a byte limit would reset exactly the large uploads this
+ * is for. (nginx's `lingering_time` is 30 s.)
+ */
+export const lingerMaxMs = 5_000
+
+/**
+ * Ends `socket` after what is queued for it (the answer), and keeps reading
+ * until the client closes its side or `lingerMaxMs` passed. What arrives goes
+ * through the HTTP parser into the request, which Node discards once its
+ * response has finished.
+ */
+const lingeringClose = (socket: Net.Socket) => {
+  socket.end()
+  const timer = setTimeout(() => socket.destroy(), lingerMaxMs)
+  socket.once("close", () => clearTimeout(timer))
+}
+
+// Node's http server closes a connection whose response was its last with
+// `socket.destroySoon()`: end, then destroy as soon as the end is written.
+type DestroySoon = (this: Net.Socket) => void
+const destroySoon = (Net.Socket.prototype as unknown as { destroySoon: DestroySoon }).destroySoon
+
+/** `destroySoon` for a socket whose current request is `request`: lingering while its body is unread. */
+const closingAfter = (request: Http.IncomingMessage): DestroySoon =>
+  function(this: Net.Socket) {
+    if (request.complete) destroySoon.call(this)
+    else lingeringClose(this)
+  }
+
+const hasBody = (request: Http.IncomingMessage) =>
+  request.headers["transfer-encoding"] !== undefined ||
+  (request.headers["content-length"] !== undefined && request.headers["content-length"] !== "0")
+
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 /** Where a connection of this process reaches `server`, or undefined when it listens on no TCP address. */
@@ -49,7 +93,12 @@ const selfAddress = (server: Net.Server): { readonly host: string; readonly port
   return { host, port: address.port }
 }
 
-export const track = (server: Http.Server): Drain => {
+export interface Options {
+  /** MAX_BODY_BYTES: a request that declares a larger body is answered with `Connection: close` */
+  readonly maxBodyBytes: number
+}
+
+export const track = (server: Http.Server, options: Options): Drain => {
   const active = new Set<Http.ServerResponse>()
   const sockets = new Set<Net.Socket>()
   let draining = false
@@ -73,9 +122,17 @@ export const track = (server: Http.Server): Drain => {
       onChange?.()
     })
   })
-  server.on("request", (_request: Http.IncomingMessage, response: Http.ServerResponse) => {
+  server.on("request", (request: Http.IncomingMessage, response: Http.ServerResponse) => {
     active.add(response)
     if (draining) response.shouldKeepAlive = false
+    if (hasBody(request)) {
+      // Keeping the connection would mean reading all of an oversized body
+      // (Node discards it to reach the next request): close it instead,
+      // lingeringly, which bounds that read.
+      if (Number(request.headers["content-length"]) > options.maxBodyBytes) response.shouldKeepAlive = false
+      const socket = request.socket as Net.Socket & { destroySoon: DestroySoon }
+      socket.destroySoon = closingAfter(request)
+    }
     response.once("close", () => {
       active.delete(response)
       onChange?.()
