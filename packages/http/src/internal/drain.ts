@@ -83,6 +83,17 @@ const hasBody = (request: Http.IncomingMessage) =>
   request.headers["transfer-encoding"] !== undefined ||
   (request.headers["content-length"] !== undefined && request.headers["content-length"] !== "0")
 
+/** For a request with a body: its connection, when closed, closes lingeringly while the body is unread. */
+const closeLingeringly = (request: Http.IncomingMessage, response: Http.ServerResponse, maxBodyBytes: number) => {
+  if (!hasBody(request)) return
+  // Keeping the connection would mean reading all of an oversized body (Node
+  // discards it to reach the next request): close it instead, lingeringly,
+  // which bounds that read.
+  if (Number(request.headers["content-length"]) > maxBodyBytes) response.shouldKeepAlive = false
+  const socket = request.socket as Net.Socket & { destroySoon: DestroySoon }
+  socket.destroySoon = closingAfter(request)
+}
+
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 /** Where a connection of this process reaches `server`, or undefined when it listens on no TCP address. */
@@ -92,6 +103,45 @@ const selfAddress = (server: Net.Server): { readonly host: string; readonly port
   const host = address.address === "0.0.0.0" ? "127.0.0.1" : address.address === "::" ? "::1" : address.address
   return { host, port: address.port }
 }
+
+/** The connection `acceptQueued` makes to its own listener, and what to do once the server accepted it. */
+interface Marker {
+  readonly socket: Net.Socket
+  readonly arrived: () => void
+}
+
+const isMarker = (socket: Net.Socket, marker: Marker | undefined) =>
+  marker !== undefined && socket.remotePort === marker.socket.localPort &&
+  socket.remoteAddress === marker.socket.localAddress
+
+/**
+ * Resolves once every connection the kernel completed before this call has
+ * been accepted. The accept queue is first in, first out: a connection of
+ * this process's own, made now, is accepted after all of them (`watch` is
+ * told which one it is, for the 'connection' listener). Bounded by `maxMs`;
+ * without a TCP address or when the connect fails, after two turns of the
+ * loop (one poll phase accepts what is queued then).
+ */
+const acceptQueued = (server: Net.Server, maxMs: number, watch: (marker: Marker | undefined) => void) =>
+  new Promise<void>((resolve) => {
+    const target = selfAddress(server)
+    if (target === undefined) return void turn().then(turn).then(resolve)
+    const socket = Net.connect({ host: target.host, port: target.port })
+    let timer: ReturnType<typeof setTimeout> | undefined = undefined
+    let settled = false
+    const done = () => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      watch(undefined)
+      socket.destroy()
+      // One more turn lets the loop finish accepting what came in with it.
+      void turn().then(resolve)
+    }
+    watch({ socket, arrived: done })
+    timer = setTimeout(done, maxMs)
+    socket.once("error", () => void turn().then(turn).then(done))
+  })
 
 export interface Options {
   /** MAX_BODY_BYTES: a request that declares a larger body is answered with `Connection: close` */
@@ -103,15 +153,10 @@ export const track = (server: Http.Server, options: Options): Drain => {
   const sockets = new Set<Net.Socket>()
   let draining = false
   let onChange: (() => void) | undefined
-  // The marker connection `acceptQueued` makes, and what to do when it arrives.
-  let marker: { readonly socket: Net.Socket; readonly arrived: () => void } | undefined
-
-  const isMarker = (socket: Net.Socket) =>
-    marker !== undefined && socket.remotePort === marker.socket.localPort &&
-    socket.remoteAddress === marker.socket.localAddress
+  let marker: Marker | undefined
 
   server.on("connection", (socket: Net.Socket) => {
-    if (isMarker(socket)) {
+    if (isMarker(socket, marker)) {
       socket.destroy()
       marker!.arrived()
       return
@@ -125,49 +170,12 @@ export const track = (server: Http.Server, options: Options): Drain => {
   server.on("request", (request: Http.IncomingMessage, response: Http.ServerResponse) => {
     active.add(response)
     if (draining) response.shouldKeepAlive = false
-    if (hasBody(request)) {
-      // Keeping the connection would mean reading all of an oversized body
-      // (Node discards it to reach the next request): close it instead,
-      // lingeringly, which bounds that read.
-      if (Number(request.headers["content-length"]) > options.maxBodyBytes) response.shouldKeepAlive = false
-      const socket = request.socket as Net.Socket & { destroySoon: DestroySoon }
-      socket.destroySoon = closingAfter(request)
-    }
+    closeLingeringly(request, response, options.maxBodyBytes)
     response.once("close", () => {
       active.delete(response)
       onChange?.()
     })
   })
-
-  /**
-   * Resolves once every connection the kernel completed before this call has
-   * been accepted. The accept queue is first in, first out: a connection of
-   * this process's own, made now, is accepted after all of them. Bounded by
-   * `maxMs`; without a TCP address or when the connect fails, after two turns
-   * of the loop (one poll phase accepts what is queued then).
-   */
-  const acceptQueued = (maxMs: number) =>
-    new Promise<void>((resolve) => {
-      const target = selfAddress(server)
-      if (target === undefined) return void turn().then(turn).then(resolve)
-      const socket = Net.connect({ host: target.host, port: target.port })
-      let timer: ReturnType<typeof setTimeout> | undefined = undefined
-      let settled = false
-      const done = () => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        marker = undefined
-        socket.destroy()
-        // One more turn lets the loop finish accepting what came in with it.
-        void turn().then(resolve)
-      }
-      marker = { socket, arrived: done }
-      timer = setTimeout(done, maxMs)
-      socket.once("error", () => {
-        if (marker?.socket === socket) void turn().then(turn).then(done)
-      })
-    })
 
   const drain = (timeoutMs: number, idleGraceMs: number) =>
     Effect.async<boolean>((resume) => {
@@ -192,7 +200,7 @@ export const track = (server: Http.Server, options: Options): Drain => {
       onChange = () => {
         if (sockets.size === 0 && active.size === 0) finish(true)
       }
-      void acceptQueued(Math.min(acceptQueuedMaxMs, timeoutMs)).then(() => {
+      void acceptQueued(server, Math.min(acceptQueuedMaxMs, timeoutMs), (next) => (marker = next)).then(() => {
         // http.Server#close also closes idle connections (Node ≥ 19), which
         // would reset the accepted ones whose request is still on its way:
         // close only the listener, and leave idle connections to the grace.
