@@ -250,7 +250,15 @@ const patroniConfig = (layout: Layout, node: NodeState, secrets: Secrets) => ({
     // GETs stay open; the unsafe endpoints (switchover, restart, …) want this
     authentication: { username: REST_USER, password: secrets.rest }
   },
-  etcd3: { hosts: [`127.0.0.1:${layout.etcdClientPort}`] },
+  // etcd's v2 API, not `etcd3`: Debian's Patroni 3.0.2 renews the leader key
+  // through etcd3 with an unconditional put (fixed in Patroni 3.0.3, PR
+  // #2689), so a leader whose loop was stuck longer than the ttl (its
+  // PostgreSQL frozen) takes the key back from the standby promoted meanwhile,
+  // which is rewound and loses the writes it acknowledged. Through v2 the
+  // renewal is a compare-and-swap on the key's owner: the stuck leader finds
+  // the key taken and demotes itself instead. (Patroni.test.ts freezes a
+  // leader to show it.)
+  etcd: { hosts: [`127.0.0.1:${layout.etcdClientPort}`] },
   bootstrap: {
     dcs: {
       ttl: 10,
@@ -524,7 +532,9 @@ class Cluster implements PatroniCluster {
       `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`,
       `--initial-cluster=etcd0=http://127.0.0.1:${peer}`,
       `--initial-cluster-token=${this.#layout.scope}`,
-      "--initial-cluster-state=new"
+      "--initial-cluster-state=new",
+      // Patroni's `etcd` (v2) DCS; see patroniConfig
+      "--enable-v2=true"
     ])
     const etcd = this.#etcd
     await this.poll(

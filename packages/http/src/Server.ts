@@ -2,7 +2,9 @@
  * The Node HTTP server. It listens at once (the database warms up behind
  * `Readiness`) and shuts down in order: health fails with `shutting_down`,
  * optionally for `SHUTDOWN_DELAY_MS` while load balancers notice, then the
- * listener closes; a connection already accepted may still deliver its
+ * connections the kernel has already queued are accepted (closing the
+ * listener would reset them) and the listener closes; a connection already
+ * accepted may still deliver its
  * request for `SHUTDOWN_IDLE_GRACE_MS`, and in-flight requests get up to
  * `SHUTDOWN_DRAIN_MS` to finish (all answered with `Connection: close`), then
  * the remaining connections are closed. The database is
@@ -39,7 +41,7 @@ export const layer = Layer.scoped(
     const config = yield* ServerConfig.config
     const readiness = yield* Readiness
     const server = createServer()
-    const drain = Drain.track(server)
+    const drain = Drain.track(server, { maxBodyBytes: config.maxBodyBytes })
 
     const platform = yield* Layer.build(NodeHttpServer.layer(() => server, { port: config.port, host: config.host })).pipe(
       Effect.mapError((error) => new ListenError({ host: config.host, port: config.port, cause: error.cause }))

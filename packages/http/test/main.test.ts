@@ -1,83 +1,15 @@
 // `npm start` as a process: the embedded PostgreSQL when DATABASE_URL is
 // unset, and the SIGTERM sequence with a slow request in flight.
 import type { Cluster } from "@prisma-resilience/devdb"
-import { type ChildProcess, spawn } from "node:child_process"
 import fs from "node:fs"
 import fsp from "node:fs/promises"
 import net from "node:net"
 import os from "node:os"
 import path from "node:path"
-import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { indexOf, startMain, stopChildren, withLog } from "./mainProcess.js"
 import { eventually, sql, startDatabase } from "./support.js"
-
-const repoRoot = fileURLToPath(new URL("../../..", import.meta.url))
-// The compiled service, as `npm start` runs it (`npm test` builds first).
-const mainFile = fileURLToPath(new URL("../dist/bundle/main.mjs", import.meta.url))
-
-interface MainProcess {
-  readonly child: ChildProcess
-  readonly lines: Array<string>
-  readonly baseUrl: Promise<string>
-  readonly exit: Promise<number | null>
-}
-
-const children: Array<ChildProcess> = []
-
-const startMain = (env: Record<string, string>): MainProcess => {
-  const child = spawn(process.execPath, [mainFile], {
-    cwd: repoRoot,
-    // Only what the test chooses: no DATABASE_URL leaks in from the outer environment.
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      ...(process.env.TMPDIR ? { TMPDIR: process.env.TMPDIR } : {}),
-      PORT: "0",
-      HOST: "127.0.0.1",
-      ...env
-    },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  children.push(child)
-  const lines: Array<string> = []
-  let onListening: (url: string) => void = () => {}
-  const baseUrl = new Promise<string>((resolve, reject) => {
-    onListening = resolve
-    child.once("exit", (code) => reject(new Error(`main exited (${code}) before listening:\n${lines.join("\n")}`)))
-  })
-  baseUrl.catch(() => {})
-  for (const stream of [child.stdout!, child.stderr!]) {
-    let buffered = ""
-    stream.setEncoding("utf8").on("data", (chunk: string) => {
-      buffered += chunk
-      const complete = buffered.split("\n")
-      buffered = complete.pop() ?? ""
-      for (const line of complete) {
-        lines.push(line)
-        const listening = /Listening on (http:\/\/[\d.]+:\d+)/.exec(line)
-        if (listening) onListening(listening[1]!)
-      }
-    })
-  }
-  const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-  return { child, lines, baseUrl, exit }
-}
-
-/** Runs `body`; a failure carries the process's log, which usually says why. */
-const withLog = async (main: MainProcess, body: () => Promise<void>) => {
-  try {
-    await body()
-  } catch (error) {
-    if (error instanceof Error) error.message += `\n--- main's log:\n${main.lines.join("\n")}`
-    throw error
-  }
-}
-
-const indexOf = (lines: ReadonlyArray<string>, pattern: RegExp) => {
-  const index = lines.findIndex((line) => pattern.test(line))
-  expect(index, `a log line matching ${pattern}\n${lines.join("\n")}`).toBeGreaterThanOrEqual(0)
-  return index
-}
 
 const postmasterOf = (dataDir: string): number | undefined => {
   for (const entry of fs.readdirSync("/proc")) {
@@ -101,16 +33,7 @@ const isGone = (pid: number) => {
   }
 }
 
-afterAll(async () => {
-  // only the processes this file started, if a failed test left one running
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM")
-      await new Promise((resolve) => setTimeout(resolve, 3_000))
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-    }
-  }
-})
+afterAll(stopChildren)
 
 describe("npm start without DATABASE_URL", () => {
   let dataDir: string

@@ -19,6 +19,9 @@ export const maxNesting = 64
 /** The body cannot be read as the JSON this API takes; `message` is fit for the client. */
 export class InvalidBody extends Data.TaggedError("InvalidBody")<{ readonly message: string }> {}
 
+/** The body is larger than `MAX_BODY_BYTES` (answered 413); `message` is fit for the client. */
+export class BodyTooLarge extends Data.TaggedError("BodyTooLarge")<{ readonly message: string }> {}
+
 /** Why `contentType` is not UTF-8 JSON, or undefined when it is. */
 export const contentTypeProblem = (contentType: string | undefined): string | undefined => {
   if (contentType === undefined || contentType.trim() === "") return "Content-Type is missing: send application/json"
@@ -64,8 +67,8 @@ const utf8 = new TextDecoder("utf-8", { fatal: true })
  * The body as text, strictly: the platform decodes UTF-8 leniently (invalid
  * bytes become U+FFFD, silently altering what is stored), so the bytes are
  * decoded here, once, and refused if they are not UTF-8 or nest too deep.
- * Failures are `RequestError`s carrying an `InvalidBody`, like any other
- * unreadable body.
+ * Failures are `RequestError`s carrying an `InvalidBody` (or `BodyTooLarge`),
+ * like any other unreadable body.
  */
 export const strictText = (
   request: HttpServerRequest.HttpServerRequest,
@@ -75,7 +78,10 @@ export const strictText = (
     const invalid = (message: string) =>
       Effect.fail(new RequestError({ request, reason: "Decode", cause: new InvalidBody({ message }) }))
     // Node stops reading at the limit; a web `Request` has been read whole.
-    if (buffer.byteLength > maxBodyBytes) return invalid(`request body exceeds ${maxBodyBytes} bytes`)
+    if (buffer.byteLength > maxBodyBytes) {
+      const cause = new BodyTooLarge({ message: `request body exceeds ${maxBodyBytes} bytes` })
+      return Effect.fail(new RequestError({ request, reason: "Decode", cause }))
+    }
     let text: string
     try {
       text = utf8.decode(buffer)

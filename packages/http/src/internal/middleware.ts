@@ -3,7 +3,7 @@
  * wraps the router, inside the HttpApi's error encoding: it sets the body size
  * limit, has the body read strictly (`Input.strictText`), answers the failures
  * that the HttpApi would otherwise send with an empty body (unknown route,
- * unreadable body, defects) with JSON, and adds `Retry-After` to every 503
+ * unreadable body, defects) with JSON, a body over the limit with 413, and adds `Retry-After` to every 503
  * that a failure becomes (`/health` sets its own).
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
@@ -30,16 +30,23 @@ const badRequest = (message: string) =>
     { status: 400 }
   )
 
+/**
+ * 413 for a body over `MAX_BODY_BYTES` (RFC 9110 "Content Too Large"). On the
+ * Node server a declared one also closes the connection, lingeringly (see
+ * `Drain.track`), instead of reading the rest to keep it alive.
+ */
+const tooLargeResponse = (message: string) =>
+  HttpServerResponse.unsafeJson({ _tag: "PayloadTooLarge", message }, { status: 413 })
+
 const hasTag = (tag: string) => (u: unknown): boolean => Predicate.hasProperty(u, "_tag") && u._tag === tag
 
 const isRequestError = (u: unknown): u is RequestError => hasTag("RequestError")(u)
 
-const unreadableMessage = (error: RequestError, tooLarge: string) =>
-  error.cause instanceof Input.InvalidBody
-    ? error.cause.message
-    : error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
-    ? tooLarge
-    : "request body is not valid JSON"
+const unreadable = (error: RequestError, tooLarge: string) =>
+  error.cause instanceof Input.BodyTooLarge ||
+    (error.cause instanceof Error && error.cause.message === "maxBytes exceeded")
+    ? tooLargeResponse(tooLarge)
+    : badRequest(error.cause instanceof Input.InvalidBody ? error.cause.message : "request body is not valid JSON")
 
 /**
  * `request` reading its body as `text`. The platform's request classes read
@@ -69,7 +76,7 @@ export const make = (options: Options) => (app: HttpApp.Default): HttpApp.Defaul
 
   const readingStrictly = (request: HttpServerRequest.HttpServerRequest) =>
     Number(request.headers["content-length"] ?? 0) > options.maxBodyBytes
-      ? Effect.succeed(badRequest(tooLarge))
+      ? Effect.succeed(tooLargeResponse(tooLarge))
       : Effect.flatMap(Effect.cached(Input.strictText(request, options.maxBodyBytes)), (text) =>
         Effect.provideService(limited, HttpServerRequest.HttpServerRequest, withText(request, text)))
 
@@ -84,8 +91,8 @@ export const make = (options: Options) => (app: HttpApp.Default): HttpApp.Defaul
         )
       }
       // The HttpApi reads the body with `orDie`, so an unreadable body arrives as a defect.
-      const unreadable = Chunk.findFirst(Cause.defects(cause), isRequestError)
-      if (Option.isSome(unreadable)) return Effect.succeed(badRequest(unreadableMessage(unreadable.value, tooLarge)))
+      const unreadableBody = Chunk.findFirst(Cause.defects(cause), isRequestError)
+      if (Option.isSome(unreadableBody)) return Effect.succeed(unreadable(unreadableBody.value, tooLarge))
       // Typed failures are the API's errors, encoded after this middleware.
       if (!Cause.isDie(cause) || !Chunk.isEmpty(Cause.failures(cause))) {
         return Effect.zipRight(addRetryAfter, Effect.failCause(cause))
