@@ -17,8 +17,7 @@ const allowed: Record<string, number> = {
   "packages/core/src/internal/topology.ts": 339,
   "packages/core/src/ResilientPrisma.ts": 167,
   "packages/devdb/src/TcpProxy.ts": 167,
-  "packages/http/src/Readiness.ts": 143,
-  "packages/core/src/internal/warmup.ts": 123
+  "packages/http/src/Readiness.ts": 143
 }
 
 const sources = (): Array<string> => {
