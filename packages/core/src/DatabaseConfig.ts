@@ -22,10 +22,13 @@ import * as RetryBudget from "./RetryBudget.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 import * as Setting from "./Setting.js"
 
+/** The pool settings' defaults (DB_POOL_MAX 10, DB_CONNECT_TIMEOUT_MS 2000, DB_POOL_IDLE_TIMEOUT_MS 10000). @since 0.1.0 */
 export const poolDefaults: PoolSettings = { max: 10, connectionTimeoutMillis: 2000, idleTimeoutMillis: 10_000 }
 
+/** Server-side limits on by default, 100 ms inside the attempt timeout. @since 0.1.0 */
 export const serverTimeoutDefaults: ServerTimeoutConfig = { enabled: true, marginMs: 100 }
 
+/** The warm-up's defaults (see `WarmupConfig`). @since 0.1.0 */
 export const warmupDefaults: WarmupConfig = {
   timeoutMs: 30_000,
   attemptTimeoutMs: 5000,
@@ -71,6 +74,7 @@ export const warmupConfig: Config.Config<WarmupConfig> = Config.all({
   shutdownTimeoutMs: Setting.milliseconds("DB_SHUTDOWN_TIMEOUT_MS", warmupDefaults.shutdownTimeoutMs)
 })
 
+/** DB_REPLICA_MAX_LAG_MS 1000, DB_NODE_CHECK_INTERVAL_MS 1000. @since 0.1.0 */
 export const topologyDefaults: TopologyConfig = { replicaMaxLagMs: 1000, nodeCheckIntervalMs: 1000 }
 
 /** DB_REPLICA_MAX_LAG_MS (default 1000), DB_NODE_CHECK_INTERVAL_MS (default 1000) */
@@ -88,6 +92,7 @@ export const connectionConfig: Config.Config<{
   replicaUrls: Config.option(Config.redacted("DATABASE_REPLICA_URLS"))
 })
 
+/** DB_HEALTH_FAILED_QUERIES 3, DB_HEALTH_STALL_MS 1000. @since 0.1.0 */
 export const healthDefaults: HealthConfig = QueryHealth.defaults
 
 /** DB_HEALTH_FAILED_QUERIES (default 3; 0 disables), DB_HEALTH_STALL_MS (default 1000; 0 disables) */
@@ -99,6 +104,7 @@ export const healthConfig: Config.Config<HealthConfig> = Config.all({
   stallMs: Setting.milliseconds("DB_HEALTH_STALL_MS", healthDefaults.stallMs, 0)
 })
 
+/** Every setting's documented default, as `make` and `layer` use them (no environment read). @since 0.1.0 */
 export const defaults: Settings = {
   retry: RetryPolicy.defaults,
   warmup: warmupDefaults,

@@ -70,12 +70,24 @@ export interface ServerTimeoutConfig {
   readonly marginMs: number
 }
 
+/**
+ * The pool's counts, read by `LayerOptions.poolStats`, for the pool gauges and
+ * to tell a full pool from a slow server.
+ *
+ * @since 0.1.0
+ */
 export interface PoolStats {
   readonly totalCount: number
   readonly idleCount: number
   readonly waitingCount: number
 }
 
+/**
+ * How the warm-up connects: its timeout, each attempt's, the backoff between
+ * attempts, the health probe's timeout and the bound on `$disconnect`.
+ *
+ * @since 0.1.0
+ */
 export interface WarmupConfig {
   /** DB_WARMUP_TIMEOUT_MS, default 30000: the whole warm-up, all attempts */
   readonly timeoutMs: number
@@ -91,6 +103,13 @@ export interface WarmupConfig {
   readonly shutdownTimeoutMs: number
 }
 
+/**
+ * Options of one `query`: its name, what it does (inferred from the calls it
+ * makes when not given), overrides of the retry policy, and whether a replica
+ * may serve it.
+ *
+ * @since 0.1.0
+ */
 export interface QueryOptions {
   /** names the query in logs, spans and metrics; recorded from the client call when omitted */
   readonly operation?: string
@@ -116,8 +135,20 @@ export interface QueryOptions {
   readonly replica?: boolean
 }
 
+/**
+ * A transaction's isolation level, as Prisma names them.
+ *
+ * @since 0.1.0
+ */
 export type IsolationLevel = "ReadUncommitted" | "ReadCommitted" | "RepeatableRead" | "Serializable"
 
+/**
+ * Options of one `transaction`: its name, isolation level, wait for a
+ * connection, whether it is idempotent, retry overrides, and whether a
+ * replica may serve it (read-only).
+ *
+ * @since 0.1.0
+ */
 export interface TransactionOptions {
   readonly operation?: string
   readonly isolationLevel?: IsolationLevel
@@ -134,13 +165,35 @@ export interface TransactionOptions {
   readonly replica?: boolean
 }
 
+/**
+ * How long the warm-up took and how many attempts it made.
+ *
+ * @since 0.1.0
+ */
 export interface WarmupInfo {
   readonly durationMs: number
   readonly attempts: number
 }
 
+/**
+ * `shutting_down` once `beginShutdown` ran: health fails, queries still work.
+ *
+ * @since 0.1.0
+ */
 export type DatabaseState = "serving" | "shutting_down"
 
+/**
+ * The service a `Database` layer provides, typed by its client `C`: queries
+ * and transactions through the resilience layer, the probe health uses, and
+ * the state health and metrics read.
+ *
+ * @example
+ * ```ts
+ * const orders = Effect.flatMap(Database, (db) => db.query((c) => c.purchaseOrder.findMany({ take: 10 })))
+ * ```
+ *
+ * @since 0.1.0
+ */
 export interface DatabaseService<C = any> {
   /**
    * Runs `f` (which returns a Prisma promise) with the attempt timeout,
@@ -188,6 +241,13 @@ export interface DatabaseService<C = any> {
   readonly nodes: Effect.Effect<ReadonlyArray<NodeHealth> | undefined>
 }
 
+/**
+ * What `Database.layer`, `layerConfig` and `createResilientPrisma` take: the
+ * client factory (hand it `pool` whole: it carries the connection string of
+ * the node chosen), and overrides of any setting.
+ *
+ * @since 0.1.0
+ */
 export interface LayerOptions<C extends PrismaClientLike> {
   /** Builds a new client. Called again for each warm-up attempt after a failed one. */
   readonly client: (pool: PoolSettings) => C
