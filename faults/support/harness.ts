@@ -531,10 +531,10 @@ export interface Row {
   readonly rowsExpected: number | string
   readonly rowsFound: number | string
   readonly health: string
-  /** the longest request, sent to answered; undefined where the scenario sends none through the service */
-  readonly maxLatencyMs: number | undefined
+  /** the longest request, sent to answered; absent where the scenario does not measure it (printed "–") */
+  readonly maxLatencyMs?: number | undefined
   /** the request budget it is held to */
-  readonly budgetMs: number | undefined
+  readonly budgetMs?: number | undefined
   readonly notes: string
 }
 
