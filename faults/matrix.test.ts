@@ -5,7 +5,7 @@
 import { CircuitBreaker, Database, RetryBudget, RetryPolicy } from "@prisma-resilience/core"
 import { type Cluster, createCluster, freePort, startCluster, startProxy } from "@prisma-resilience/devdb"
 import { applyMigrations, makePrismaClient, type PrismaClient } from "@prisma-resilience/http/db"
-import { Effect, Logger, LogLevel } from "effect"
+import { Duration, Effect, Logger, LogLevel } from "effect"
 import fs from "node:fs"
 import fsp from "node:fs/promises"
 import os from "node:os"
@@ -13,11 +13,15 @@ import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import {
   accuracyText,
+  BUDGET_SLACK_MS,
   checkWrites,
+  type GatedLoadResult,
+  requestBudgetMs,
   type Row,
   seed,
   type Service,
   sleep,
+  startGatedLoad,
   startLoad,
   startService,
   table,
@@ -65,6 +69,7 @@ const finish = async (
 ) => {
   const writes = await checkWrites(cluster, prefix, load.acknowledged)
   const unhandled = unhandledLines(s)
+  const budgetMs = requestBudgetMs(s)
   const row: Row = {
     scenario,
     requests: load.sent,
@@ -75,7 +80,9 @@ const finish = async (
     rowsExpected: writes.expected,
     rowsFound: writes.found,
     health: accuracyText(load.health),
-    notes: `${notes}; max latency ${load.maxLatencyMs} ms; lost ${writes.lost}, duplicated ${writes.duplicated}`
+    maxLatencyMs: load.maxLatencyMs,
+    budgetMs,
+    notes: `${notes}; lost ${writes.lost}, duplicated ${writes.duplicated}`
   }
   rows.push(row)
   if (load.other.length > 0) {
@@ -86,7 +93,8 @@ const finish = async (
   expect(s.crashed()).toBeUndefined()
   expect(writes.lost, "acknowledged writes missing").toBe(0)
   expect(writes.duplicated, "writes stored twice").toBe(0)
-  expect(load.maxLatencyMs, "a request outlived the 10 s platform limit").toBeLessThan(10_000)
+  expect(load.maxLatencyMs, `the longest request against DB_REQUEST_BUDGET_MS ${budgetMs} + ${BUDGET_SLACK_MS} ms`)
+    .toBeLessThanOrEqual(budgetMs + BUDGET_SLACK_MS)
   return row
 }
 
@@ -113,15 +121,219 @@ const restartUnderLoad = async (
   return result
 }
 
+// The readiness-gated fleet (issue 17, item 1). Its instances share one
+// database; each keeps its pool small so that 6 × DB_POOL_MAX stays well under
+// max_connections (100) and under PgBouncer's max_client_conn (200).
+const FLEET_SIZE = 6
+const FLEET_POOL_MAX = 4
+const GATE_POLL_MS = 250
+/**
+ * How soon after the database is ready again every instance's `/health` must
+ * pass, with no traffic but the gate's polls. The worst case by core's
+ * defaults: a probe that failed just before the database was ready opens the
+ * breaker for one reset, DB_CIRCUIT_RESET_MS 2000 × (1 + DB_CIRCUIT_RESET_JITTER
+ * 0.2) = 2400 ms; then one probe, DB_HEALTH_TIMEOUT_MS 1000, and for a query
+ * path it cannot see by `SELECT 1` the last failed read run again under the
+ * same timeout, 1000; one gate period, 250; through PgBouncer its
+ * server_login_retry, 1000, before it tries the server again: 5650 ms. The
+ * rest, 2350 ms, is for 6 services, PostgreSQL and the test sharing 2 cores.
+ * Health that waits for other traffic never passes (issue 17 saw 30 s).
+ */
+const HEALTHY_WITHIN_MS = 8000
+/** how long to watch a fleet that does not recover, to say how it fails */
+const FLEET_WATCH_MS = 20_000
+
+const countEach = (items: ReadonlyArray<string>) => {
+  const counts = new Map<string, number>()
+  for (const item of items) counts.set(item, (counts.get(item) ?? 0) + 1)
+  return [...counts].map(([item, n]) => `${item} ×${n}`).join(", ")
+}
+
+interface InstanceRecovery {
+  readonly instance: number
+  /** a poll failed while the database was down: the instance was taken out of rotation */
+  readonly failedWhileDown: boolean
+  /** the first passing poll sent after the database was ready, ms after it */
+  readonly healthyMs: number | undefined
+  /** the failing polls after ready, before that first pass: their reasons */
+  readonly reasons: string
+  /** failing polls after that first pass */
+  readonly relapses: number
+  /**
+   * requests sent before the gate saw the instance fail and still running when the database was ready
+   * (through PgBouncer an attempt waits up to DB_ATTEMPT_TIMEOUT_MS for a server, so a request sent in
+   * the first second of the outage can retry past it), and how many of them succeeded before the
+   * instance's health passed: such a success is traffic that could have closed the breaker instead
+   */
+  readonly inFlightAtReady: number
+  readonly servedBeforeHealthy: number
+  /** requests sent to the instance while the gate's last poll of it had failed */
+  readonly sentWhileFailing: number
+}
+
+const recoveryOf = (result: GatedLoadResult, instance: number, stoppedAt: number, readyAt: number): InstanceRecovery => {
+  const polls = result.polls[instance]!
+  const pass = polls.find((p) => p.startedAt >= readyAt && p.status === 200)
+  const failing = polls.filter((p) => p.startedAt >= readyAt && (pass === undefined || p.startedAt < pass.startedAt))
+  const requests = result.requests.filter((r) => r.instance === instance)
+  return {
+    instance,
+    failedWhileDown: polls.some((p) => p.startedAt >= stoppedAt && p.answeredAt <= readyAt && p.status !== 200),
+    healthyMs: pass && pass.answeredAt - readyAt,
+    reasons: countEach(failing.map((p) => `${p.status} ${p.reason ?? ""}`.trim())),
+    relapses: pass === undefined ? 0 : polls.filter((p) => p.startedAt > pass.startedAt && p.status !== 200).length,
+    inFlightAtReady: requests.filter((r) => r.startedAt < readyAt && r.answeredAt > readyAt).length,
+    servedBeforeHealthy: requests.filter((r) =>
+      r.outcome === "ok" && r.answeredAt > readyAt && r.answeredAt < (pass?.answeredAt ?? Infinity)
+    ).length,
+    sentWhileFailing: requests.filter((r) => r.gateStatus !== 200).length
+  }
+}
+
+const recoveryText = (r: InstanceRecovery) =>
+  `#${r.instance} ${r.healthyMs === undefined ? `never in ${FLEET_WATCH_MS / 1000} s` : `${r.healthyMs} ms`}` +
+  (r.reasons === "" ? "" : ` (${r.reasons})`) + (r.relapses > 0 ? `, ${r.relapses} failing polls after` : "") +
+  (r.inFlightAtReady > 0
+    ? `, ${r.inFlightAtReady} requests in flight at ready, ${r.servedBeforeHealthy} served before health passed`
+    : "")
+
+/** The gated fleet's row and invariants: the shared ones for every instance, and its recovery. */
+const finishFleet = async (
+  scenario: string,
+  cluster: Cluster,
+  fleet: ReadonlyArray<Service>,
+  prefix: string,
+  result: GatedLoadResult,
+  at: { readonly stoppedAt: number; readonly readyAt: number; readonly recoveredAt: number }
+) => {
+  const writes = await checkWrites(cluster, prefix, result.acknowledged)
+  const unhandled = fleet.flatMap((s, i) =>
+    [...unhandledLines(s), ...(s.crashed() ? [`crashed: ${s.crashed()}`] : [])].map((line) => `#${i} ${line}`)
+  )
+  const budgetMs = Math.min(...fleet.map(requestBudgetMs))
+  const recoveries = fleet.map((_, i) => recoveryOf(result, i, at.stoppedAt, at.readyAt))
+  const okAfter = result.requests.filter((r) => r.startedAt >= at.recoveredAt && r.outcome === "ok").length
+  rows.push({
+    scenario,
+    requests: result.sent,
+    ok: result.ok,
+    typed503: result.typed503,
+    other: result.other.length,
+    unhandled: unhandled.length,
+    rowsExpected: writes.expected,
+    rowsFound: writes.found,
+    health: "–",
+    maxLatencyMs: result.maxLatencyMs,
+    budgetMs,
+    notes: `${FLEET_SIZE} instances (DB_POOL_MAX ${FLEET_POOL_MAX}) behind a gate polling /health every ${GATE_POLL_MS} ms; ` +
+      `database stopped 3 s; /health 200 after ready: ${recoveries.map(recoveryText).join("; ")}; ` +
+      `${okAfter} successes in the 1.5 s after; lost ${writes.lost}, duplicated ${writes.duplicated}`
+  })
+  expect(result.other, "requests that failed with anything but a typed 503").toEqual([])
+  expect(unhandled, "unhandled errors or crashes in the services").toEqual([])
+  expect(writes.lost, "acknowledged writes missing").toBe(0)
+  expect(writes.duplicated, "writes stored twice").toBe(0)
+  expect(result.maxLatencyMs, `the longest request against DB_REQUEST_BUDGET_MS ${budgetMs} + ${BUDGET_SLACK_MS} ms`)
+    .toBeLessThanOrEqual(budgetMs + BUDGET_SLACK_MS)
+  // the premise: each instance left the rotation, and was sent nothing but polls until its health passed
+  // again (requests already running when it left are counted in the notes)
+  expect(
+    recoveries.filter((r) => !r.failedWhileDown).map((r) => r.instance),
+    "instances whose /health never failed while the database was down"
+  ).toEqual([])
+  expect(
+    recoveries.filter((r) => r.sentWhileFailing > 0).map((r) => `#${r.instance} ${r.sentWhileFailing}`),
+    "requests the gate sent to an instance whose last /health had failed"
+  ).toEqual([])
+  // the invariant: health passes once queries would succeed, with no other traffic, and stays passing
+  const late = recoveries.filter((r) => r.healthyMs === undefined || r.healthyMs > HEALTHY_WITHIN_MS)
+  expect(late.map(recoveryText), `instances whose /health did not pass within ${HEALTHY_WITHIN_MS} ms of the database being ready`)
+    .toEqual([])
+  expect(recoveries.filter((r) => r.relapses > 0).map(recoveryText), "instances whose /health failed again after passing")
+    .toEqual([])
+  expect(okAfter, "successes through the recovered fleet").toBeGreaterThan(0)
+}
+
+const startInstance = async (url: string, index: number) => {
+  const s = await service(url, { DB_POOL_MAX: String(FLEET_POOL_MAX) })
+  await waitHealthy(s.baseUrl).catch((error: Error) => {
+    const lines = s.logs.filter((line) => !line.includes("Health check")).slice(-12)
+    throw new Error(`instance #${index}: ${error.message}; its log but health checks, last lines:\n${lines.join("\n")}`)
+  })
+  return s
+}
+
+const startFleet = (url: string) => Promise.all(Array.from({ length: FLEET_SIZE }, (_, i) => startInstance(url, i)))
+
+// Through PgBouncer in transaction mode, instances that start together can
+// hang in their start-up migrations for good: `applyMigrations` takes a
+// session-level advisory lock and sets lock_timeout, which PgBouncer spreads
+// over different server connections, so an unlock can miss the lock, which
+// stays held by an idle server connection, and the next `pg_advisory_lock`
+// waits without a timeout (seen: instance "warming" for 30 s, pg_locks showing
+// an idle holder and a waiter). That is a start-up bug of its own; one at a
+// time keeps this scenario about recovery.
+const startFleetOneByOne = async (url: string) => {
+  const fleet: Array<Service> = []
+  for (let i = 0; i < FLEET_SIZE; i++) fleet.push(await startInstance(url, i))
+  return fleet
+}
+
+/**
+ * 6 instances behind a readiness gate under load; PostgreSQL fast-stopped,
+ * started 3 s later. Every instance must pass `/health` again within
+ * HEALTHY_WITHIN_MS of the database being ready, though the gate sends it
+ * nothing but polls meanwhile.
+ */
+const gatedFleetRestart = async (
+  scenario: string,
+  cluster: Cluster,
+  url: string,
+  prefix: string,
+  start: "together" | "one by one"
+) => {
+  const ids = await seed(cluster, prefix, 20)
+  const fleet = start === "together"
+    ? await startFleet(url)
+    : await startFleetOneByOne(url)
+  const running = startGatedLoad(fleet.map((s) => s.baseUrl), {
+    clients: 6,
+    readIds: ids,
+    writeEvery: 3,
+    prefix,
+    pauseMs: 20,
+    pollMs: GATE_POLL_MS,
+    pollTimeoutMs: 2000,
+    maxDurationMs: 60_000
+  })
+  await sleep(2000)
+  const stoppedAt = Date.now()
+  await cluster.stop("fast")
+  await sleep(3000)
+  await cluster.start()
+  const readyAt = Date.now()
+  const allPassing = () =>
+    running.result.polls.every((polls) => polls.some((p) => p.startedAt >= readyAt && p.status === 200))
+  while (!allPassing() && Date.now() - readyAt < FLEET_WATCH_MS) await sleep(50)
+  // traffic through the recovered fleet, and time for a relapse to show
+  await sleep(1500)
+  const recoveredAt = Date.now() - 1500
+  const result = await running.stop()
+  await finishFleet(scenario, cluster, fleet, prefix, result, { stoppedAt, readyAt, recoveredAt })
+}
+
 describe("fault matrix", () => {
   it("1. database down at boot, up 3 s later: warming meanwhile, then 200", async () => {
     const cluster = await newCluster(false)
     const s = await service(cluster.url)
     const healthDuring: Array<string> = []
+    let maxLatencyMs = 0
     const startAt = Date.now() + 3000
     while (Date.now() < startAt) {
+      const sent = Date.now()
       const response = await fetch(`${s.baseUrl}/health`)
       const body = await response.json() as { status: string; reason?: string }
+      maxLatencyMs = Math.max(maxLatencyMs, Date.now() - sent)
       healthDuring.push(`${response.status} ${body.reason ?? body.status}`)
       await sleep(100)
     }
@@ -140,9 +352,12 @@ describe("fault matrix", () => {
       rowsExpected: "–",
       rowsFound: "–",
       health: "–",
+      maxLatencyMs,
+      budgetMs: requestBudgetMs(s),
       notes: `/health while down: ${distinct.join(", ")}; 200 ${healthyAfterMs} ms after the database accepted connections`
     })
     expect(distinct).toEqual(["503 warming"])
+    expect(maxLatencyMs, "the longest /health poll against the request budget").toBeLessThanOrEqual(requestBudgetMs(s) + BUDGET_SLACK_MS)
     // One warm-up backoff step (capped at 1 s) plus migrations and the probe.
     expect(healthyAfterMs).toBeLessThan(1000 + 2000)
     expect(unhandledLines(s)).toEqual([])
@@ -262,7 +477,6 @@ describe("fault matrix", () => {
     )
     expect(timeouts).toBeGreaterThan(0)
     expect(result.typed503).toBeGreaterThan(0)
-    expect(result.maxLatencyMs).toBeLessThan(RetryPolicy.defaults.requestBudgetMs + 1000)
   })
 
   it("6. serialization conflicts: 50 concurrent transactions on one row end exact", async () => {
@@ -271,6 +485,9 @@ describe("fault matrix", () => {
     const [id] = await seed(cluster, "f6", 1)
     const Db = Database.forClient<PrismaClient>()
     let failures = 0
+    // the transactions' own budget: 40 quick retries of a conflict need more than the default 9 s
+    const budgetMs = 60_000
+    let maxLatencyMs = 0
     await Effect.runPromise(
       Effect.forEach(
         Array.from({ length: 50 }),
@@ -281,8 +498,14 @@ describe("fault matrix", () => {
           }, {
             isolationLevel: "Serializable",
             operation: "fault6.increment",
-            retry: { delaysMs: Array.from({ length: 40 }, (_, i) => 5 + (i % 8) * 5), jitter: true, requestBudgetMs: 60_000 }
-          }).pipe(Effect.catchAll(() => Effect.sync(() => failures++))),
+            retry: { delaysMs: Array.from({ length: 40 }, (_, i) => 5 + (i % 8) * 5), jitter: true, requestBudgetMs: budgetMs }
+          }).pipe(
+            Effect.catchAll(() => Effect.sync(() => failures++)),
+            Effect.timed,
+            Effect.map(([elapsed]) => {
+              maxLatencyMs = Math.max(maxLatencyMs, Math.round(Duration.toMillis(elapsed)))
+            })
+          ),
         { concurrency: 50, discard: true }
       ).pipe(
         Effect.provide(Db.layer({
@@ -307,9 +530,12 @@ describe("fault matrix", () => {
       rowsExpected: "counter 50",
       rowsFound: `counter ${final}`,
       health: "–",
+      maxLatencyMs,
+      budgetMs,
       notes: "50 concurrent serializable read-increment-write transactions, in-process"
     })
     expect(failures).toBe(0)
+    expect(maxLatencyMs, "the longest transaction call against its budget").toBeLessThanOrEqual(budgetMs + BUDGET_SLACK_MS)
     expect(final).toBe(50)
   })
 
@@ -442,6 +668,12 @@ describe("fault matrix", () => {
     expect(result.recoveryMs).toBeDefined()
   })
 
+  it("11. six instances behind a readiness gate: PostgreSQL stopped 3 s under load, every /health passes again with no other traffic", async () => {
+    const cluster = await newCluster(true, { synchronous_commit: "on" })
+    await applyMigrations(cluster.url)
+    await gatedFleetRestart("11 gated fleet of 6, restart", cluster, cluster.url, "f11", "together")
+  })
+
   describe("7. through PgBouncer in transaction mode", () => {
     const unavailable = pgbouncerUnavailable()
     if (unavailable !== undefined) console.warn(`[faults] scenario 7 skipped: ${unavailable}`)
@@ -464,6 +696,14 @@ describe("fault matrix", () => {
       await finish("7a PgBouncer (transaction mode), happy path", cluster, s, `${prefix}h`, happy, "no fault")
       expect(happy.typed503).toBe(0)
       await restartUnderLoad("7b PgBouncer, restart under load", cluster, s, ids, prefix)
+    })
+
+    it.skipIf(unavailable !== undefined)("gated fleet of 6 through PgBouncer: PostgreSQL stopped 3 s under load, every /health passes again", async () => {
+      const cluster = await newCluster(true, { synchronous_commit: "on" })
+      await applyMigrations(cluster.url)
+      const bouncer: PgBouncer = await startPgBouncer(cluster, await freePort())
+      cleanups.push(() => bouncer.stop())
+      await gatedFleetRestart("7c PgBouncer, gated fleet of 6, restart", cluster, bouncer.url, "f7c", "one by one")
     })
   })
 })

@@ -1,6 +1,7 @@
 // The fault matrix's tools: the real service as a child process (what `npm
 // start` runs), bounded steady HTTP load on loopback, and the checks of what
 // the database holds afterwards.
+import { RetryPolicy } from "@prisma-resilience/core"
 import { type Cluster, freePort } from "@prisma-resilience/devdb"
 import { type ChildProcess, spawn } from "node:child_process"
 import path from "node:path"
@@ -15,6 +16,8 @@ export interface Service {
   readonly baseUrl: string
   readonly pid: number
   readonly logs: ReadonlyArray<string>
+  /** the service's own settings (what `startService` was given besides the URL, port and host) */
+  readonly env: Readonly<Record<string, string>>
   /** set when the process exited before `stop` was called: a crash */
   readonly crashed: () => string | undefined
   /** SIGTERM, wait (bounded), SIGKILL if it did not exit; resolves with the exit code */
@@ -76,8 +79,27 @@ export const startService = async (databaseUrl: string, env: Record<string, stri
     await stop()
     throw new Error(`${(error as Error).message}; service log:\n${logs.join("\n")}`)
   }
-  return { baseUrl, pid: child.pid!, logs, crashed: () => crash, stop }
+  return { baseUrl, pid: child.pid!, logs, env, crashed: () => crash, stop }
 }
+
+/**
+ * The request budget the service runs with: its `DB_REQUEST_BUDGET_MS`, or
+ * core's default when it was not given one (`startService` passes no other
+ * environment). No request may end later than this plus 100 ms.
+ */
+export const requestBudgetMs = (service: Pick<Service, "env">) =>
+  service.env.DB_REQUEST_BUDGET_MS === undefined
+    ? RetryPolicy.defaults.requestBudgetMs
+    : Number(service.env.DB_REQUEST_BUDGET_MS)
+
+/** How much later than its budget a request may end (issue 17, item 4). */
+export const BUDGET_SLACK_MS = 100
+
+/** "max latency / budget" as the tables print it; flags an overrun. */
+export const latencyText = (maxLatencyMs: number | undefined, budgetMs: number | undefined) =>
+  maxLatencyMs === undefined || budgetMs === undefined
+    ? "–"
+    : `${maxLatencyMs} / ${budgetMs} ms${maxLatencyMs > budgetMs + BUDGET_SLACK_MS ? ` (over by ${maxLatencyMs - budgetMs} ms)` : ""}`
 
 export const waitHealthy = (baseUrl: string, timeoutMs = 30_000) =>
   waitFor(async () => (await fetch(`${baseUrl}/health`)).status === 200, timeoutMs, "/health 200")
@@ -132,6 +154,54 @@ export const accuracyText = (h: HealthAccuracy) =>
 
 const PLATFORM_LIMIT_MS = 10_000
 
+type Outcome = "ok" | "unavailable" | "other"
+
+interface Answer {
+  readonly outcome: Outcome
+  /** 0 when no HTTP answer came (connection error, the platform limit) */
+  readonly status: number
+  /** what an answer that was neither 2xx nor a typed 503 said */
+  readonly detail: string
+  /** from the request sent to its answer's body read */
+  readonly latencyMs: number
+}
+
+const isTypedUnavailable = (status: number, retryAfter: string | null, text: string) => {
+  if (status !== 503 || retryAfter === null) return false
+  try {
+    return (JSON.parse(text) as { _tag?: unknown })._tag === "DatabaseUnavailable"
+  } catch {
+    return false
+  }
+}
+
+/**
+ * One request on loopback, judged as the load's clients judge it: 2xx, a
+ * typed 503 (`DatabaseUnavailable` with `Retry-After`), or anything else.
+ */
+const exchange = async (method: "GET" | "POST", url: string, body?: unknown, key?: string): Promise<Answer> => {
+  const started = Date.now()
+  try {
+    const response = await fetch(url, {
+      method,
+      headers: body === undefined ? {} : { "content-type": "application/json", ...(key ? { "idempotency-key": key } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(PLATFORM_LIMIT_MS)
+    })
+    const text = await response.text()
+    const latencyMs = Date.now() - started
+    const { status } = response
+    if (status === 200 || status === 201) return { outcome: "ok", status, detail: "", latencyMs }
+    if (isTypedUnavailable(status, response.headers.get("retry-after"), text)) {
+      return { outcome: "unavailable", status, detail: "", latencyMs }
+    }
+    return { outcome: "other", status, detail: `${method} ${status} ${text.slice(0, 200)}`, latencyMs }
+  } catch (error) {
+    const detail = `${method} ${(error as Error).name}: ${(error as Error).message}`
+    return { outcome: "other", status: 0, detail, latencyMs: Date.now() - started }
+  }
+}
+
 /**
  * Steady load: `clients` loops, each sending a request, then pausing. A POST
  * answered 503 is sent again with the same Idempotency-Key (at most 5 times),
@@ -154,37 +224,15 @@ export const startLoad = (baseUrl: string, options: LoadOptions) => {
 
   const send = async (method: "GET" | "POST", url: string, body?: unknown, key?: string) => {
     result.sent++
-    const started = Date.now()
-    try {
-      const response = await fetch(url, {
-        method,
-        headers: body === undefined ? {} : { "content-type": "application/json", ...(key ? { "idempotency-key": key } : {}) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(PLATFORM_LIMIT_MS)
-      })
-      const text = await response.text()
-      const latency = Date.now() - started
-      result.maxLatencyMs = Math.max(result.maxLatencyMs, latency)
-      result.statuses.push(response.status)
-      if (response.status === 200 || response.status === 201) {
-        result.ok++
-        if (recoveryFrom !== undefined && result.recoveryMs === undefined) result.recoveryMs = Date.now() - recoveryFrom
-        return "ok" as const
-      }
-      if (
-        response.status === 503 && response.headers.get("retry-after") !== null &&
-        JSON.parse(text)._tag === "DatabaseUnavailable"
-      ) {
-        result.typed503++
-        return "unavailable" as const
-      }
-      result.other.push(`${method} ${response.status} ${text.slice(0, 200)}`)
-      return "other" as const
-    } catch (error) {
-      result.maxLatencyMs = Math.max(result.maxLatencyMs, Date.now() - started)
-      result.other.push(`${method} ${(error as Error).name}: ${(error as Error).message}`)
-      return "other" as const
-    }
+    const answer = await exchange(method, url, body, key)
+    result.maxLatencyMs = Math.max(result.maxLatencyMs, answer.latencyMs)
+    if (answer.status !== 0) result.statuses.push(answer.status)
+    if (answer.outcome === "ok") {
+      result.ok++
+      if (recoveryFrom !== undefined && result.recoveryMs === undefined) result.recoveryMs = Date.now() - recoveryFrom
+    } else if (answer.outcome === "unavailable") result.typed503++
+    else result.other.push(answer.detail)
+    return answer.outcome
   }
 
   const client = async (index: number) => {
@@ -239,6 +287,171 @@ export const startLoad = (baseUrl: string, options: LoadOptions) => {
     markRecovery: () => {
       recoveryFrom = Date.now()
       result.recoveryMs = undefined
+    }
+  }
+}
+
+// ------------------------------------------------ a readiness-gated fleet
+
+/** One `/health` poll by the gate. */
+export interface HealthPoll {
+  readonly startedAt: number
+  readonly answeredAt: number
+  /** 0 when no answer came within the gate's timeout */
+  readonly status: number
+  /** the `reason` of a failing health, as the service gave it */
+  readonly reason: string | undefined
+}
+
+/** One request of the gated load (`/health` polls are not requests). */
+export interface GatedRequest {
+  readonly instance: number
+  readonly startedAt: number
+  readonly answeredAt: number
+  /** the status of the gate's last `/health` poll of the instance when the request was sent */
+  readonly gateStatus: number | undefined
+  readonly outcome: Outcome
+}
+
+export interface GatedLoadOptions {
+  readonly clients: number
+  /** ids of existing orders, read with GET */
+  readonly readIds: ReadonlyArray<string>
+  /** every n-th request of a client is a POST */
+  readonly writeEvery: number
+  /** unique per scenario: references and idempotency keys start with it */
+  readonly prefix: string
+  /** pause between a client's requests */
+  readonly pauseMs: number
+  /** how often the gate polls each instance's `/health` (a readiness probe's period) */
+  readonly pollMs: number
+  /** the gate gives up on a poll after this long, and counts it as failing */
+  readonly pollTimeoutMs: number
+  /** the load ends by itself after this long, should `stop` never be called */
+  readonly maxDurationMs: number
+}
+
+export interface GatedLoadResult {
+  sent: number
+  ok: number
+  typed503: number
+  /** what every answer that was neither 2xx nor a typed 503 said */
+  other: Array<string>
+  maxLatencyMs: number
+  /** references whose POST was answered 201/200 */
+  acknowledged: Set<string>
+  /** every request, in order of its answer */
+  requests: Array<GatedRequest>
+  /** per instance, every `/health` poll in order */
+  polls: Array<Array<HealthPoll>>
+  /** the 50 ms waits of clients that found no instance passing and sent nothing */
+  idleWaits: number
+}
+
+const pollHealth = async (baseUrl: string, timeoutMs: number): Promise<HealthPoll> => {
+  const startedAt = Date.now()
+  try {
+    const response = await fetch(`${baseUrl}/health`, { signal: AbortSignal.timeout(timeoutMs) })
+    const body = (await response.json().catch(() => ({}))) as { reason?: unknown }
+    const reason = typeof body.reason === "string" ? body.reason : undefined
+    return { startedAt, answeredAt: Date.now(), status: response.status, reason }
+  } catch {
+    return { startedAt, answeredAt: Date.now(), status: 0, reason: "no answer" }
+  }
+}
+
+/**
+ * A fleet behind a readiness gate, as Kubernetes or a load balancer runs one:
+ * the gate polls every instance's `/health` every `pollMs`, and the load's
+ * clients send each request to an instance whose last poll answered 200
+ * (round robin among them); while none does, they send nothing. So an
+ * instance whose health fails gets no traffic but the polls, and must find
+ * its way back by its health check alone. A POST answered with a typed 503 is
+ * sent again with the same Idempotency-Key (at most 5 times), to whichever
+ * instance passes then. Runs until `stop()` or `maxDurationMs`; `result` can
+ * be read while it runs.
+ */
+export const startGatedLoad = (baseUrls: ReadonlyArray<string>, options: GatedLoadOptions) => {
+  const result: GatedLoadResult = {
+    sent: 0,
+    ok: 0,
+    typed503: 0,
+    other: [],
+    maxLatencyMs: 0,
+    acknowledged: new Set(),
+    requests: [],
+    polls: baseUrls.map(() => []),
+    idleWaits: 0
+  }
+  const last: Array<HealthPoll | undefined> = baseUrls.map(() => undefined)
+  const deadline = Date.now() + options.maxDurationMs
+  let stopped = false
+  const running = () => !stopped && Date.now() < deadline
+
+  const gate = async (instance: number) => {
+    while (running()) {
+      const poll = await pollHealth(baseUrls[instance]!, options.pollTimeoutMs)
+      result.polls[instance]!.push(poll)
+      last[instance] = poll
+      await sleep(Math.max(0, poll.startedAt + options.pollMs - Date.now()))
+    }
+  }
+
+  let turn = 0
+  /** an instance whose last poll passed, waited for; undefined once the load ends */
+  const pick = async () => {
+    while (running()) {
+      const passing = last.flatMap((poll, instance) => (poll?.status === 200 ? [instance] : []))
+      if (passing.length > 0) return passing[turn++ % passing.length]!
+      result.idleWaits++
+      await sleep(50)
+    }
+    return undefined
+  }
+
+  const send = async (method: "GET" | "POST", path: string, body?: unknown, key?: string) => {
+    const instance = await pick()
+    if (instance === undefined) return undefined
+    const gateStatus = last[instance]?.status
+    result.sent++
+    const startedAt = Date.now()
+    const answer = await exchange(method, `${baseUrls[instance]}${path}`, body, key)
+    result.requests.push({ instance, startedAt, answeredAt: Date.now(), gateStatus, outcome: answer.outcome })
+    result.maxLatencyMs = Math.max(result.maxLatencyMs, answer.latencyMs)
+    if (answer.outcome === "ok") result.ok++
+    else if (answer.outcome === "unavailable") result.typed503++
+    else result.other.push(`instance ${instance}: ${answer.detail}`)
+    return answer.outcome
+  }
+
+  const client = async (index: number) => {
+    for (let n = 0; running(); n++) {
+      if (n % options.writeEvery === options.writeEvery - 1) {
+        const reference = `${options.prefix}-${index}-${n}`
+        for (let attempt = 0; attempt < 5; attempt++) {
+          const outcome = await send("POST", "/purchase-orders", { reference, totalCents: 100 + n }, reference)
+          if (outcome === "ok") result.acknowledged.add(reference)
+          if (outcome !== "unavailable" || !running()) break
+          await sleep(200)
+        }
+      } else {
+        await send("GET", `/purchase-orders/${options.readIds[(index + n) % options.readIds.length]!}`)
+      }
+      await sleep(options.pauseMs)
+    }
+  }
+
+  const done = Promise.all([
+    ...baseUrls.map((_, instance) => gate(instance)),
+    ...Array.from({ length: options.clients }, (_, i) => client(i))
+  ]).then(() => result)
+  return {
+    result,
+    done,
+    /** ends the load and the gate: every client finishes its request in flight */
+    stop: () => {
+      stopped = true
+      return done
     }
   }
 }
@@ -318,6 +531,10 @@ export interface Row {
   readonly rowsExpected: number | string
   readonly rowsFound: number | string
   readonly health: string
+  /** the longest request, sent to answered; absent where the scenario does not measure it (printed "–") */
+  readonly maxLatencyMs?: number | undefined
+  /** the request budget it is held to */
+  readonly budgetMs?: number | undefined
   readonly notes: string
 }
 
@@ -331,6 +548,30 @@ export const markdownTable = (header: ReadonlyArray<string>, rows: ReadonlyArray
 
 export const table = (rows: ReadonlyArray<Row>) =>
   markdownTable(
-    ["scenario", "requests", "succeeded", "typed 503", "other failures", "unhandled errors", "rows expected (acknowledged)", "rows found", "health accuracy", "notes"],
-    rows.map((r) => [r.scenario, r.requests, r.ok, r.typed503, r.other, r.unhandled, r.rowsExpected, r.rowsFound, r.health, r.notes])
+    [
+      "scenario",
+      "requests",
+      "succeeded",
+      "typed 503",
+      "other failures",
+      "unhandled errors",
+      "rows expected (acknowledged)",
+      "rows found",
+      "health accuracy",
+      "max latency / budget",
+      "notes"
+    ],
+    rows.map((r) => [
+      r.scenario,
+      r.requests,
+      r.ok,
+      r.typed503,
+      r.other,
+      r.unhandled,
+      r.rowsExpected,
+      r.rowsFound,
+      r.health,
+      latencyText(r.maxLatencyMs, r.budgetMs),
+      r.notes
+    ])
   )
