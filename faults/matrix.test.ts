@@ -698,6 +698,27 @@ describe("fault matrix", () => {
       await restartUnderLoad("7b PgBouncer, restart under load", cluster, s, ids, prefix)
     })
 
+    it.skipIf(unavailable !== undefined)("6 concurrent migrators through PgBouncer, 5 rounds: every one finishes, each migration applied once", async () => {
+      // A session-level advisory lock through transaction pooling can be
+      // released on another server connection than the one holding it, and
+      // an idle server connection then holds it for good: migrations take
+      // the lock inside their transaction instead.
+      const cluster = await newCluster(true)
+      const bouncer: PgBouncer = await startPgBouncer(cluster, await freePort())
+      cleanups.push(() => bouncer.stop())
+      for (let round = 0; round < 5; round++) {
+        const outcomes = await Promise.all(Array.from({ length: 6 }, () =>
+          Promise.race([
+            applyMigrations(bouncer.url).then((result) => `applied ${result.applied.length}`, (error: Error) => error.message),
+            sleep(20_000).then(() => "still waiting after 20 s")
+          ])))
+        expect(outcomes.filter((outcome) => !/^applied \d+$/.test(outcome)), `round ${round}`).toEqual([])
+        expect(outcomes.filter((outcome) => outcome !== "applied 0")).toHaveLength(round === 0 ? 1 : 0)
+      }
+      const rows = await withClient(cluster, (client) => client.query(`SELECT count(*)::int AS n FROM "_prisma_migrations"`))
+      expect(rows.rows[0].n).toBe(fs.readdirSync(new URL("../prisma/migrations", import.meta.url)).filter((name) => /^\d/.test(name)).length)
+    })
+
     it.skipIf(unavailable !== undefined)("gated fleet of 6 through PgBouncer: PostgreSQL stopped 3 s under load, every /health passes again", async () => {
       const cluster = await newCluster(true, { synchronous_commit: "on" })
       await applyMigrations(cluster.url)

@@ -105,8 +105,8 @@ const writerOf = async (url: string): Promise<string> => {
 export const applyMigrations = async (url: string, options: MigrateOptions = {}): Promise<MigrateResult> => {
   const migrations = await readMigrations(options.migrationsDir ?? defaultMigrationsDir())
   const writer = await writerOf(url)
-  // One connection: the advisory lock and BEGIN belong to a session, and the
-  // adapter runs each statement of a script as a separate pool query.
+  // One connection: the transaction belongs to it, and the adapter runs each
+  // statement of a script as a separate pool query.
   const adapter = await new PrismaPg({ connectionString: writer, connectionTimeoutMillis: 5_000, max: 1 }).connect()
   const pool = adapter.underlyingDriver()
   let sessions = 0
@@ -119,20 +119,30 @@ export const applyMigrations = async (url: string, options: MigrateOptions = {})
     if (sessions > 1) throw new Error("lost the database connection that holds the migration lock")
     return (await pool.query(sql, params as unknown[])).rows as Row[]
   }
+  // One transaction holds the lock and every pending migration: a pooler in
+  // transaction mode (PgBouncer) keeps a transaction on one server
+  // connection, but may run the statements of a session on several, so a
+  // session-level lock could be taken on one server connection and released
+  // on another, and stay held by an idle one for good.
   try {
-    await query(`SET lock_timeout = '${LOCK_TIMEOUT}'`)
-    await query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]).catch((error: unknown) => {
-      throw new Error(
-        `could not take the migration lock (pg_advisory_lock(${MIGRATION_LOCK_KEY})) ` +
-          `within ${LOCK_TIMEOUT}: ${describe(error)}`,
-        { cause: error }
-      )
-    })
-    await query("RESET lock_timeout")
+    await query("BEGIN")
     try {
-      return await applyPending(migrations, adapter, query, options.log)
-    } finally {
-      await query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]).catch(() => {})
+      await query(`SET LOCAL lock_timeout = '${LOCK_TIMEOUT}'`)
+      await query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]).catch((error: unknown) => {
+        throw new Error(
+          `could not take the migration lock (pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})) ` +
+            `within ${LOCK_TIMEOUT}: ${describe(error)}`,
+          { cause: error }
+        )
+      })
+      await query("SET LOCAL lock_timeout TO DEFAULT")
+      const result = await applyPending(migrations, adapter, query)
+      await query("COMMIT")
+      for (const line of result.log) options.log?.(line)
+      return { applied: result.applied, skipped: result.skipped }
+    } catch (error) {
+      await query("ROLLBACK").catch(() => {})
+      throw error
     }
   } finally {
     await adapter.dispose()
@@ -141,12 +151,12 @@ export const applyMigrations = async (url: string, options: MigrateOptions = {})
 
 type Query = <Row extends object = object>(sql: string, params?: ReadonlyArray<unknown>) => Promise<Row[]>
 
+/** Applies the pending migrations inside the caller's transaction; a failure rolls back every one of them. */
 const applyPending = async (
   migrations: ReadonlyArray<Migration>,
   adapter: { executeScript(script: string): Promise<void> },
-  query: Query,
-  log: ((line: string) => void) | undefined
-): Promise<MigrateResult> => {
+  query: Query
+): Promise<MigrateResult & { readonly log: ReadonlyArray<string> }> => {
   await query(CREATE_MIGRATIONS_TABLE)
   // rolled-back rows are history: Prisma applies such a migration again
   const rows = await query<AppliedRow>(
@@ -154,6 +164,7 @@ const applyPending = async (
   )
   const applied: string[] = []
   const skipped: string[] = []
+  const log: string[] = []
   for (const migration of migrations) {
     const recorded = rows.filter((row) => row.migration_name === migration.name)
     const finished = recorded.find((row) => row.finished_at !== null)
@@ -174,8 +185,7 @@ const applyPending = async (
       )
     }
     const started = performance.now()
-    // Within one transaction the schema change and its record commit together or not at all.
-    await query("BEGIN")
+    // The schema change and its record commit together or not at all.
     try {
       await adapter.executeScript(migration.sql)
       await query(
@@ -183,13 +193,14 @@ const applyPending = async (
          VALUES ($1, $2, $3, clock_timestamp(), 1)`,
         [randomUUID(), migration.checksum, migration.name]
       )
-      await query("COMMIT")
     } catch (error) {
-      await query("ROLLBACK").catch(() => {})
-      throw new Error(`migration ${migration.name} failed: ${describe(error)}`, { cause: error })
+      throw new Error(
+        `migration ${migration.name} failed: ${describe(error)} (rolled back, with the migrations before it in this run)`,
+        { cause: error }
+      )
     }
     applied.push(migration.name)
-    log?.(`applied ${migration.name} in ${Math.round(performance.now() - started)} ms`)
+    log.push(`applied ${migration.name} in ${Math.round(performance.now() - started)} ms`)
   }
-  return { applied, skipped }
+  return { applied, skipped, log }
 }
