@@ -106,13 +106,150 @@ const describe = (error: PrepareError | WarmupError | RetryConfigError | ConfigE
 
 const countHealth = (result: HealthFailureReason) => Metric.increment(Metric.tagged(Metrics.healthChecks, "result", result))
 
+/** What the parts of one `Readiness` share. */
+interface Shared {
+  readonly state: Ref.Ref<State>
+  readonly shuttingDown: Ref.Ref<boolean>
+  /** completed by the first successful warm-up */
+  readonly database: Deferred.Deferred<DatabaseService>
+  /** `database`'s value, for the warm path of the facade */
+  warm: DatabaseService | undefined
+  readonly retryConfig: RetryPolicy.RetryConfig
+  readonly warmup: WarmupConfig
+}
+
+/**
+ * Builds `databaseLayer` in the background until it succeeds, each attempt in
+ * a scope of its own so that a failed one leaves nothing behind.
+ */
+const warmInBackground = <E extends PrepareError | WarmupError | RetryConfigError | ConfigError.ConfigError>(
+  shared: Shared,
+  scope: Scope.Scope,
+  databaseLayer: Layer.Layer<Database, E>,
+  prepare: Effect.Effect<void, PrepareError> | undefined
+) =>
+  Effect.gen(function*() {
+    if (prepare) yield* prepare
+    const attemptScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+    const context = yield* Layer.buildWithScope(databaseLayer, attemptScope).pipe(
+      Effect.onError((cause) => Scope.close(attemptScope, Exit.failCause(cause)))
+    )
+    return Context.get(context, Database)
+  }).pipe(
+    Effect.tapError((error: PrepareError | E) =>
+      Effect.gen(function*() {
+        const current = yield* Ref.get(shared.state)
+        const now = yield* Clock.currentTimeMillis
+        // Migrations fail fast while the database is still starting: that is
+        // still warming up, until the warm-up timeout says otherwise.
+        const stillWarming = error._tag === "PrepareError" && current._tag === "Warming" &&
+          now - current.since < shared.warmup.timeoutMs
+        if (stillWarming) return yield* Effect.logWarning(`Database not ready yet: ${describe(error)}`)
+        yield* Ref.set(shared.state, { _tag: "Failed", message: describe(error) })
+        yield* Effect.logError(`Database not ready: ${describe(error)}`)
+      })
+    ),
+    Effect.retry({
+      schedule: rewarm(shared.warmup),
+      while: (error) => error._tag === "WarmupError" || error._tag === "PrepareError"
+    }),
+    Effect.flatMap((db) =>
+      Effect.gen(function*() {
+        yield* Ref.set(shared.state, { _tag: "Ready", database: db })
+        shared.warm = db
+        if (yield* Ref.get(shared.shuttingDown)) yield* db.beginShutdown
+        yield* Deferred.succeed(shared.database, db)
+      })
+    ),
+    Effect.forkIn(scope)
+  )
+
+// Logged at Warning, as core's health logs its failures.
+const fail = (reason: HealthFailureReason, message: string) =>
+  countHealth(reason).pipe(
+    Effect.zipRight(Effect.logWarning(`Health check failed: ${reason}: ${message}`)),
+    Effect.zipRight(
+      Effect.fail(new HealthError({ reason, message, latencyMs: undefined, warmupMs: undefined, cause: undefined }))
+    )
+  )
+
+/** Core's `health` once warmed up; `warming`, `unreachable` or `shutting_down` before and after. */
+const checkOf = (shared: Shared): Effect.Effect<HealthReport, HealthError> =>
+  Effect.gen(function*() {
+    const current = yield* Ref.get(shared.state)
+    if (current._tag === "Ready") return yield* Effect.provideService(health, Database, current.database)
+    if (yield* Ref.get(shared.shuttingDown)) return yield* fail("shutting_down", "the service is shutting down")
+    if (current._tag === "Failed") return yield* fail("unreachable", current.message)
+    const elapsed = (yield* Clock.currentTimeMillis) - current.since
+    return yield* fail("warming", `database warm-up in progress for ${elapsed} ms`)
+  })
+
+/**
+ * `use` of the warmed-up database; before warm-up, after waiting for it at
+ * most DB_WARMUP_WAIT_MS and never past the request's deadline, which then
+ * covers the call too. Provided once, in the handlers' layer, this costs a
+ * request nothing; providing the warmed-up database and a budget to every
+ * request took two context operations, about 30 µs of CPU per request.
+ */
+const afterWarmup = <A>(
+  shared: Shared,
+  operation: string | undefined,
+  use: (db: DatabaseService) => Effect.Effect<A, DatabaseError>
+): Effect.Effect<A, DatabaseError> =>
+  shared.warm !== undefined ? use(shared.warm) : Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const deadline = (yield* FiberRef.get(RetryPolicy.currentDeadline)) ?? now + shared.retryConfig.requestBudgetMs
+    const waitMs = Math.max(0, Math.min(shared.retryConfig.warmupWaitMs, deadline - now))
+    const db = yield* Deferred.await(shared.database).pipe(
+      Effect.timeoutFail({
+        duration: Duration.millis(waitMs),
+        onTimeout: () =>
+          new ConnectionError({
+            operation: operation ?? "unknown",
+            attempt: 0,
+            safety: "before-send",
+            code: warmupWaitCode,
+            message: `the database is not ready yet (waited ${waitMs} ms for warm-up)`,
+            cause: undefined
+          })
+      })
+    )
+    return yield* Effect.locally(use(db), RetryPolicy.currentDeadline, deadline)
+  })
+
+/** The `Database` the handlers use: see `ReadinessService.database`. */
+const facadeOf = (shared: Shared): DatabaseService => {
+  // Only query, transaction, ping and probe wait within a budget; the rest are
+  // the database's own state, which exists once warm-up has succeeded.
+  const onceWarm = <A>(use: (db: DatabaseService) => Effect.Effect<A>): Effect.Effect<A> =>
+    Effect.suspend(() => (shared.warm !== undefined ? use(shared.warm) : Effect.flatMap(Deferred.await(shared.database), use)))
+  return {
+    query: (f, options) => afterWarmup(shared, options?.operation, (db) => db.query(f, options)),
+    transaction: (f, options) => afterWarmup(shared, options?.operation, (db) => db.transaction(f, options)),
+    ping: (timeoutMs) => afterWarmup(shared, "ping", (db) => db.ping(timeoutMs)),
+    probe: afterWarmup(shared, "health", (db) => db.probe),
+    get warmup() {
+      if (shared.warm === undefined) throw new Error("Readiness.database.warmup read before warm-up succeeded")
+      return shared.warm.warmup
+    },
+    retryConfig: shared.retryConfig,
+    warmupConfig: shared.warmup,
+    state: onceWarm((db) => db.state),
+    beginShutdown: onceWarm((db) => db.beginShutdown),
+    poolStats: onceWarm((db) => db.poolStats),
+    circuit: onceWarm((db) => db.circuit),
+    retryBudgetTokens: onceWarm((db) => db.retryBudgetTokens),
+    queryPath: onceWarm((db) => db.queryPath),
+    nodes: onceWarm((db) => db.nodes)
+  }
+}
+
 export const make = <C extends PrismaClientLike>(options: Options<C>) =>
   Effect.gen(function*() {
     // Read and checked before the server listens, so that a bad configuration
     // stops the start with its message instead of failing every warm-up.
     const settings = yield* databaseConfig
     const retryConfig = yield* RetryPolicy.validate(settings.retry)
-    const warmup = settings.warmup
     const replicaUrls = options.replicaUrls ?? Option.toArray((yield* connectionConfig).replicaUrls)
     const databaseLayer = Database.layer({
       client: options.client,
@@ -121,130 +258,24 @@ export const make = <C extends PrismaClientLike>(options: Options<C>) =>
       replicaUrls,
       ...settings
     })
-
-    const scope = yield* Effect.scope
-    const state = yield* Ref.make<State>({ _tag: "Warming", since: yield* Clock.currentTimeMillis })
-    const shuttingDown = yield* Ref.make(false)
-    const database = yield* Deferred.make<DatabaseService>()
-    // `database`'s value, for the warm path of `facade`
-    let warm: DatabaseService | undefined
-
-    // Each attempt gets a scope of its own so that a failed one leaves nothing behind.
-    const build = Effect.gen(function*() {
-      if (options.prepare) yield* options.prepare
-      const attemptScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-      const context = yield* Layer.buildWithScope(databaseLayer, attemptScope).pipe(
-        Effect.onError((cause) => Scope.close(attemptScope, Exit.failCause(cause)))
-      )
-      return Context.get(context, Database)
-    })
-    yield* build.pipe(
-      Effect.tapError((error) =>
-        Effect.gen(function*() {
-          const current = yield* Ref.get(state)
-          const now = yield* Clock.currentTimeMillis
-          // Migrations fail fast while the database is still starting: that is
-          // still warming up, until the warm-up timeout says otherwise.
-          const stillWarming = error._tag === "PrepareError" && current._tag === "Warming" &&
-            now - current.since < warmup.timeoutMs
-          if (stillWarming) return yield* Effect.logWarning(`Database not ready yet: ${describe(error)}`)
-          yield* Ref.set(state, { _tag: "Failed", message: describe(error) })
-          yield* Effect.logError(`Database not ready: ${describe(error)}`)
-        })
-      ),
-      Effect.retry({
-        schedule: rewarm(warmup),
-        while: (error) => error._tag === "WarmupError" || error._tag === "PrepareError"
-      }),
-      Effect.flatMap((db) =>
-        Effect.gen(function*() {
-          yield* Ref.set(state, { _tag: "Ready", database: db })
-          warm = db
-          if (yield* Ref.get(shuttingDown)) yield* db.beginShutdown
-          yield* Deferred.succeed(database, db)
-        })
-      ),
-      Effect.forkIn(scope)
-    )
-
-    const fail = (reason: HealthFailureReason, message: string) =>
-      countHealth(reason).pipe(
-        Effect.zipRight(Effect.logInfo(`Health check failed: ${reason}: ${message}`)),
-        Effect.zipRight(
-          Effect.fail(new HealthError({ reason, message, latencyMs: undefined, warmupMs: undefined, cause: undefined }))
-        )
-      )
-
-    const check: Effect.Effect<HealthReport, HealthError> = Effect.gen(function*() {
-      const current = yield* Ref.get(state)
-      if (current._tag === "Ready") return yield* Effect.provideService(health, Database, current.database)
-      if (yield* Ref.get(shuttingDown)) return yield* fail("shutting_down", "the service is shutting down")
-      if (current._tag === "Failed") return yield* fail("unreachable", current.message)
-      const elapsed = (yield* Clock.currentTimeMillis) - current.since
-      return yield* fail("warming", `database warm-up in progress for ${elapsed} ms`)
-    })
-
-    // Provided once, in the handlers' layer, this costs a request nothing;
-    // providing the warmed-up database and a budget to every request took two
-    // context operations, about 30 µs of CPU per request.
-    const afterWarmup = <A>(
-      operation: string | undefined,
-      use: (db: DatabaseService) => Effect.Effect<A, DatabaseError>
-    ): Effect.Effect<A, DatabaseError> =>
-      warm !== undefined ? use(warm) : Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        const deadline = (yield* FiberRef.get(RetryPolicy.currentDeadline)) ?? now + retryConfig.requestBudgetMs
-        const waitMs = Math.max(0, Math.min(retryConfig.warmupWaitMs, deadline - now))
-        const db = yield* Deferred.await(database).pipe(
-          Effect.timeoutFail({
-            duration: Duration.millis(waitMs),
-            onTimeout: () =>
-              new ConnectionError({
-                operation: operation ?? "unknown",
-                attempt: 0,
-                safety: "before-send",
-                code: warmupWaitCode,
-                message: `the database is not ready yet (waited ${waitMs} ms for warm-up)`,
-                cause: undefined
-              })
-          })
-        )
-        return yield* Effect.locally(use(db), RetryPolicy.currentDeadline, deadline)
-      })
-    // Only query, transaction and ping wait within a budget; the rest are
-    // the database's own state, which exists once warm-up has succeeded.
-    const onceWarm = <A>(use: (db: DatabaseService) => Effect.Effect<A>): Effect.Effect<A> =>
-      Effect.suspend(() => (warm !== undefined ? use(warm) : Effect.flatMap(Deferred.await(database), use)))
-    const facade: DatabaseService = {
-      query: (f, options) => afterWarmup(options?.operation, (db) => db.query(f, options)),
-      transaction: (f, options) => afterWarmup(options?.operation, (db) => db.transaction(f, options)),
-      ping: (timeoutMs) => afterWarmup("ping", (db) => db.ping(timeoutMs)),
-      probe: afterWarmup("health", (db) => db.probe),
-      get warmup() {
-        if (warm === undefined) throw new Error("Readiness.database.warmup read before warm-up succeeded")
-        return warm.warmup
-      },
+    const shared: Shared = {
+      state: yield* Ref.make<State>({ _tag: "Warming", since: yield* Clock.currentTimeMillis }),
+      shuttingDown: yield* Ref.make(false),
+      database: yield* Deferred.make<DatabaseService>(),
+      warm: undefined,
       retryConfig,
-      warmupConfig: warmup,
-      state: onceWarm((db) => db.state),
-      beginShutdown: onceWarm((db) => db.beginShutdown),
-      poolStats: onceWarm((db) => db.poolStats),
-      circuit: onceWarm((db) => db.circuit),
-      retryBudgetTokens: onceWarm((db) => db.retryBudgetTokens),
-      queryPath: onceWarm((db) => db.queryPath),
-      nodes: onceWarm((db) => db.nodes)
+      warmup: settings.warmup
     }
-
+    yield* warmInBackground(shared, yield* Effect.scope, databaseLayer, options.prepare)
     const beginShutdown = Effect.gen(function*() {
-      yield* Ref.set(shuttingDown, true)
-      const current = yield* Ref.get(state)
+      yield* Ref.set(shared.shuttingDown, true)
+      const current = yield* Ref.get(shared.state)
       if (current._tag === "Ready") yield* current.database.beginShutdown
     })
-
     return Readiness.of({
-      check,
-      database: facade,
-      ready: Effect.map(Deferred.await(database), (db) => db.warmup),
+      check: checkOf(shared),
+      database: facadeOf(shared),
+      ready: Effect.map(Deferred.await(shared.database), (db) => db.warmup),
       beginShutdown,
       retryConfig
     })
