@@ -315,7 +315,7 @@ export const queryNowOf = (service: DatabaseService): QueryNow | undefined => qu
  *
  * ```ts
  * class Db extends Database.Tag("Db")<Db, PrismaClient>() {}
- * const DbLive = Db.layerConfig({ client: (pool) => new PrismaClient({ adapter: new PrismaPg({ ...pool, connectionString }) }) })
+ * const DbLive = Db.layerConfig({ client: (pool) => new PrismaClient({ adapter: new PrismaPg(pool) }) })
  * const order = Db.query((c) => c.purchaseOrder.findUnique({ where: { id } })) // Effect<…, DatabaseError, Db>
  * ```
  *
