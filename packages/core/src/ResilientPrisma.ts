@@ -11,7 +11,7 @@
  * const account = await db.account.findUnique({ where: { id } })
  * ```
  */
-import { Cause, Context, Effect, Exit, Fiber, FiberRef, ManagedRuntime, Option, Runtime, Scheduler } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, FiberRef, type Layer, ManagedRuntime, Option, Runtime, Scheduler } from "effect"
 import {
   config as databaseConfig,
   connectionConfig,
@@ -249,16 +249,24 @@ class LazyRequest<C, A> implements PromiseLike<A> {
 
 type Method = (...args: Array<unknown>) => PromiseLike<unknown>
 
-export const createResilientPrisma = <C extends PrismaClientLike>(
-  options: ResilientPrismaOptions<C>
-): ResilientPrisma<C> => {
-  const settings = settingsOf(options)
-  const layer = Database.layer({ ...options, ...settings })
-  let closed = false
-  let disconnecting: Promise<void> | undefined
+/**
+ * The layer's life for Promise callers: warm-up generations (a failed one is
+ * replaced by the next call, at most once per `backoffMaxMs`), the wait for
+ * warm-up within a call's budget, and closing.
+ */
+class Lifecycle<C extends PrismaClientLike> {
+  closed = false
+  disconnecting: Promise<void> | undefined
+  current: Generation<C>
+  constructor(
+    private readonly layer: Layer.Layer<Database, WarmupError | RetryConfigError>,
+    readonly settings: Settings
+  ) {
+    this.current = this.start()
+  }
 
-  const start = (): Generation<C> => {
-    const managed = ManagedRuntime.make(layer)
+  start(): Generation<C> {
+    const managed = ManagedRuntime.make(this.layer)
     const generation: Generation<C> = {
       managed,
       since: Date.now(),
@@ -278,19 +286,20 @@ export const createResilientPrisma = <C extends PrismaClientLike>(
     }
     return generation
   }
-  let current = start()
 
   // A failed warm-up is retried by the next call, but not sooner than the
   // warm-up's capped backoff: a database refusing every connection should
   // see at most one warm-up per `backoffMaxMs`, whatever the request rate.
-  const generation = (): Generation<C> => {
-    const outcome = current.outcome
-    if (outcome?._tag === "Failed" && Date.now() - outcome.at >= settings.warmup.backoffMaxMs) current = start()
-    return current
+  generation(): Generation<C> {
+    const outcome = this.current.outcome
+    if (outcome?._tag === "Failed" && Date.now() - outcome.at >= this.settings.warmup.backoffMaxMs) {
+      this.current = this.start()
+    }
+    return this.current
   }
 
-  const awaitWarm = (operation: string, waitMs: number): Promise<Warm<C>> => {
-    const waiting = generation()
+  awaitWarm(operation: string, waitMs: number): Promise<Warm<C>> {
+    const waiting = this.generation()
     if (waiting.outcome?._tag === "Failed") return Promise.reject(warmupFailed(operation, waiting.outcome.error))
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() =>
@@ -303,7 +312,7 @@ export const createResilientPrisma = <C extends PrismaClientLike>(
         )), waitMs)
       waiting.settled.then((outcome) => {
         clearTimeout(timer)
-        if (closed) reject(disconnected(operation))
+        if (this.closed) reject(disconnected(operation))
         else if (outcome._tag === "Warm") resolve(outcome)
         else reject(warmupFailed(operation, outcome.error))
       })
@@ -312,95 +321,123 @@ export const createResilientPrisma = <C extends PrismaClientLike>(
 
   // One call is one request: during warm-up it waits at most `warmupWaitMs`,
   // and its deadline counts from the call, not from the end of the wait.
-  const request = <A>(
+  request<A>(
     operation: string,
     retry: Partial<RetryPolicy.RetryConfig> | undefined,
     send: (warm: Warm<C>, deadlineMs?: number) => Promise<A>
-  ): Promise<A> => {
-    if (closed) return Promise.reject(disconnected(operation))
-    const outcome = current.outcome
+  ): Promise<A> {
+    if (this.closed) return Promise.reject(disconnected(operation))
+    const outcome = this.current.outcome
     if (outcome?._tag === "Warm") return send(outcome)
     const started = Date.now()
-    const budgetMs = retry?.requestBudgetMs ?? settings.retry.requestBudgetMs
-    const waitMs = Math.min(retry?.warmupWaitMs ?? settings.retry.warmupWaitMs, budgetMs)
-    return awaitWarm(operation, waitMs).then((warm) => send(warm, started + budgetMs))
+    const budgetMs = retry?.requestBudgetMs ?? this.settings.retry.requestBudgetMs
+    const waitMs = Math.min(retry?.warmupWaitMs ?? this.settings.retry.warmupWaitMs, budgetMs)
+    return this.awaitWarm(operation, waitMs).then((warm) => send(warm, started + budgetMs))
   }
 
-  const query = <A>(f: (client: C) => PromiseLike<A>, queryOptions: QueryOptions | undefined): Promise<A> => {
+  readonly query = <A>(f: (client: C) => PromiseLike<A>, queryOptions: QueryOptions | undefined): Promise<A> => {
     // The usual case first, without the closure `request` takes.
-    const outcome = current.outcome
-    if (!closed && outcome?._tag === "Warm") return outcome.query(f, queryOptions)
-    return request(queryOptions?.operation ?? "query", queryOptions?.retry, (warm, deadlineMs) =>
+    const outcome = this.current.outcome
+    if (!this.closed && outcome?._tag === "Warm") return outcome.query(f, queryOptions)
+    return this.request(queryOptions?.operation ?? "query", queryOptions?.retry, (warm, deadlineMs) =>
       warm.query(f, queryOptions, deadlineMs))
   }
 
-  const modelView = (model: string) => {
-    const methods = new Map<string, Method>()
-    return new Proxy({}, {
-      get(_, method) {
-        if (typeof method !== "string" || method === "then" || method === "fields") return undefined
-        let call = methods.get(method)
-        if (call === undefined) {
-          // Built once per model and method: a call allocates only its request.
-          const name = `${model}.${method}`
-          const queryOptions = { operation: name, [ONE_CALL]: kindOfMethod(name) } as QueryOptions
-          call = (...args) =>
-            new LazyRequest(
-              query,
-              (client: C) => (client as unknown as Record<string, Record<string, Method>>)[model]![method]!(...args),
-              queryOptions
-            )
-          methods.set(method, call)
-        }
-        return call
-      }
-    })
-  }
-
-  const methods = {
-    $ready: (): Promise<WarmupInfo> => {
-      if (closed) return Promise.reject(disconnected("$ready"))
-      return generation().settled.then((outcome) => {
-        if (closed) throw disconnected("$ready")
-        if (outcome._tag === "Failed") throw outcome.error
-        return outcome.service.warmup
-      })
-    },
-    $query: <A>(f: (client: C) => PromiseLike<A>, queryOptions?: QueryOptions) => query(f, queryOptions),
-    $transaction: <A>(f: (tx: TransactionClient<C>) => Promise<A>, txOptions?: TransactionOptions) =>
-      request(txOptions?.operation ?? "$transaction", txOptions?.retry, (warm, deadlineMs) =>
-        warm.run(within(warm.service.transaction(f, txOptions), deadlineMs))),
-    $queryRaw: (...args: Array<unknown>) =>
-      new LazyRequest(query, (client: C) => (client.$queryRaw as unknown as Method)(...args), {
-        operation: "$queryRaw",
-        [ONE_CALL]: kindOfCall("$queryRaw", args) ?? "write"
-      } as QueryOptions),
-    $health: (): Promise<HealthReport> => {
-      if (closed) return healthFailure("shutting_down", "the client was disconnected ($disconnect)")
-      const checked = generation()
-      const outcome = checked.outcome
-      if (outcome === undefined) {
-        return healthFailure("warming", `database warm-up in progress for ${Date.now() - checked.since} ms`)
-      }
-      if (outcome._tag === "Failed") {
-        return healthFailure(
-          "unreachable",
-          describeFailure(outcome.error),
-          outcome.error instanceof WarmupError ? outcome.error.cause : undefined
-        )
-      }
-      return outcome.run(health)
-    },
-    $disconnect: (): Promise<void> => {
-      if (disconnecting === undefined) {
-        closed = true
-        // Interrupts a warm-up still running; failed generations were disposed already.
-        disconnecting = current.managed.dispose()
-      }
-      return disconnecting
+  health(): Promise<HealthReport> {
+    if (this.closed) return healthFailure("shutting_down", "the client was disconnected ($disconnect)")
+    const checked = this.generation()
+    const outcome = checked.outcome
+    if (outcome === undefined) {
+      return healthFailure("warming", `database warm-up in progress for ${Date.now() - checked.since} ms`)
     }
+    if (outcome._tag === "Failed") {
+      return healthFailure(
+        "unreachable",
+        describeFailure(outcome.error),
+        outcome.error instanceof WarmupError ? outcome.error.cause : undefined
+      )
+    }
+    return outcome.run(health)
   }
 
+  disconnect(): Promise<void> {
+    if (this.disconnecting === undefined) {
+      this.closed = true
+      // Interrupts a warm-up still running; failed generations were disposed already.
+      this.disconnecting = this.current.managed.dispose()
+    }
+    return this.disconnecting
+  }
+}
+
+/** A model's delegate: each method call one lazy request of exactly one call, built once per method. */
+const modelView = <C extends PrismaClientLike>(life: Lifecycle<C>, model: string) => {
+  const methods = new Map<string, Method>()
+  return new Proxy({}, {
+    get(_, method) {
+      if (typeof method !== "string" || method === "then" || method === "fields") return undefined
+      let call = methods.get(method)
+      if (call === undefined) {
+        // Built once per model and method: a call allocates only its request.
+        const name = `${model}.${method}`
+        const queryOptions = { operation: name, [ONE_CALL]: kindOfMethod(name) } as QueryOptions
+        call = (...args) =>
+          new LazyRequest(
+            life.query,
+            (client: C) => (client as unknown as Record<string, Record<string, Method>>)[model]![method]!(...args),
+            queryOptions
+          )
+        methods.set(method, call)
+      }
+      return call
+    }
+  })
+}
+
+/** The `$` methods of the adapter. */
+const methodsOf = <C extends PrismaClientLike>(life: Lifecycle<C>) => ({
+  $ready: (): Promise<WarmupInfo> => {
+    if (life.closed) return Promise.reject(disconnected("$ready"))
+    return life.generation().settled.then((outcome) => {
+      if (life.closed) throw disconnected("$ready")
+      if (outcome._tag === "Failed") throw outcome.error
+      return outcome.service.warmup
+    })
+  },
+  $query: <A>(f: (client: C) => PromiseLike<A>, queryOptions?: QueryOptions) => life.query(f, queryOptions),
+  $transaction: <A>(f: (tx: TransactionClient<C>) => Promise<A>, txOptions?: TransactionOptions) =>
+    life.request(txOptions?.operation ?? "$transaction", txOptions?.retry, (warm, deadlineMs) =>
+      warm.run(within(warm.service.transaction(f, txOptions), deadlineMs))),
+  $queryRaw: (...args: Array<unknown>) =>
+    new LazyRequest(life.query, (client: C) => (client.$queryRaw as unknown as Method)(...args), {
+      operation: "$queryRaw",
+      [ONE_CALL]: kindOfCall("$queryRaw", args) ?? "write"
+    } as QueryOptions),
+  $health: (): Promise<HealthReport> => life.health(),
+  $disconnect: (): Promise<void> => life.disconnect()
+})
+
+/**
+ * The `Database` layer for Promise code: model calls with Prisma's shape (lazy,
+ * each one request through the layer), `$query`, `$transaction`, `$queryRaw`,
+ * `$ready`, `$health` and `$disconnect`. Settings not given are read as
+ * `layerConfig` reads them (DATABASE_URL, DATABASE_REPLICA_URLS, `DB_*`) and
+ * checked now: a bad one throws here.
+ *
+ * @example
+ * ```ts
+ * const db = createResilientPrisma({ client: (pool) => new PrismaClient({ adapter: new PrismaPg(pool) }) })
+ * const order = await db.purchaseOrder.findUnique({ where: { id } })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const createResilientPrisma = <C extends PrismaClientLike>(
+  options: ResilientPrismaOptions<C>
+): ResilientPrisma<C> => {
+  const settings = settingsOf(options)
+  const life = new Lifecycle<C>(Database.layer({ ...options, ...settings }), settings)
+  const methods = methodsOf(life)
   const models = new Map<string, object>()
   return new Proxy(methods, {
     get(target, key) {
@@ -409,7 +446,7 @@ export const createResilientPrisma = <C extends PrismaClientLike>(
       }
       let model = models.get(key)
       if (model === undefined) {
-        model = modelView(key)
+        model = modelView(life, key)
         models.set(key, model)
       }
       return model

@@ -138,119 +138,135 @@ interface CommitCut {
   readonly done: () => void
 }
 
-export const startProxy = async (target: { readonly host: string; readonly port: number }): Promise<TcpProxy> => {
-  const pairs = new Set<Pair>()
-  let accepted = 0
-  let stalled = false
-  let refusing = false
-  let commitCut: CommitCut | undefined
-  let commitCuts = 0
+/** What a proxy's connections share: the armed commit cut, and how many cuts happened. */
+interface ProxyState {
+  commitCut: CommitCut | undefined
+  commitCuts: number
+}
 
-  // Forwarding by hand rather than with pipe(): pipe() resumes the source on
-  // 'drain', which would undo a stall.
-  const write = (from: net.Socket, to: net.Socket, chunk: Buffer) => {
-    if (!to.write(chunk)) from.pause()
+/** After an `after` cut's COMMIT was forwarded: resets the client, drops the server's answer, then closes its side. */
+const cutAfter = (state: ProxyState, client: net.Socket, upstream: net.Socket, cut: CommitCut) => {
+  state.commitCuts += 1
+  reset(client)
+  // The server's answer (the outcome) must not reach the client; once it
+  // came, or the server closed, the server side goes too.
+  upstream.removeAllListeners("data")
+  const finish = () => {
+    upstream.destroy()
+    cut.done()
   }
-  const forward = (from: net.Socket, to: net.Socket, onData?: (chunk: Buffer) => void) => {
-    from.on("data", onData ?? ((chunk: Buffer) => write(from, to, chunk)))
-    to.on("drain", () => {
-      if (!stalled) from.resume()
-    })
-    from.on("end", () => to.end())
-  }
+  upstream.on("data", finish)
+  upstream.once("close", finish)
+}
 
-  // The client's bytes, read message by message so that a COMMIT can be caught.
-  const fromClient = (client: net.Socket, upstream: net.Socket) => {
-    const split = frontendSplitter()
-    // after an `after` cut's COMMIT was forwarded: forward up to the Sync, then reset
-    let flushing: CommitCut | undefined
-    const cutAfter = (cut: CommitCut) => {
-      commitCuts += 1
-      reset(client)
-      // The server's answer (the outcome) must not reach the client; once it
-      // came, or the server closed, the server side goes too.
-      upstream.removeAllListeners("data")
-      const finish = () => {
-        upstream.destroy()
-        cut.done()
-      }
-      upstream.on("data", finish)
-      upstream.once("close", finish)
-    }
-    return (chunk: Buffer) => {
-      // Split even when nothing is armed: message boundaries are only known
-      // from the start of the stream. Corked, the pieces leave as one write.
-      const pieces = split(chunk)
-      upstream.cork()
-      try {
-        forwardPieces(pieces)
-      } finally {
-        upstream.uncork()
-      }
-      if (upstream.writableNeedDrain) client.pause()
-    }
-    function forwardPieces(pieces: Array<Piece>) {
-      for (let k = 0; k < pieces.length; k++) {
-        const piece = pieces[k]!
-        if (flushing !== undefined) {
-          upstream.write(piece.bytes)
-          if (piece.sync) {
-            const cut = flushing
-            flushing = undefined
-            return cutAfter(cut)
-          }
-          continue
-        }
-        if (piece.commit && commitCut !== undefined) {
-          const cut = commitCut
-          commitCut = undefined
-          if (cut.when === "before") {
-            commitCuts += 1
-            reset(client)
-            reset(upstream)
-            return cut.done()
-          }
-          upstream.write(piece.bytes)
-          // A simple Query runs as it is; a Parse runs at the next Sync.
-          if (piece.bytes[0] === QUERY) return cutAfter(cut)
-          flushing = cut
-          continue
-        }
+/** The client's bytes, read message by message so that a COMMIT can be caught. */
+const fromClient = (state: ProxyState, client: net.Socket, upstream: net.Socket) => {
+  const split = frontendSplitter()
+  // after an `after` cut's COMMIT was forwarded: forward up to the Sync, then reset
+  let flushing: CommitCut | undefined
+  const forwardPieces = (pieces: Array<Piece>) => {
+    for (const piece of pieces) {
+      if (flushing !== undefined) {
         upstream.write(piece.bytes)
+        if (piece.sync) {
+          const cut = flushing
+          flushing = undefined
+          return cutAfter(state, client, upstream, cut)
+        }
+        continue
       }
+      const cut = piece.commit ? state.commitCut : undefined
+      if (cut === undefined) {
+        upstream.write(piece.bytes)
+        continue
+      }
+      state.commitCut = undefined
+      if (cut.when === "before") {
+        state.commitCuts += 1
+        reset(client)
+        reset(upstream)
+        return cut.done()
+      }
+      upstream.write(piece.bytes)
+      // A simple Query runs as it is; a Parse runs at the next Sync.
+      if (piece.bytes[0] === QUERY) return cutAfter(state, client, upstream, cut)
+      flushing = cut
     }
   }
+  return (chunk: Buffer) => {
+    // Split even when nothing is armed: message boundaries are only known
+    // from the start of the stream. Corked, the pieces leave as one write.
+    const pieces = split(chunk)
+    upstream.cork()
+    try {
+      forwardPieces(pieces)
+    } finally {
+      upstream.uncork()
+    }
+    if (upstream.writableNeedDrain) client.pause()
+  }
+}
 
-  const server = net.createServer((client) => {
-    accepted += 1
-    client.on("error", () => {})
-    if (refusing) {
-      reset(client)
-      return
-    }
-    const upstream = net.connect({ host: target.host, port: target.port })
-    upstream.on("error", () => {})
-    client.setNoDelay(true)
-    upstream.setNoDelay(true)
-    const pair = { client, upstream }
-    pairs.add(pair)
-    forward(client, upstream, fromClient(client, upstream))
-    forward(upstream, client)
-    if (stalled) {
-      client.pause()
-      upstream.pause()
-    }
-    // A reset on one side (a crashed server included) resets the other; a
-    // clean close was already passed on by forward() as an end().
-    const onClose = (other: net.Socket) => (hadError: boolean) => {
-      if (hadError) reset(other)
-      if (client.destroyed && upstream.destroyed) pairs.delete(pair)
-    }
-    client.once("close", onClose(upstream))
-    upstream.once("close", onClose(client))
+/** Everything one proxy holds: its connection pairs, its switches and its commit cut. */
+interface Proxied extends ProxyState {
+  readonly target: { readonly host: string; readonly port: number }
+  readonly pairs: Set<Pair>
+  accepted: number
+  stalled: boolean
+  refusing: boolean
+}
+
+// Forwarding by hand rather than with pipe(): pipe() resumes the source on
+// 'drain', which would undo a stall.
+const forward = (p: Proxied, from: net.Socket, to: net.Socket, onData?: (chunk: Buffer) => void) => {
+  from.on("data", onData ?? ((chunk: Buffer) => {
+    if (!to.write(chunk)) from.pause()
+  }))
+  to.on("drain", () => {
+    if (!p.stalled) from.resume()
   })
-  server.on("error", () => {})
+  from.on("end", () => to.end())
+}
 
+/** A new client connection: refused, or paired with a connection upstream. */
+const accept = (p: Proxied) => (client: net.Socket) => {
+  p.accepted += 1
+  client.on("error", () => {})
+  if (p.refusing) return reset(client)
+  const upstream = net.connect({ host: p.target.host, port: p.target.port })
+  upstream.on("error", () => {})
+  client.setNoDelay(true)
+  upstream.setNoDelay(true)
+  const pair = { client, upstream }
+  p.pairs.add(pair)
+  forward(p, client, upstream, fromClient(p, client, upstream))
+  forward(p, upstream, client)
+  if (p.stalled) {
+    client.pause()
+    upstream.pause()
+  }
+  // A reset on one side (a crashed server included) resets the other; a
+  // clean close was already passed on by forward() as an end().
+  const onClose = (other: net.Socket) => (hadError: boolean) => {
+    if (hadError) reset(other)
+    if (client.destroyed && upstream.destroyed) p.pairs.delete(pair)
+  }
+  client.once("close", onClose(upstream))
+  upstream.once("close", onClose(client))
+}
+
+const cutAll = (p: Proxied) => {
+  for (const { client, upstream } of p.pairs) {
+    reset(client)
+    reset(upstream)
+  }
+}
+
+/** Starts a proxy on a free loopback port in front of `target`. */
+export const startProxy = async (target: { readonly host: string; readonly port: number }): Promise<TcpProxy> => {
+  const p: Proxied = { target, pairs: new Set(), accepted: 0, stalled: false, refusing: false, commitCut: undefined, commitCuts: 0 }
+  const server = net.createServer(accept(p))
+  server.on("error", () => {})
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject)
     server.listen(0, "127.0.0.1", () => {
@@ -258,33 +274,24 @@ export const startProxy = async (target: { readonly host: string; readonly port:
       resolve()
     })
   })
-  const { port } = server.address() as net.AddressInfo
-
-  const cutAll = () => {
-    for (const { client, upstream } of pairs) {
-      reset(client)
-      reset(upstream)
-    }
-  }
-
   return {
     host: "127.0.0.1",
-    port,
+    port: (server.address() as net.AddressInfo).port,
     get connections() {
       let open = 0
-      for (const { client } of pairs) if (!client.destroyed) open += 1
+      for (const { client } of p.pairs) if (!client.destroyed) open += 1
       return open
     },
     get accepted() {
-      return accepted
+      return p.accepted
     },
     get commitCuts() {
-      return commitCuts
+      return p.commitCuts
     },
-    cutAll,
+    cutAll: () => cutAll(p),
     stall: (on) => {
-      stalled = on
-      for (const { client, upstream } of pairs) {
+      p.stalled = on
+      for (const { client, upstream } of p.pairs) {
         for (const socket of [client, upstream]) {
           if (on) socket.pause()
           else socket.resume()
@@ -292,16 +299,16 @@ export const startProxy = async (target: { readonly host: string; readonly port:
       }
     },
     refuse: (on) => {
-      refusing = on
+      p.refusing = on
     },
     cutOnCommit: (when) =>
       new Promise<void>((resolve) => {
-        commitCut = { when, done: resolve }
+        p.commitCut = { when, done: resolve }
       }),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve())
-        cutAll()
+        cutAll(p)
       })
   }
 }

@@ -160,36 +160,364 @@ const initial = (name: string): Kernel.NodeState => ({
 // A probe's message may name the node's connection string.
 const describeRedacted = (error: DatabaseError) => redact(describe(error))
 
+/** Everything one topology knows and shares between its parts. */
+interface Nodes<C extends PrismaClientLike> {
+  readonly options: MakeOptions<C>
+  readonly pool: PoolSettings
+  readonly all: Map<string, Node<C>>
+  /** the nodes the writer may be on: a multi-host string's, or the plain string's when there are replicas */
+  readonly writerNodes: ReadonlyArray<Node<C>>
+  readonly replicas: ReadonlyArray<Replica<C>>
+  readonly replicaNames: ReadonlySet<string>
+  readonly writerMode: boolean
+  readonly attrs: Kernel.Plan["targetSessionAttrs"]
+  readonly probePool: PoolSettings
+  readonly checkEveryMs: number
+  readonly staleMs: number
+  /** every client made, for the finalizer */
+  readonly clients: Array<C>
+  /** the writer's WAL end over time, against which every replica's replay is measured */
+  history: Kernel.WriterHistory | undefined
+  /** set by `start`: the node the queries go to */
+  writerName: () => string | undefined
+  /** the running search for the writer, if any */
+  search: Deferred.Deferred<void> | undefined
+  /** set by `start`: forks into the topology's scope, and the search itself */
+  run: ((effect: Effect.Effect<void>) => unknown) | undefined
+  findWriter: ((why: string) => Effect.Effect<void>) | undefined
+  /** round robin over the replicas */
+  cursor: number
+}
+
+const newClient = <C extends PrismaClientLike>(st: Pick<Nodes<C>, "options" | "clients">, settings: PoolSettings) => {
+  const client = st.options.makeClient(settings)
+  st.clients.push(client)
+  return client
+}
+
+/** The nodes of `options`' connection strings. */
+const nodesOf = <C extends PrismaClientLike>(options: MakeOptions<C>, pool: PoolSettings): Nodes<C> => {
+  const { plan } = options
+  const all = new Map<string, Node<C>>()
+  const nodeFor = (name: string, url: string) => {
+    let node = all.get(name)
+    if (node === undefined) {
+      node = { name, url, probe: undefined, state: initial(name) }
+      all.set(name, node)
+    }
+    return node
+  }
+  const writerNodes = plan === undefined ? [] : plan.hosts.map((host, index) => nodeFor(host, plan.url(index)))
+  const replicaNodes = options.replicaUrls.map((url) => nodeFor(Kernel.nameOf(url), url))
+  if (plan === undefined && options.url !== undefined && replicaNodes.length > 0) {
+    // The writer is probed too, so that health lists it with the replicas and its WAL end is known.
+    let name = "primary"
+    try {
+      name = Kernel.nameOf(options.url)
+    } catch {
+      // a plain string pg accepts but the kernel cannot name (a socket directory): "primary"
+    }
+    writerNodes.push(nodeFor(name, options.url))
+  }
+  const checkEveryMs = Kernel.checkIntervalMs(options.config, replicaNodes.length)
+  const clients: Array<C> = []
+  const replicas = replicaNodes.map((node): Replica<C> => ({
+    name: node.name,
+    client: newClient({ options, clients }, { ...pool, connectionString: node.url }),
+    breaker: options.makeBreaker(node.name)
+  }))
+  return {
+    options,
+    pool,
+    all,
+    writerNodes,
+    replicas,
+    replicaNames: new Set(replicas.map((replica) => replica.name)),
+    writerMode: plan !== undefined && Kernel.needsWriter(plan.targetSessionAttrs),
+    attrs: plan?.targetSessionAttrs ?? "any",
+    probePool: {
+      ...pool,
+      max: 1,
+      connectionTimeoutMillis: Math.min(pool.connectionTimeoutMillis, options.probeTimeoutMs),
+      statement_timeout: options.probeTimeoutMs,
+      lock_timeout: options.probeTimeoutMs
+    },
+    checkEveryMs,
+    staleMs: 3 * checkEveryMs + options.probeTimeoutMs,
+    clients,
+    history: undefined,
+    writerName: () => undefined,
+    search: undefined,
+    run: undefined,
+    findWriter: undefined,
+    cursor: 0
+  }
+}
+
+/** Keeps what a probe of `node` found (nothing, when it failed), and the writer's WAL end. */
+const record = <C extends PrismaClientLike>(
+  st: Nodes<C>,
+  node: Node<C>,
+  result: Kernel.Probe | undefined,
+  error: string | undefined,
+  sentAt = 0
+) => {
+  node.state = { name: node.name, role: Kernel.roleOf(result), replayLsn: result?.replayLsn, checkedAt: Date.now(), error }
+  if (result?.walLsn !== undefined && node.name === st.writerName()) {
+    st.history = Kernel.recordWriter(st.history, node.name, { at: sentAt, lsn: result.walLsn })
+  }
+  const labels = Metrics.nodeLabels(st.options.name, node.name)
+  Metrics.nodeUp.unsafeUpdate(result === undefined ? 0 : 1, labels)
+  Metrics.nodePrimary.unsafeUpdate(result !== undefined && !result.inRecovery ? 1 : 0, labels)
+}
+
+/** Probes `node` on its own connection; undefined when it did not answer. */
+const probe = <C extends PrismaClientLike>(st: Nodes<C>, node: Node<C>): Effect.Effect<Kernel.Probe | undefined> =>
+  Effect.suspend(() => {
+    node.probe ??= newClient(st, { ...st.probePool, connectionString: node.url })
+    // The writer's WAL end is dated when the probe leaves: a commit
+    // acknowledged before then is inside the position it answers.
+    const sentAt = Date.now()
+    return probeOf(node.probe, st.options.probeTimeoutMs, node.name).pipe(
+      Effect.map((result): Kernel.Probe | undefined => result),
+      Effect.catchAll((error) => Effect.as(Effect.sync(() => record(st, node, undefined, describeRedacted(error))), undefined)),
+      Effect.tap((result) => result === undefined ? Effect.void : Effect.sync(() => record(st, node, result, undefined, sentAt)))
+    )
+  })
+
+/** How far behind the writer `state`'s node is at `now`, at most; undefined: cannot be told. */
+const lagOf = <C extends PrismaClientLike>(st: Nodes<C>, state: Kernel.NodeState, now: number) =>
+  state.role === "replica" ? Kernel.lagOf(st.history, state.replayLsn, now, st.staleMs) : undefined
+
+const noWriter = (operation: string, attempt: number, message: string) =>
+  new ConnectionError({ operation, attempt, safety: "before-send", code: NO_WRITER, message, cause: undefined })
+
+const wrongServer = (operation: string, attempt: number, a: string, b: string) =>
+  // Not retryable: every attempt would connect the same way.
+  new ConnectionError({
+    operation,
+    attempt,
+    safety: "never",
+    code: WRONG_SERVER,
+    message: `nodes ${a} and ${b} of the connection string answer as one server: the client factory ` +
+      "does not connect where pool.connectionString says. Pass pool to the adapter whole " +
+      "(new PrismaPg(pool)); overriding its connectionString defeats failover",
+    cause: undefined
+  })
+
+/** See `Topology.target`. */
+const target = <C extends PrismaClientLike>(st: Nodes<C>): Topology<C>["target"] => (operation, attempt) => {
+  const { plan } = st.options
+  if (plan === undefined) return Effect.succeed({ url: st.options.url, node: st.writerNodes[0]?.name })
+  return Effect.flatMap(Effect.forEach(st.writerNodes, (node) => probe(st, node), { concurrency: "unbounded" }), (probes) => {
+    const same = Kernel.sameServer(probes)
+    if (same !== undefined) {
+      return Effect.fail(wrongServer(operation, attempt, st.writerNodes[same[0]]!.name, st.writerNodes[same[1]]!.name))
+    }
+    const index = Kernel.choose(st.attrs, probes)
+    if (index === undefined) {
+      const seen = st.writerNodes.map((node) =>
+        `${node.name} ${node.state.role}${node.state.error === undefined ? "" : ` (${node.state.error})`}`
+      ).join(", ")
+      return Effect.fail(noWriter(operation, attempt, `no node fit for target_session_attrs=${st.attrs} (${seen})`))
+    }
+    return Effect.succeed({ url: plan.url(index), node: st.writerNodes[index]!.name })
+  })
+}
+
+/** See `Topology.verify`. */
+const verify = <C extends PrismaClientLike>(st: Nodes<C>): Topology<C>["verify"] => (client, node) =>
+  !st.writerMode
+    ? Effect.void
+    : Effect.flatMap(probeOf(client, st.options.probeTimeoutMs, node ?? "writer"), (result) =>
+      Kernel.accepts(st.attrs, result)
+        ? Effect.void
+        : Effect.fail(
+          new ConnectionError({
+            operation: "verify",
+            attempt: 1,
+            safety: "before-send",
+            code: NOT_WRITABLE,
+            message: `${node ?? "the node"} is ${result.inRecovery ? "in recovery" : "read-only"}: not a writer`,
+            cause: undefined
+          })
+        ))
+
+/** See `Topology.discover`. */
+const discover = <C extends PrismaClientLike>(st: Nodes<C>) => (why: string) => {
+  if (!st.writerMode || st.search !== undefined || st.run === undefined || st.findWriter === undefined) return
+  const done = Deferred.unsafeMake<void>(FiberId.none)
+  st.search = done
+  st.run(st.findWriter(why).pipe(
+    Effect.ensuring(Effect.suspend(() => {
+      st.search = undefined
+      return Deferred.succeed(done, undefined)
+    }))
+  ))
+}
+
+const disconnectSoon = <C extends PrismaClientLike>(st: Nodes<C>, client: C) =>
+  Effect.ignore(Effect.timeout(Effect.tryPromise(() => client.$disconnect()), st.options.shutdownTimeoutMs))
+
+/** Connects to the writer `found` and hands it to `onWriter`; false when it did not verify. */
+const takeWriter = <C extends PrismaClientLike>(
+  st: Nodes<C>,
+  found: { readonly url: string | undefined; readonly node: string | undefined },
+  before: string | undefined,
+  started: number,
+  onWriter: OnWriter<C>
+) =>
+  Effect.gen(function*() {
+    const client = st.options.makeClient({ ...st.pool, connectionString: found.url })
+    const connected = yield* Effect.tryPromise({
+      try: () => client.$connect(),
+      catch: (error) => classify(error, { operation: "discovery", attempt: 1 })
+    }).pipe(Effect.zipRight(verify(st)(client, found.node)), Effect.either)
+    if (connected._tag === "Left") {
+      yield* disconnectSoon(st, client)
+      return false
+    }
+    const old = yield* onWriter(client, found.node!)
+    Metrics.writerDiscoveries.unsafeUpdate(1, Metrics.discoveryLabels(st.options.name, "changed"))
+    yield* Effect.logWarning(
+      `Writer discovery: ${found.node} is the writer now (was ${before ?? "unknown"}), found in ${Date.now() - started} ms`
+    )
+    // Queries still running on the old writer finish or fail there first.
+    if (old !== undefined) yield* Effect.forkDaemon(disconnectSoon(st, old))
+    return true
+  })
+
+/** The one search for the writer: polls the nodes until one verifies as the writer, or DB_WARMUP_TIMEOUT_MS passes. */
+const findWriter = <C extends PrismaClientLike>(st: Nodes<C>, writer: () => string | undefined, onWriter: OnWriter<C>) =>
+(why: string) =>
+  Effect.gen(function*() {
+    const started = Date.now()
+    const before = writer()
+    const count = (result: string) => Metrics.writerDiscoveries.unsafeUpdate(1, Metrics.discoveryLabels(st.options.name, result))
+    yield* Effect.logWarning(`Writer discovery: started after ${why}; writer was ${before ?? "unknown"}`)
+    while (true) {
+      const found = yield* Effect.either(target(st)("discovery", 1))
+      if (found._tag === "Right" && found.right.node === before) {
+        count("unchanged")
+        return yield* Effect.logInfo(`Writer discovery: ${before} is still the writer (${Date.now() - started} ms)`)
+      }
+      if (found._tag === "Right" && (yield* takeWriter(st, found.right, before, started, onWriter))) return
+      if (Date.now() - started >= st.options.discoveryTimeoutMs) {
+        count("failed")
+        return yield* Effect.logError(
+          `Writer discovery: no writer found in ${Date.now() - started} ms (${
+            found._tag === "Left" ? describeRedacted(found.left) : "the writer found did not verify"
+          }); the next failure searches again`
+        )
+      }
+      yield* Effect.sleep(Duration.millis(DISCOVERY_POLL_MS))
+    }
+  })
+
+/**
+ * db_node_replay_lag_seconds after each check: 0 on a primary, the lag on a
+ * replica, +Inf on a replica whose lag cannot be told and on an unreachable
+ * configured replica. Never 0 for "unknown", which is what the replica alone
+ * would say when cut off; +Inf (not NaN, which compares false with
+ * everything) lets a `> threshold` alert fire on it.
+ */
+const publishLag = <C extends PrismaClientLike>(st: Nodes<C>, now: number) => {
+  for (const node of st.all.values()) {
+    const { role } = node.state
+    const value = role === "primary"
+      ? 0
+      : role === "replica" || (role === "unreachable" && st.replicaNames.has(node.name))
+      ? (lagOf(st, node.state, now) ?? Infinity) / 1000
+      : undefined
+    if (value !== undefined) Metrics.nodeReplayLag.unsafeUpdate(value, Metrics.nodeLabels(st.options.name, node.name))
+  }
+}
+
+/** See `Topology.start`: the node checks every `checkEveryMs`, and the search it may start. */
+const start = <C extends PrismaClientLike>(st: Nodes<C>, active: boolean): Topology<C>["start"] => (writer, onWriter) =>
+  Effect.gen(function*() {
+    if (!active) return
+    st.writerName = writer
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const fibers = yield* FiberSet.make<void, never>()
+    st.run = (effect) => FiberSet.unsafeAdd(fibers, runFork(effect))
+    st.findWriter = findWriter(st, writer, onWriter)
+    const checkAll = Effect.gen(function*() {
+      yield* Effect.forEach([...st.all.values()], (node) => probe(st, node), { concurrency: "unbounded", discard: true })
+      publishLag(st, Date.now())
+      const current = writer()
+      if (!st.writerMode || current === undefined || st.search !== undefined) return
+      const state = st.all.get(current)?.state
+      if (state !== undefined && state.role !== "primary") discover(st)(`the check found the writer ${current} ${state.role}`)
+    })
+    yield* Effect.forkScoped(Effect.repeat(checkAll, Schedule.spaced(Duration.millis(st.checkEveryMs))))
+  })
+
+/** See `Topology.awaitWriter`. */
+const awaitWriter = <C extends PrismaClientLike>(st: Nodes<C>): Topology<C>["awaitWriter"] =>
+(deadlineMs, now, operation, attempt) => {
+  const current = st.search
+  if (current === undefined) return Effect.void
+  const waitMs = Math.max(0, deadlineMs - now)
+  return Deferred.await(current).pipe(
+    Effect.timeoutFail({
+      duration: Duration.millis(waitMs),
+      onTimeout: () =>
+        noWriter(operation, attempt, `no writer yet: the search for it outlasted the ${waitMs} ms left of the request`)
+    })
+  )
+}
+
+/** See `Topology.pick`. */
+const pick = <C extends PrismaClientLike>(st: Nodes<C>): Topology<C>["pick"] => (now) => {
+  const wallNow = Date.now()
+  const candidates = st.replicas.map((replica): Kernel.Candidate => {
+    const state = st.all.get(replica.name)!.state
+    return { state, admits: replica.breaker.state(now) !== "open", lagMs: lagOf(st, state, wallNow) }
+  })
+  const limits = { maxLagMs: st.options.config.replicaMaxLagMs, staleMs: st.staleMs }
+  const picked = Kernel.pickReplica(candidates, wallNow, limits, st.cursor)
+  if ("index" in picked) {
+    st.cursor = picked.index + 1
+    return st.replicas[picked.index]!
+  }
+  return picked.reason
+}
+
+/** See `Topology.nodes`. */
+const nodesNow = <C extends PrismaClientLike>(st: Nodes<C>): Topology<C>["nodes"] => {
+  const breakers = new Map(st.replicas.map((replica) => [replica.name, replica.breaker]))
+  return (now, writer) => {
+    const wallNow = Date.now()
+    return [...st.all.values()].map((node): NodeHealth => {
+      const { checkedAt, error, role } = node.state
+      const breaker = breakers.get(node.name)
+      const lagMs = lagOf(st, node.state, wallNow)
+      return {
+        name: node.name,
+        role,
+        serves: node.name === writer ? "writer" : st.replicaNames.has(node.name) ? "replica" : "none",
+        ...(lagMs === undefined ? {} : { lagMs }),
+        ...(role === "replica" ? { lag: Kernel.lagState(lagMs, st.options.config.replicaMaxLagMs) } : {}),
+        ...(checkedAt === 0 ? {} : { checkedAgoMs: Math.max(0, wallNow - checkedAt) }),
+        ...(breaker === undefined ? {} : { circuit: breaker.state(now) }),
+        ...(error === undefined ? {} : { error })
+      }
+    })
+  }
+}
+
+/** The topology of `options`; its clients are disconnected when the scope closes. */
 export const make = <C extends PrismaClientLike>(
   options: MakeOptions<C>,
   pool: PoolSettings
 ): Effect.Effect<Topology<C>, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const { config, plan } = options
-    const nodes = new Map<string, Node<C>>()
-    const nodeFor = (name: string, url: string) => {
-      let node = nodes.get(name)
-      if (node === undefined) {
-        node = { name, url, probe: undefined, state: initial(name) }
-        nodes.set(name, node)
-      }
-      return node
-    }
-    const writerNodes = plan === undefined ? [] : plan.hosts.map((host, index) => nodeFor(host, plan.url(index)))
-    const replicaNodes = options.replicaUrls.map((url) => nodeFor(Kernel.nameOf(url), url))
-    if (plan === undefined && options.url !== undefined && replicaNodes.length > 0) {
-      // The writer is probed too, so that health lists it with the replicas.
-      const name = (() => {
-        try {
-          return Kernel.nameOf(options.url)
-        } catch {
-          return "primary"
-        }
-      })()
-      writerNodes.push(nodeFor(name, options.url))
-    }
-    const active = plan !== undefined || replicaNodes.length > 0
-    if (replicaNodes.length > 0 && writerNodes.length === 0) {
+    const st = nodesOf(options, pool)
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach(st.clients, (client) => disconnectSoon(st, client), { concurrency: "unbounded", discard: true })
+    )
+    if (st.replicas.length > 0 && st.writerNodes.length === 0) {
       // Without the writer's own connection string its WAL end cannot be read,
       // so no replica's lag can be told: say so once rather than route silently.
       yield* Effect.logWarning(
@@ -197,305 +525,18 @@ export const make = <C extends PrismaClientLike>(
           "their lag behind the writer cannot be measured, so they serve no reads"
       )
     }
-    const writerMode = plan !== undefined && Kernel.needsWriter(plan.targetSessionAttrs)
-    const attrs = plan?.targetSessionAttrs ?? "any"
-    const probePool: PoolSettings = {
-      ...pool,
-      max: 1,
-      connectionTimeoutMillis: Math.min(pool.connectionTimeoutMillis, options.probeTimeoutMs),
-      statement_timeout: options.probeTimeoutMs,
-      lock_timeout: options.probeTimeoutMs
-    }
-
-    const clients: Array<C> = []
-    yield* Effect.addFinalizer(() =>
-      Effect.forEach(
-        clients,
-        (client) => Effect.ignore(Effect.timeout(Effect.tryPromise(() => client.$disconnect()), options.shutdownTimeoutMs)),
-        { concurrency: "unbounded", discard: true }
-      )
-    )
-    const newClient = (settings: PoolSettings) => {
-      const client = options.makeClient(settings)
-      clients.push(client)
-      return client
-    }
-
-    const replicas: ReadonlyArray<Replica<C>> = replicaNodes.map((node) => ({
-      name: node.name,
-      client: newClient({ ...pool, connectionString: node.url }),
-      breaker: options.makeBreaker(node.name)
-    }))
-
-    const probe = (node: Node<C>): Effect.Effect<Kernel.Probe | undefined> =>
-      Effect.suspend(() => {
-        node.probe ??= newClient({ ...probePool, connectionString: node.url })
-        // The writer's WAL end is dated when the probe leaves: a commit
-        // acknowledged before then is inside the position it answers.
-        const sentAt = Date.now()
-        return probeOf(node.probe, options.probeTimeoutMs, node.name).pipe(
-          Effect.map((result): Kernel.Probe | undefined => result),
-          Effect.catchAll((error) => Effect.as(Effect.sync(() => record(node, undefined, describeRedacted(error))), undefined)),
-          Effect.tap((result) => result === undefined ? Effect.void : Effect.sync(() => record(node, result, undefined, sentAt)))
-        )
-      })
-    // The writer's WAL end over time, against which every replica's replay is measured.
-    let history: Kernel.WriterHistory | undefined
-    // set by `start`: the node the queries go to
-    let writerName: () => string | undefined = () => undefined
-    const record = (node: Node<C>, result: Kernel.Probe | undefined, error: string | undefined, sentAt = 0) => {
-      node.state = {
-        name: node.name,
-        role: Kernel.roleOf(result),
-        replayLsn: result?.replayLsn,
-        checkedAt: Date.now(),
-        error
-      }
-      if (result?.walLsn !== undefined && node.name === writerName()) {
-        history = Kernel.recordWriter(history, node.name, { at: sentAt, lsn: result.walLsn })
-      }
-      const labels = Metrics.nodeLabels(options.name, node.name)
-      Metrics.nodeUp.unsafeUpdate(result === undefined ? 0 : 1, labels)
-      Metrics.nodePrimary.unsafeUpdate(result !== undefined && !result.inRecovery ? 1 : 0, labels)
-    }
-    const checkEveryMs = Kernel.checkIntervalMs(config, replicaNodes.length)
-    const staleMs = 3 * checkEveryMs + options.probeTimeoutMs
-    /** how far behind the writer `state`'s node is at `now`, at most; undefined: cannot be told */
-    const lagOf = (state: Kernel.NodeState, now: number) =>
-      state.role === "replica" ? Kernel.lagOf(history, state.replayLsn, now, staleMs) : undefined
-
-    const noWriter = (operation: string, attempt: number, message: string) =>
-      new ConnectionError({ operation, attempt, safety: "before-send", code: NO_WRITER, message, cause: undefined })
-
-    const target: Topology<C>["target"] = (operation, attempt) =>
-      plan === undefined
-        ? Effect.succeed({ url: options.url, node: writerNodes[0]?.name })
-        : Effect.flatMap(
-          Effect.forEach(writerNodes, probe, { concurrency: "unbounded" }),
-          (probes) => {
-            const same = Kernel.sameServer(probes)
-            if (same !== undefined) {
-              const [a, b] = same.map((i) => writerNodes[i]!.name)
-              // Not retryable: every attempt would connect the same way.
-              return Effect.fail(
-                new ConnectionError({
-                  operation,
-                  attempt,
-                  safety: "never",
-                  code: WRONG_SERVER,
-                  message: `nodes ${a} and ${b} of the connection string answer as one server: the client factory ` +
-                    "does not connect where pool.connectionString says. Pass pool to the adapter whole " +
-                    "(new PrismaPg(pool)); overriding its connectionString defeats failover",
-                  cause: undefined
-                })
-              )
-            }
-            const index = Kernel.choose(attrs, probes)
-            if (index === undefined) {
-              const seen = writerNodes.map((node) =>
-                `${node.name} ${node.state.role}${node.state.error === undefined ? "" : ` (${node.state.error})`}`
-              ).join(", ")
-              return Effect.fail(
-                noWriter(operation, attempt, `no node fit for target_session_attrs=${attrs} (${seen})`)
-              )
-            }
-            return Effect.succeed({ url: plan.url(index), node: writerNodes[index]!.name })
-          }
-        )
-
-    const verify: Topology<C>["verify"] = (client, node) =>
-      !writerMode
-        ? Effect.void
-        : Effect.flatMap(probeOf(client, options.probeTimeoutMs, node ?? "writer"), (result) =>
-          Kernel.accepts(attrs, result)
-            ? Effect.void
-            : Effect.fail(
-              new ConnectionError({
-                operation: "verify",
-                attempt: 1,
-                safety: "before-send",
-                code: NOT_WRITABLE,
-                message: `${node ?? "the node"} is ${result.inRecovery ? "in recovery" : "read-only"}: not a writer`,
-                cause: undefined
-              })
-            ))
-
-    let search: Deferred.Deferred<void> | undefined
-    let run: ((effect: Effect.Effect<void>) => unknown) | undefined
-    let findWriter: ((why: string) => Effect.Effect<void>) | undefined
-
-    const discover = (why: string) => {
-      if (!writerMode || search !== undefined || run === undefined || findWriter === undefined) return
-      const done = Deferred.unsafeMake<void>(FiberId.none)
-      search = done
-      run(findWriter(why).pipe(
-        Effect.ensuring(Effect.suspend(() => {
-          search = undefined
-          return Deferred.succeed(done, undefined)
-        }))
-      ))
-    }
-
-    const start: Topology<C>["start"] = (writer, onWriter) =>
-      Effect.gen(function*() {
-        if (!active) return
-        writerName = writer
-        const runtime = yield* Effect.runtime<never>()
-        const fibers = yield* FiberSet.make<void, never>()
-        const runFork = Runtime.runFork(runtime)
-        run = (effect) => FiberSet.unsafeAdd(fibers, runFork(effect))
-        const labels = (result: string) => Metrics.discoveryLabels(options.name, result)
-
-        findWriter = (why) =>
-          Effect.gen(function*() {
-            const started = Date.now()
-            const before = writer()
-            yield* Effect.logWarning(`Writer discovery: started after ${why}; writer was ${before ?? "unknown"}`)
-            while (true) {
-              const found = yield* Effect.either(target("discovery", 1))
-              if (found._tag === "Right") {
-                const { node, url } = found.right
-                if (node === before) {
-                  Metrics.writerDiscoveries.unsafeUpdate(1, labels("unchanged"))
-                  return yield* Effect.logInfo(
-                    `Writer discovery: ${node} is still the writer (${Date.now() - started} ms)`
-                  )
-                }
-                const client = options.makeClient({ ...pool, connectionString: url })
-                const connected = yield* Effect.tryPromise({
-                  try: () => client.$connect(),
-                  catch: (error) => classify(error, { operation: "discovery", attempt: 1 })
-                }).pipe(
-                  Effect.zipRight(verify(client, node)),
-                  Effect.either
-                )
-                if (connected._tag === "Right") {
-                  const old = yield* onWriter(client, node!)
-                  Metrics.writerDiscoveries.unsafeUpdate(1, labels("changed"))
-                  yield* Effect.logWarning(
-                    `Writer discovery: ${node} is the writer now (was ${before ?? "unknown"}), found in ${
-                      Date.now() - started
-                    } ms`
-                  )
-                  // Queries still running on the old writer finish or fail there first.
-                  if (old !== undefined) {
-                    yield* Effect.forkDaemon(
-                      Effect.ignore(
-                        Effect.timeout(Effect.tryPromise(() => old.$disconnect()), options.shutdownTimeoutMs)
-                      )
-                    )
-                  }
-                  return
-                }
-                yield* Effect.ignore(Effect.timeout(Effect.tryPromise(() => client.$disconnect()), options.shutdownTimeoutMs))
-              }
-              if (Date.now() - started >= options.discoveryTimeoutMs) {
-                Metrics.writerDiscoveries.unsafeUpdate(1, labels("failed"))
-                return yield* Effect.logError(
-                  `Writer discovery: no writer found in ${Date.now() - started} ms (${
-                    found._tag === "Left" ? describeRedacted(found.left) : "the writer found did not verify"
-                  }); the next failure searches again`
-                )
-              }
-              yield* Effect.sleep(Duration.millis(DISCOVERY_POLL_MS))
-            }
-          })
-
-        const checkAll = Effect.gen(function*() {
-          const all = [...nodes.values()]
-          yield* Effect.forEach(all, probe, { concurrency: "unbounded", discard: true })
-          publishLag(Date.now())
-          const current = writer()
-          if (!writerMode || current === undefined || search !== undefined) return
-          const state = nodes.get(current)?.state
-          if (state !== undefined && state.role !== "primary") {
-            discover(`the check found the writer ${current} ${state.role}`)
-          }
-        })
-        yield* Effect.forkScoped(
-          Effect.repeat(checkAll, Schedule.spaced(Duration.millis(checkEveryMs)))
-        )
-      })
-
-    const awaitWriter: Topology<C>["awaitWriter"] = (deadlineMs, now, operation, attempt) => {
-      const current = search
-      if (current === undefined) return Effect.void
-      const waitMs = Math.max(0, deadlineMs - now)
-      return Deferred.await(current).pipe(
-        Effect.timeoutFail({
-          duration: Duration.millis(waitMs),
-          onTimeout: () =>
-            noWriter(operation, attempt, `no writer yet: the search for it outlasted the ${waitMs} ms left of the request`)
-        })
-      )
-    }
-
-    let cursor = 0
-    const pick: Topology<C>["pick"] = (now) => {
-      const wallNow = Date.now()
-      const candidates = replicas.map((replica): Kernel.Candidate => {
-        const state = nodes.get(replica.name)!.state
-        return { state, admits: replica.breaker.state(now) !== "open", lagMs: lagOf(state, wallNow) }
-      })
-      const picked = Kernel.pickReplica(candidates, wallNow, { maxLagMs: config.replicaMaxLagMs, staleMs }, cursor)
-      if ("index" in picked) {
-        cursor = picked.index + 1
-        return replicas[picked.index]!
-      }
-      return picked.reason
-    }
-
-    const replicaNames = new Set(replicas.map((replica) => replica.name))
-    /**
-     * db_node_replay_lag_seconds after each check: 0 on a primary, the lag
-     * on a replica, +Inf on a replica whose lag cannot be told and on an
-     * unreachable configured replica. Never 0 for "unknown", which is what
-     * the replica alone would say when cut off; +Inf (not NaN, which compares
-     * false with everything) lets a `> threshold` alert fire on it.
-     */
-    const publishLag = (now: number) => {
-      for (const node of nodes.values()) {
-        const { role } = node.state
-        const value = role === "primary"
-          ? 0
-          : role === "replica" || (role === "unreachable" && replicaNames.has(node.name))
-          ? (lagOf(node.state, now) ?? Infinity) / 1000
-          : undefined
-        if (value !== undefined) Metrics.nodeReplayLag.unsafeUpdate(value, Metrics.nodeLabels(options.name, node.name))
-      }
-    }
-
-    const breakers = new Map(replicas.map((replica) => [replica.name, replica.breaker]))
-    const nodesNow: Topology<C>["nodes"] = (now, writer) => {
-      const wallNow = Date.now()
-      return [...nodes.values()].map((node): NodeHealth => {
-        const { checkedAt, error, role } = node.state
-        const breaker = breakers.get(node.name)
-        const lagMs = lagOf(node.state, wallNow)
-        return {
-          name: node.name,
-          role,
-          serves: node.name === writer ? "writer" : replicaNames.has(node.name) ? "replica" : "none",
-          ...(lagMs === undefined ? {} : { lagMs }),
-          ...(role === "replica" ? { lag: Kernel.lagState(lagMs, config.replicaMaxLagMs) } : {}),
-          ...(checkedAt === 0 ? {} : { checkedAgoMs: Math.max(0, wallNow - checkedAt) }),
-          ...(breaker === undefined ? {} : { circuit: breaker.state(now) }),
-          ...(error === undefined ? {} : { error })
-        }
-      })
-    }
-
+    const active = options.plan !== undefined || st.replicas.length > 0
     return {
       active,
-      writerMode,
-      replicas,
-      target,
-      verify,
-      start,
-      discovering: () => search !== undefined,
-      discover,
-      awaitWriter,
-      pick,
-      nodes: nodesNow
+      writerMode: st.writerMode,
+      replicas: st.replicas,
+      target: target(st),
+      verify: verify(st),
+      start: start(st, active),
+      discovering: () => st.search !== undefined,
+      discover: discover(st),
+      awaitWriter: awaitWriter(st),
+      pick: pick(st),
+      nodes: nodesNow(st)
     }
   })
