@@ -22,12 +22,12 @@ import {
   type OperationKind,
   RetryConfigError
 } from "./Errors.js"
-import { attemptTimeout, defaults, maxAttempts, type RetryConfig, worstCase } from "./kernel/retryPolicy.js"
+import { attemptTimeout, deadlineOf, defaults, maxAttempts, type RetryConfig, worstCase } from "./kernel/retryPolicy.js"
 import { describe } from "./internal/describe.js"
 import * as Metrics from "./Metrics.js"
 import * as Setting from "./Setting.js"
 
-export { attemptTimeout, defaults, maxAttempts, type RetryConfig, worstCase } from "./kernel/retryPolicy.js"
+export { attemptTimeout, deadlineOf, defaults, maxAttempts, type RetryConfig, worstCase } from "./kernel/retryPolicy.js"
 
 const delayList = (name: string) =>
   Config.string(name).pipe(
@@ -209,7 +209,7 @@ export const retry = <A, R>(
 ): Effect.Effect<A, DatabaseError, R> =>
   Effect.withFiberRuntime((fiber) => {
     const now = fiber.currentDefaultServices.unsafeMap.get(Clock.Clock.key).unsafeCurrentTimeMillis()
-    const deadlineMs = fiber.getFiberRef(currentDeadline) ?? now + options.config.requestBudgetMs
+    const deadlineMs = deadlineOf(fiber.getFiberRef(currentDeadline), options.config, now)
     return Effect.catchAll(
       attempt({ attempt: 1, timeoutMs: attemptTimeout(options.config, deadlineMs, now) }),
       (error) => continueAfter(error, attempt, { ...options, deadlineMs })

@@ -198,7 +198,7 @@ const afterWarmup = <A>(
 ): Effect.Effect<A, DatabaseError> =>
   shared.warm !== undefined ? use(shared.warm) : Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
-    const deadline = (yield* FiberRef.get(RetryPolicy.currentDeadline)) ?? now + shared.retryConfig.requestBudgetMs
+    const deadline = RetryPolicy.deadlineOf(yield* FiberRef.get(RetryPolicy.currentDeadline), shared.retryConfig, now)
     const waitMs = Math.max(0, Math.min(shared.retryConfig.warmupWaitMs, deadline - now))
     const db = yield* Deferred.await(shared.database).pipe(
       Effect.timeoutFail({

@@ -74,7 +74,7 @@ export const nowIn = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number =>
  * wait for warm-up that already began it), else `now` plus the budget.
  */
 export const deadlineIn = (fiber: Fiber.RuntimeFiber<unknown, unknown>, config: RetryConfig, now: number): number =>
-  fiber.getFiberRef(RetryPolicy.currentDeadline) ?? now + config.requestBudgetMs
+  RetryPolicy.deadlineOf(fiber.getFiberRef(RetryPolicy.currentDeadline), config, now)
 
 /**
  * Waits for the search for the writer within the request's deadline, then

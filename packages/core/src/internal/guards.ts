@@ -14,6 +14,7 @@ import * as TopologyKernel from "../kernel/topology.js"
 import * as Metrics from "../Metrics.js"
 import * as RetryBudget from "../RetryBudget.js"
 import type { Guard } from "./attempt.js"
+import { tagAndCode } from "./describe.js"
 import type * as Topology from "./topology.js"
 
 export interface GuardOptions<C extends PrismaClientLike> {
@@ -58,7 +59,7 @@ export const writerGuard = <C extends PrismaClientLike>(o: GuardOptions<C>): Gua
     suspect: topology.writerMode
       ? (error) => {
         if ((error._tag === "ConnectionError" && !isPoolWait(error.code)) || TopologyKernel.isWrongNode(error.code)) {
-          topology.discover(`${error._tag}${error.code === undefined ? "" : ` (${error.code})`} on ${primary.node}`)
+          topology.discover(`${tagAndCode(error)} on ${primary.node}`)
         }
         return error.code === "25006"
       }

@@ -6,6 +6,7 @@ import { Effect } from "effect"
 import type { DatabaseService, HealthReport } from "../DatabaseService.js"
 import { type DatabaseError, HealthError, type HealthFailureReason } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
+import { describe } from "./describe.js"
 import { NOT_WRITABLE } from "./topology.js"
 
 const count = (result: "pass" | HealthFailureReason) =>
@@ -51,7 +52,7 @@ export const check = (db: DatabaseService): Effect.Effect<HealthReport, HealthEr
           ? fail("timeout", `probe did not answer within ${db.warmupConfig.healthTimeoutMs} ms`, error)
           : error.code === NOT_WRITABLE
           ? fail("read_only", `${error.message}; looking for the writer`, error)
-          : fail("unreachable", `${error._tag}${error.code ? ` (${error.code})` : ""}: ${error.message}`, error)
+          : fail("unreachable", describe(error), error)
       )
     )
     // `SELECT 1` answered, but it cannot see a lock, a missing table or a

@@ -68,7 +68,7 @@ const prepare = <C extends PrismaClientLike, C2, A>(
   // given in `operation` is only a name.
   const name = options?.operation ?? recording?.operation ?? "query"
   const config = options?.retry === undefined ? e.retryConfig : merge(e.retryConfig, options.retry)
-  const deadlineMs = deadline ?? now + config.requestBudgetMs
+  const deadlineMs = RetryPolicy.deadlineOf(deadline, config, now)
   const attempt = (n: number, promise: () => PromiseLike<A>, timeoutMs: number, recover?: Recover<A>) => {
     const effect = guardedAttempt(e.guard, e.limited(promise, timeoutMs), timeoutMs, name, n, started, recover)
     return tracing

@@ -41,6 +41,14 @@ export const worstCase = (config: RetryConfig): { readonly totalMs: number; read
   return { totalMs, arithmetic }
 }
 
+/**
+ * The one deadline rule: the request's own deadline when it has one (set by
+ * `withBudget`, or by a wait for warm-up that began the request), else `now`
+ * plus the budget.
+ */
+export const deadlineOf = (current: number | undefined, config: Pick<RetryConfig, "requestBudgetMs">, now: number): number =>
+  current ?? now + config.requestBudgetMs
+
 /** the timeout of an attempt starting at `now`: never past the deadline */
 export const attemptTimeout = (config: RetryConfig, deadlineMs: number, now: number): number =>
   Math.max(1, Math.min(config.attemptTimeoutMs, deadlineMs - now))
