@@ -2,7 +2,7 @@
 // start` runs), bounded steady HTTP load on loopback, and the checks of what
 // the database holds afterwards.
 import { RetryPolicy } from "@prisma-resilience/core"
-import { type Cluster, freePort } from "@prisma-resilience/devdb"
+import { type Cluster, freePort, withConnection } from "@prisma-resilience/devdb"
 import { type ChildProcess, spawn } from "node:child_process"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -460,16 +460,7 @@ export const withClient = <A>(cluster: Cluster, f: (client: pg.Client) => Promis
   withUrl(url, f)
 
 /** `withClient` for a database known by its URL alone (a node of an HA cluster). */
-export const withUrl = async <A>(url: string, f: (client: pg.Client) => Promise<A>) => {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 })
-  client.on("error", () => {})
-  await client.connect()
-  try {
-    return await f(client)
-  } finally {
-    await client.end().catch(() => {})
-  }
-}
+export const withUrl = withConnection
 
 /** Seeds `count` orders to read; returns their ids. */
 export const seed = (cluster: Cluster, prefix: string, count: number) => seedAt(cluster.url, prefix, count)

@@ -40,7 +40,8 @@ export interface StreamingReplica {
 
 let replicas = 0
 
-const withClient = async <A>(url: string, f: (client: pg.Client) => Promise<A>): Promise<A> => {
+/** Runs `f` on a new connection to `url` (5 s to connect), closed afterwards; its 'error' events are ignored. */
+export const withConnection = async <A>(url: string, f: (client: pg.Client) => Promise<A>): Promise<A> => {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 })
   client.on("error", () => {})
   await client.connect()
@@ -93,7 +94,7 @@ export const startStreamingReplica = async (
   const n = ++replicas
   const slot = `devdb_replica_${process.pid}_${n}`
   if (!primary.running) await primary.start()
-  await withClient(primary.url, (client) => client.query("SELECT pg_create_physical_replication_slot($1)", [slot]))
+  await withConnection(primary.url, (client) => client.query("SELECT pg_create_physical_replication_slot($1)", [slot]))
   const link = await startProxy({ host: primary.host, port: primary.port })
   const dataDir = `${primary.dataDir}-standby-${n}`
   let cluster: Cluster | undefined
@@ -152,7 +153,7 @@ export const startStreamingReplica = async (
       link.stall(false)
     },
     status: () =>
-      withClient(standby.url, async (client) => {
+      withConnection(standby.url, async (client) => {
         const { rows } = await client.query<{ replay_lsn: string | null; receiver: string | null }>(
           "SELECT pg_last_wal_replay_lsn()::text AS replay_lsn, (SELECT status FROM pg_stat_wal_receiver) AS receiver"
         )
@@ -169,7 +170,7 @@ export const startStreamingReplica = async (
 // The walsender of a standby that just stopped may hold the slot a moment longer.
 const dropSlot = async (primary: Cluster, slot: string) => {
   for (let attempt = 0; attempt < 20 && primary.running; attempt++) {
-    const dropped = await withClient(primary.url, (client) =>
+    const dropped = await withConnection(primary.url, (client) =>
       client.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", [slot])
     ).then(() => true, () => false)
     if (dropped) return
