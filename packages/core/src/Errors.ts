@@ -23,10 +23,43 @@ interface Fields {
   readonly cause: unknown
 }
 
+/**
+ * The server could not be reached or the connection broke: unreachable,
+ * refused, too many connections, a pool wait (before-send), or closed
+ * mid-query (ambiguous). See `safety`.
+ *
+ * @since 0.1.0
+ */
 export class ConnectionError extends Data.TaggedError("ConnectionError")<Fields> {}
+/**
+ * The engine answered with nothing ("Response from the Engine was empty"):
+ * the query may have run (ambiguous).
+ *
+ * @since 0.1.0
+ */
 export class EmptyResponseError extends Data.TaggedError("EmptyResponseError")<Fields> {}
+/**
+ * An attempt ran out of time: the client's own timer (`ATTEMPT_TIMEOUT`), a
+ * server cancellation (57014, 55P03) or a socket timeout (ambiguous), or a
+ * wait for a pool connection (P2024, before-send).
+ *
+ * @since 0.1.0
+ */
 export class TimeoutError extends Data.TaggedError("TimeoutError")<Fields> {}
+/**
+ * A transaction conflict (40001, 40P01, P2034) or a closed transaction: the
+ * server rolled it back, so the whole transaction function may run again.
+ *
+ * @since 0.1.0
+ */
 export class TransactionError extends Data.TaggedError("TransactionError")<Fields> {}
+/**
+ * An answer from a working database that the same request would get again
+ * (a unique violation, a missing row, bad input, authentication, a missing
+ * table): never retried; `code` carries Prisma's or PostgreSQL's code.
+ *
+ * @since 0.1.0
+ */
 export class QueryError extends Data.TaggedError("QueryError")<Fields> {}
 
 /**
@@ -37,6 +70,12 @@ export class CircuitOpenError extends Data.TaggedError("CircuitOpenError")<Field
   readonly retryAfterMs: number
 }> {}
 
+/**
+ * Every error a query or transaction fails with; each carries `operation`,
+ * `attempt`, `safety`, `code` and the original error as `cause`.
+ *
+ * @since 0.1.0
+ */
 export type DatabaseError =
   | ConnectionError
   | EmptyResponseError
@@ -54,6 +93,7 @@ const databaseErrorTags: ReadonlySet<string> = new Set([
   "CircuitOpenError"
 ])
 
+/** Whether `u` is one of the `DatabaseError` classes. @since 0.1.0 */
 export const isDatabaseError = (u: unknown): u is DatabaseError =>
   Predicate.hasProperty(u, "_tag") && typeof u._tag === "string" && databaseErrorTags.has(u._tag)
 
@@ -126,6 +166,13 @@ export interface NodeHealth {
   readonly error?: string | undefined
 }
 
+/**
+ * A failed health check: `reason` (`warming`, `unreachable`, `timeout`,
+ * `circuit_open`, `degraded`, `read_only`, `shutting_down`), a credential-free
+ * message, and with `circuit_open` the time until the breaker's next probe.
+ *
+ * @since 0.1.0
+ */
 export class HealthError extends Data.TaggedError("HealthError")<{
   readonly reason: HealthFailureReason
   readonly message: string
