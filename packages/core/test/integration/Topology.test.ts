@@ -7,7 +7,7 @@
 import { Database, health, Metrics } from "@prisma-resilience/core"
 import { type Cluster, startCluster } from "@prisma-resilience/devdb"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Layer, Metric, MetricLabel } from "effect"
+import { Effect, Either, Layer, Metric, MetricLabel, Schedule } from "effect"
 import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
@@ -129,8 +129,12 @@ describe("a multi-host DATABASE_URL on real servers", () => {
         expect(after.nodes?.find((node) => node.serves === "writer")?.name).toBe(new URL(a.url).host)
 
         // Neither takes writes: health says so instead of passing on SELECT 1.
+        // pg_reload_conf() only signals: a backend applies the setting when it
+        // next reads its configuration, so health is asked until it can tell.
         yield* readOnly(a, true)
-        const failed = yield* Effect.flip(health)
+        const failed = yield* Effect.flip(health).pipe(
+          Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("3 seconds")))
+        )
         expect(failed.reason).toBe("read_only")
         yield* readOnly(a, false)
         yield* readOnly(b, false)
