@@ -281,9 +281,12 @@ export interface LayerOptions<C extends PrismaClientLike> {
 
 /** How the layer watches the nodes of a multi-host string and its replicas. */
 export interface TopologyConfig {
-  /** DB_REPLICA_MAX_LAG_MS: a replica further behind the writer serves no reads */
+  /** DB_REPLICA_MAX_LAG_MS: a replica further behind the writer, or whose lag cannot be told, serves no reads */
   readonly replicaMaxLagMs: number
-  /** DB_NODE_CHECK_INTERVAL_MS: how often every node's role and WAL position are read */
+  /**
+   * DB_NODE_CHECK_INTERVAL_MS: how often every node's role and WAL position
+   * are read; with replicas at most a quarter of the lag limit (`checkIntervalMs` of the kernel's topology)
+   */
   readonly nodeCheckIntervalMs: number
 }
 

@@ -328,7 +328,7 @@ export interface Recording {
 }
 
 /** The message of the error a fenced call throws. */
-export const FENCED_MESSAGE = "its attempt had already failed or timed out, so the call was not sent"
+const FENCED_MESSAGE = "its attempt had already failed or timed out, so the call was not sent"
 
 export const newRecording = (): Recording => ({ operation: undefined, kind: undefined, calls: 0, fenced: false })
 

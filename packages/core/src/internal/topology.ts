@@ -15,7 +15,7 @@ import * as Metrics from "../Metrics.js"
 import { describe } from "./describe.js"
 import { redact } from "../kernel/redact.js"
 import * as Kernel from "../kernel/topology.js"
-import type { PoolSettings, PrismaClientLike } from "../DatabaseService.js"
+import type { PoolSettings, PrismaClientLike, TopologyConfig } from "../DatabaseService.js"
 
 /** The `code` of the failure of a wait for the writer that ran out of budget. */
 export const NO_WRITER = "NO_WRITER"
@@ -26,18 +26,6 @@ export const NOT_WRITABLE = "NOT_WRITABLE"
 
 /** How often the search for a writer probes the nodes while none is writable. */
 const DISCOVERY_POLL_MS = 250
-
-export interface TopologyConfig {
-  /** DB_REPLICA_MAX_LAG_MS: a replica further behind the writer, or whose lag cannot be told, serves no reads */
-  readonly replicaMaxLagMs: number
-  /**
-   * DB_NODE_CHECK_INTERVAL_MS: how often every node's role and WAL position
-   * are read; with replicas at most a quarter of the lag limit (`Kernel.checkIntervalMs`)
-   */
-  readonly nodeCheckIntervalMs: number
-}
-
-export const defaults: TopologyConfig = { replicaMaxLagMs: 1000, nodeCheckIntervalMs: 1000 }
 
 /** A replica's own client, breaker and recorder, for opted-in reads. */
 export interface Replica<C> {
