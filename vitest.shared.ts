@@ -7,7 +7,8 @@ const source = (file: string) => fileURLToPath(new URL(file, import.meta.url))
 
 export const alias = [
   { find: /^@prisma-resilience\/core$/, replacement: source("./packages/core/src/index.ts") },
-  { find: /^@prisma-resilience\/core\/kernel$/, replacement: source("./packages/core/src/kernel/index.ts") },
+  { find: /^@prisma-resilience\/kernel$/, replacement: source("./packages/kernel/src/index.ts") },
+  { find: /^@prisma-resilience\/kernel\/(\w+)$/, replacement: source("./packages/kernel/src/$1.ts") },
   { find: /^@prisma-resilience\/devdb$/, replacement: source("./packages/devdb/src/index.ts") },
   { find: /^@prisma-resilience\/http$/, replacement: source("./packages/http/src/index.ts") },
   { find: /^@prisma-resilience\/http\/db$/, replacement: source("./packages/http/src/db/index.ts") }

@@ -4,7 +4,7 @@
 //
 //   npx tsx bench/layer-breakdown.ts [calls=4000]
 import { CircuitBreaker, Database, RetryBudget, RetryPolicy } from "@prisma-resilience/core"
-import { QueryHealth } from "@prisma-resilience/core/kernel"
+import { QueryHealth } from "@prisma-resilience/kernel"
 import { startCluster } from "@prisma-resilience/devdb"
 import { applyMigrations, makePrismaClient, type PrismaClient } from "@prisma-resilience/http/db"
 import { Clock, Effect, Logger, LogLevel } from "effect"

@@ -27,8 +27,7 @@ describe("@prisma-resilience/core public surface", () => {
       "Metrics",
       "createResilientPrisma",
       "Setting",
-      "databaseConfig",
-      "healthConfig"
+      "databaseConfig"
     ] as const
     const missing = promised.filter((name) => (Core as Record<string, unknown>)[name] === undefined)
     expect(missing).toEqual([])
@@ -123,7 +122,7 @@ describe("@prisma-resilience/core public surface", () => {
     for (const member of ["layer", "layerConfig", "query", "transaction", "health"] as const) {
       expect(Db[member], member).toBeDefined()
     }
-    const Kernel = await import("@prisma-resilience/core/kernel")
+    const Kernel = await import("@prisma-resilience/kernel")
     expect(Kernel.diagnose({ code: "40001" }).tag).toBe("TransactionError")
     expect(typeof Kernel.CircuitBreaker.make).toBe("function")
   })

@@ -8,7 +8,7 @@
  * module reads its settings and publishes `db_circuit_state`.
  */
 import { Config, type MetricLabel } from "effect"
-import * as Kernel from "./kernel/circuitBreaker.js"
+import * as Kernel from "@prisma-resilience/kernel/circuitBreaker"
 import * as Metrics from "./Metrics.js"
 import * as Setting from "./Setting.js"
 
@@ -20,7 +20,7 @@ export {
   type State,
   stateValue,
   type Transition
-} from "./kernel/circuitBreaker.js"
+} from "@prisma-resilience/kernel/circuitBreaker"
 
 /**
  * DB_CIRCUIT_FAILURE_THRESHOLD (default 5; 0 disables the breaker),
@@ -28,18 +28,7 @@ export {
  * each reset lasts up to 20 % longer, at random, so a fleet's breakers do not
  * probe in lockstep)
  */
-export const config: Config.Config<Kernel.CircuitBreakerConfig> = Config.all({
-  failureThreshold: Setting.integer("DB_CIRCUIT_FAILURE_THRESHOLD", Kernel.defaults.failureThreshold, {
-    min: 0,
-    range: "0 (disabled) or a positive integer"
-  }),
-  resetTimeoutMs: Setting.milliseconds("DB_CIRCUIT_RESET_MS", Kernel.defaults.resetTimeoutMs),
-  resetJitter: Setting.number("DB_CIRCUIT_RESET_JITTER", Kernel.defaults.resetJitter ?? 0, {
-    min: 0,
-    max: 1,
-    range: "a fraction from 0 (exact resets) to 1"
-  })
-})
+export const config: Config.Config<Kernel.CircuitBreakerConfig> = Setting.group("circuitBreaker")
 
 /** A breaker whose state is published to `db_circuit_state` under `labels`. */
 export const make = (

@@ -14,7 +14,7 @@ import {
   TimeoutError,
   TransactionError
 } from "./Errors.js"
-import { diagnose } from "./kernel/classify.js"
+import { diagnose } from "@prisma-resilience/kernel/classify"
 
 export interface ClassifyContext {
   readonly operation?: string | undefined

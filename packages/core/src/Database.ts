@@ -24,7 +24,8 @@ import {
   type Scope
 } from "effect"
 import * as CircuitBreaker from "./CircuitBreaker.js"
-import { config, connectionConfig, defaults, resolveSettings, serverLimits } from "./DatabaseConfig.js"
+import { serverLimits } from "@prisma-resilience/kernel/settings"
+import { config, connectionConfig, defaults, resolveSettings } from "./DatabaseConfig.js"
 import type {
   DatabaseService,
   DatabaseState,
@@ -43,7 +44,7 @@ import type {
 import { type DatabaseError, type HealthError, RetryConfigError, type WarmupError } from "./Errors.js"
 import { awaitWithTimeout } from "./internal/attempt.js"
 import { checkConnectionStrings, missingUrl } from "./internal/connection.js"
-import { describe } from "./internal/describe.js"
+import { describe } from "@prisma-resilience/kernel/describe"
 import type { Engine, Ops } from "./internal/engine.js"
 import { onNewWriter, replicaGuards, writerGuard } from "./internal/guards.js"
 import { check as checkHealth } from "./internal/health.js"

@@ -7,11 +7,29 @@
  * @since 0.2.0
  */
 import type { Effect, Redacted } from "effect"
-import type * as CircuitBreaker from "./kernel/circuitBreaker.js"
+import type * as CircuitBreaker from "@prisma-resilience/kernel/circuitBreaker"
 import type { DatabaseError, NodeHealth, OperationKind } from "./Errors.js"
-import type * as QueryHealth from "./kernel/queryHealth.js"
-import type { RetryBudgetConfig } from "./kernel/retryBudget.js"
-import type { RetryConfig } from "./kernel/retryPolicy.js"
+import type * as QueryHealth from "@prisma-resilience/kernel/queryHealth"
+import type { RetryBudgetConfig } from "@prisma-resilience/kernel/retryBudget"
+import type { RetryConfig } from "@prisma-resilience/kernel/retryPolicy"
+import type {
+  HealthConfig,
+  IsolationLevel,
+  PoolSettings,
+  ServerTimeoutConfig,
+  TopologyConfig,
+  WarmupConfig
+} from "@prisma-resilience/kernel/settings"
+
+export type {
+  HealthConfig,
+  IsolationLevel,
+  PoolSettings,
+  ServerTimeoutConfig,
+  Settings,
+  TopologyConfig,
+  WarmupConfig
+} from "@prisma-resilience/kernel/settings"
 
 /** What the layer needs of a Prisma client; `PrismaClient` satisfies it. */
 export interface PrismaClientLike {
@@ -26,51 +44,6 @@ export type TransactionClient<C> = C extends { $transaction(fn: (tx: infer T) =>
   : never
 
 /**
- * Pool settings handed to `options.client`; pass them to `PrismaPg`/`pg.Pool`.
- * The server-side limits (ms, under pg's own names; pg sends them as startup
- * parameters) are set by the layer from the attempt timeout while
- * DB_SERVER_TIMEOUTS is on, so that the server cancels a statement just
- * before the client gives up on it; a value given in `options.pool` wins.
- */
-export interface PoolSettings {
-  /** DB_POOL_MAX, default 10 */
-  readonly max: number
-  /** DB_CONNECT_TIMEOUT_MS, default 2000; never pg's wait-forever 0 */
-  readonly connectionTimeoutMillis: number
-  /** DB_POOL_IDLE_TIMEOUT_MS, default 10000 */
-  readonly idleTimeoutMillis: number
-  /** the attempt timeout less DB_SERVER_TIMEOUT_MARGIN_MS */
-  readonly statement_timeout?: number
-  /** the same as `statement_timeout`: a lock wait fails with 55P03 instead of 57014 */
-  readonly lock_timeout?: number
-  /** the attempt timeout: no transaction of the layer idles that long, a leaked one does */
-  readonly idle_in_transaction_session_timeout?: number
-  /**
-   * The node to connect to, when the layer was given `url` (or read
-   * DATABASE_URL): the writer a multi-host string leads to, a replica, or the
-   * plain string as it is. Pass it to `PrismaPg`/`pg.Pool`; never log it.
-   */
-  readonly connectionString?: string
-}
-
-/** The limits the server enforces on each attempt (see `PoolSettings`). */
-export interface ServerTimeoutConfig {
-  /**
-   * DB_SERVER_TIMEOUTS, default true: hand `statement_timeout`, `lock_timeout`
-   * and `idle_in_transaction_session_timeout` to the client factory. Turn it
-   * off behind a pooler that refuses startup parameters; transactions still
-   * set their own limit with `SET LOCAL`.
-   */
-  readonly enabled: boolean
-  /**
-   * DB_SERVER_TIMEOUT_MARGIN_MS, default 100: how much sooner than the client
-   * the server cancels, so that the cancellation, not the client's timer, ends
-   * the attempt and its connection is free before any retry starts.
-   */
-  readonly marginMs: number
-}
-
-/**
  * The pool's counts, read by `LayerOptions.poolStats`, for the pool gauges and
  * to tell a full pool from a slow server.
  *
@@ -80,27 +53,6 @@ export interface PoolStats {
   readonly totalCount: number
   readonly idleCount: number
   readonly waitingCount: number
-}
-
-/**
- * How the warm-up connects: its timeout, each attempt's, the backoff between
- * attempts, the health probe's timeout and the bound on `$disconnect`.
- *
- * @since 0.1.0
- */
-export interface WarmupConfig {
-  /** DB_WARMUP_TIMEOUT_MS, default 30000: the whole warm-up, all attempts */
-  readonly timeoutMs: number
-  /** DB_WARMUP_ATTEMPT_TIMEOUT_MS, default 5000: one connect + probe */
-  readonly attemptTimeoutMs: number
-  /** DB_WARMUP_BACKOFF_MS, default 100: first delay, doubled up to the cap */
-  readonly backoffMs: number
-  /** DB_WARMUP_BACKOFF_MAX_MS, default 1000 */
-  readonly backoffMaxMs: number
-  /** DB_HEALTH_TIMEOUT_MS, default 1000: the health probe's timeout */
-  readonly healthTimeoutMs: number
-  /** DB_SHUTDOWN_TIMEOUT_MS, default 5000: bound on `$disconnect` */
-  readonly shutdownTimeoutMs: number
 }
 
 /**
@@ -134,13 +86,6 @@ export interface QueryOptions {
    */
   readonly replica?: boolean
 }
-
-/**
- * A transaction's isolation level, as Prisma names them.
- *
- * @since 0.1.0
- */
-export type IsolationLevel = "ReadUncommitted" | "ReadCommitted" | "RepeatableRead" | "Serializable"
 
 /**
  * Options of one `transaction`: its name, isolation level, wait for a
@@ -277,32 +222,6 @@ export interface LayerOptions<C extends PrismaClientLike> {
   /** Replicas for opted-in reads (`layerConfig`: DATABASE_REPLICA_URLS), one single-host string each. */
   readonly replicaUrls?: ReadonlyArray<string | Redacted.Redacted<string>> | undefined
   readonly topology?: Partial<TopologyConfig>
-}
-
-/** How the layer watches the nodes of a multi-host string and its replicas. */
-export interface TopologyConfig {
-  /** DB_REPLICA_MAX_LAG_MS: a replica further behind the writer, or whose lag cannot be told, serves no reads */
-  readonly replicaMaxLagMs: number
-  /**
-   * DB_NODE_CHECK_INTERVAL_MS: how often every node's role and WAL position
-   * are read; with replicas at most a quarter of the lag limit (`checkIntervalMs` of the kernel's topology)
-   */
-  readonly nodeCheckIntervalMs: number
-}
-
-/** What health learns from the queries themselves (see `kernel/queryHealth`). */
-export type HealthConfig = QueryHealth.QueryHealthConfig
-
-/** Every setting of a `Database`, resolved. */
-export interface Settings {
-  readonly retry: RetryConfig
-  readonly warmup: WarmupConfig
-  readonly pool: PoolSettings
-  readonly serverTimeouts: ServerTimeoutConfig
-  readonly retryBudget: RetryBudgetConfig
-  readonly circuitBreaker: CircuitBreaker.CircuitBreakerConfig
-  readonly health: HealthConfig
-  readonly topology: TopologyConfig
 }
 
 /** What a passing health check reports. */

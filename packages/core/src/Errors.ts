@@ -3,9 +3,9 @@
  * the five `DatabaseError` classes; each says how safe it is to try again.
  */
 import { Data, Predicate } from "effect"
-import { isSafeToRetry, type OperationKind, type RetrySafety } from "./kernel/safety.js"
+import { isSafeToRetry, type OperationKind, type RetrySafety } from "@prisma-resilience/kernel/safety"
 
-export type { OperationKind, RetrySafety } from "./kernel/safety.js"
+export type { OperationKind, RetrySafety } from "@prisma-resilience/kernel/safety"
 
 interface Fields {
   /** e.g. `purchaseOrder.findUnique`; `unknown` when the caller named none */

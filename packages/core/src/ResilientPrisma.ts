@@ -36,10 +36,10 @@ import {
   WarmupError
 } from "./Errors.js"
 import { health, type HealthReport } from "./Health.js"
-import { ONE_CALL } from "./internal/attempt.js"
+import { ONE_CALL } from "@prisma-resilience/kernel/recording"
 import { checkConnectionStrings, type ConnectionStrings, missingUrl } from "./internal/connection.js"
-import { kindOfCall, kindOfMethod } from "./kernel/safety.js"
-import { redact } from "./kernel/redact.js"
+import { kindOfCall, kindOfMethod } from "@prisma-resilience/kernel/safety"
+import { redact } from "@prisma-resilience/kernel/redact"
 import * as Metrics from "./Metrics.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 

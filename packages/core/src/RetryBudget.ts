@@ -4,24 +4,14 @@
  * its settings and publishes `db_retry_budget_tokens`.
  */
 import { Config, type MetricLabel } from "effect"
-import * as Kernel from "./kernel/retryBudget.js"
+import * as Kernel from "@prisma-resilience/kernel/retryBudget"
 import * as Metrics from "./Metrics.js"
 import * as Setting from "./Setting.js"
 
-export { defaults, type RetryBudget, type RetryBudgetConfig } from "./kernel/retryBudget.js"
+export { defaults, type RetryBudget, type RetryBudgetConfig } from "@prisma-resilience/kernel/retryBudget"
 
 /** DB_RETRY_BUDGET_MAX_TOKENS (default 10; 0 disables the budget), DB_RETRY_BUDGET_TOKEN_RATIO (default 0.1) */
-export const config: Config.Config<Kernel.RetryBudgetConfig> = Config.all({
-  maxTokens: Setting.number("DB_RETRY_BUDGET_MAX_TOKENS", Kernel.defaults.maxTokens, {
-    min: 0,
-    range: "0 (disabled) or a positive finite number"
-  }),
-  tokenRatio: Setting.number("DB_RETRY_BUDGET_TOKEN_RATIO", Kernel.defaults.tokenRatio, {
-    above: 0,
-    max: 1,
-    range: "a number above 0 and at most 1"
-  })
-})
+export const config: Config.Config<Kernel.RetryBudgetConfig> = Setting.group("retryBudget")
 
 /** A budget whose tokens are published to `db_retry_budget_tokens` under `labels`. */
 export const make = (

@@ -7,9 +7,7 @@
 import {
   Clock,
   Config,
-  ConfigError,
   Duration,
-  Either,
   Effect,
   FiberRef,
   Schedule,
@@ -22,43 +20,19 @@ import {
   type OperationKind,
   RetryConfigError
 } from "./Errors.js"
-import { attemptTimeout, deadlineOf, defaults, maxAttempts, type RetryConfig, worstCase } from "./kernel/retryPolicy.js"
-import { describe } from "./internal/describe.js"
+import { attemptTimeout, deadlineOf, maxAttempts, type RetryConfig, worstCase } from "@prisma-resilience/kernel/retryPolicy"
+import { describe } from "@prisma-resilience/kernel/describe"
 import * as Metrics from "./Metrics.js"
 import * as Setting from "./Setting.js"
 
-export { attemptTimeout, deadlineOf, defaults, maxAttempts, type RetryConfig, worstCase } from "./kernel/retryPolicy.js"
-
-const delayList = (name: string) =>
-  Config.string(name).pipe(
-    Config.mapOrFail((raw): Either.Either<ReadonlyArray<number>, ConfigError.ConfigError> => {
-      const trimmed = raw.trim()
-      if (trimmed === "" || trimmed === "none") return Either.right([])
-      const parts = trimmed.split(",").map((part) => part.trim())
-      const delays = parts.map(Number)
-      return delays.every((d, i) => parts[i] !== "" && Number.isInteger(d) && d >= 0)
-        ? Either.right(delays)
-        : Either.left(
-          ConfigError.InvalidData(
-            [],
-            `must be comma-separated non-negative integers (ms) such as "500,1000", or "none"; got ${JSON.stringify(raw)}`
-          )
-        )
-    })
-  )
+export { attemptTimeout, deadlineOf, defaults, maxAttempts, type RetryConfig, worstCase } from "@prisma-resilience/kernel/retryPolicy"
 
 /**
  * Reads the policy from the environment: `DB_RETRY_DELAYS_MS` (default
  * `500,1000`), `DB_ATTEMPT_TIMEOUT_MS` (2000), `DB_REQUEST_BUDGET_MS` (9000),
  * `DB_WARMUP_WAIT_MS` (1500), `DB_RETRY_JITTER` (false).
  */
-export const config: Config.Config<RetryConfig> = Config.all({
-  delaysMs: delayList("DB_RETRY_DELAYS_MS").pipe(Config.withDefault(defaults.delaysMs)),
-  attemptTimeoutMs: Setting.milliseconds("DB_ATTEMPT_TIMEOUT_MS", defaults.attemptTimeoutMs),
-  requestBudgetMs: Setting.milliseconds("DB_REQUEST_BUDGET_MS", defaults.requestBudgetMs),
-  warmupWaitMs: Setting.milliseconds("DB_WARMUP_WAIT_MS", defaults.warmupWaitMs, 0),
-  jitter: Setting.boolean("DB_RETRY_JITTER", defaults.jitter)
-})
+export const config: Config.Config<RetryConfig> = Setting.group("retry")
 
 /**
  * The start-up check: fails when the worst case can exceed the request budget,

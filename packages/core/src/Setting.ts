@@ -4,76 +4,81 @@
  * names the variable, the allowed range and what was given (`Invalid data at
  * DB_CIRCUIT_RESET_MS: "must be a positive integer number of milliseconds; got
  * "0""`), so a service stops at start-up instead of running with a setting it
- * misread.
+ * misread. The variables, their ranges and defaults are the kernel's table
+ * (`@prisma-resilience/kernel/variables`); this module is its Effect face.
+ *
+ * @since 0.1.0
  */
+import * as Kernel from "@prisma-resilience/kernel/settings"
+import * as Variables from "@prisma-resilience/kernel/variables"
 import { Config, ConfigError, Either } from "effect"
 
-const checked = <A>(name: string, fallback: A, range: string, read: (raw: string) => A | undefined): Config.Config<A> =>
-  Config.string(name).pipe(
+export type { IntegerRange, NumberRange } from "@prisma-resilience/kernel/variables"
+
+/**
+ * `variable` as a `Config`, `fallback` when unset.
+ *
+ * @since 0.2.0
+ */
+export const variable = <A>(variable: Variables.Variable<A>, fallback: A): Config.Config<A> =>
+  Config.string(variable.name).pipe(
     Config.mapOrFail((raw) => {
-      const value = read(raw.trim())
+      const value = variable.parser.read(raw.trim())
       return value === undefined
-        ? Either.left(ConfigError.InvalidData([], `must be ${range}; got ${JSON.stringify(raw)}`))
+        ? Either.left(ConfigError.InvalidData([], `must be ${variable.parser.range}; got ${JSON.stringify(raw)}`))
         : Either.right(value)
     }),
     Config.withDefault(fallback)
   )
 
-export interface IntegerRange {
-  readonly min: number
-  readonly max?: number
-  /** how the range reads in an error; default "an integer from min to max" */
-  readonly range?: string
+/**
+ * One group of the settings (`retry`, `pool`, …) read from its `DB_*`
+ * variables, with the documented defaults.
+ *
+ * @since 0.2.0
+ */
+export const group = <G extends keyof Kernel.Settings>(name: G): Config.Config<Kernel.Settings[G]> => {
+  const fallback = Kernel.defaults[name] as unknown as Record<string, unknown>
+  const fields = Object.entries(Variables.variables[name]) as Array<[string, Variables.Variable<unknown>]>
+  return Config.all(
+    Object.fromEntries(fields.map(([field, v]) => [field, variable(v, fallback[field])]))
+  ) as unknown as Config.Config<Kernel.Settings[G]>
 }
 
-/** A whole number within `min`…`max` (inclusive), `fallback` when unset. */
-export const integer = (name: string, fallback: number, options: IntegerRange): Config.Config<number> => {
-  const max = options.max ?? Number.MAX_SAFE_INTEGER
-  return checked(name, fallback, options.range ?? `an integer from ${options.min} to ${max}`, (raw) => {
-    if (!/^[+-]?\d+$/.test(raw)) return undefined
-    const n = Number(raw)
-    return n >= options.min && n <= max ? n : undefined
-  })
-}
+/**
+ * A whole number within `min`…`max` (inclusive), `fallback` when unset.
+ *
+ * @example
+ * ```ts
+ * import { Setting } from "@prisma-resilience/core"
+ * const port = Setting.integer("PORT", 3000, { min: 0, max: 65535 })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const integer = (name: string, fallback: number, options: Variables.IntegerRange): Config.Config<number> =>
+  variable({ name, parser: Variables.integer(options) }, fallback)
 
-export interface NumberRange {
-  /** exclusive lower bound */
-  readonly above?: number
-  /** inclusive lower bound */
-  readonly min?: number
-  /** inclusive upper bound */
-  readonly max?: number
-  readonly range: string
-}
+/**
+ * A finite number within the range, `fallback` when unset.
+ *
+ * @since 0.1.0
+ */
+export const number = (name: string, fallback: number, options: Variables.NumberRange): Config.Config<number> =>
+  variable({ name, parser: Variables.number(options) }, fallback)
 
-/** A finite number within the range, `fallback` when unset. */
-export const number = (name: string, fallback: number, options: NumberRange): Config.Config<number> =>
-  checked(name, fallback, options.range, (raw) => {
-    if (raw === "" || !/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(raw)) return undefined
-    const n = Number(raw)
-    if (!Number.isFinite(n)) return undefined
-    if (options.above !== undefined && !(n > options.above)) return undefined
-    if (options.min !== undefined && n < options.min) return undefined
-    if (options.max !== undefined && n > options.max) return undefined
-    return n
-  })
-
-/** Whole milliseconds, at least `min` (default 1), `fallback` when unset. */
+/**
+ * Whole milliseconds, at least `min` (default 1), `fallback` when unset.
+ *
+ * @since 0.1.0
+ */
 export const milliseconds = (name: string, fallback: number, min = 1): Config.Config<number> =>
-  integer(name, fallback, {
-    min,
-    range: min === 0
-      ? "a non-negative integer number of milliseconds"
-      : min === 1
-      ? "a positive integer number of milliseconds"
-      : `an integer number of milliseconds of at least ${min}`
-  })
+  variable({ name, parser: Variables.milliseconds(min) }, fallback)
 
-/** `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`), `fallback` when unset. */
+/**
+ * `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`), `fallback` when unset.
+ *
+ * @since 0.1.0
+ */
 export const boolean = (name: string, fallback: boolean): Config.Config<boolean> =>
-  checked(name, fallback, "true or false", (raw) => {
-    const value = raw.toLowerCase()
-    if (["true", "yes", "on", "1"].includes(value)) return true
-    if (["false", "no", "off", "0"].includes(value)) return false
-    return undefined
-  })
+  variable({ name, parser: Variables.boolean }, fallback)

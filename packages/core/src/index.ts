@@ -10,31 +10,23 @@ export {
   type DatabaseService,
   type DatabaseState,
   type DatabaseTag,
-  healthConfig,
   type HealthConfig,
-  healthDefaults,
   defaults as databaseDefaults,
   type IsolationLevel,
   type LayerOptions,
-  poolConfig,
-  poolDefaults,
   type PoolSettings,
   type PoolStats,
   type PrismaClientLike,
   type QueryOptions,
   type Settings,
   connectionConfig,
-  topologyConfig,
   type TopologyConfig,
-  topologyDefaults,
   type TransactionClient,
   type TransactionOptions,
-  warmupConfig,
   type WarmupConfig,
-  warmupDefaults,
   type WarmupInfo
 } from "./Database.js"
-export { serverLimits, serverTimeoutConfig, type ServerTimeoutConfig, serverTimeoutDefaults } from "./Database.js"
+export type { ServerTimeoutConfig } from "./Database.js"
 export * from "./Errors.js"
 export * from "./Health.js"
 export * as Metrics from "./Metrics.js"

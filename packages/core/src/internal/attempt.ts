@@ -8,11 +8,10 @@ import type * as CircuitBreaker from "../CircuitBreaker.js"
 import { classify } from "../Classify.js"
 import { CircuitOpenError, type DatabaseError, TimeoutError } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
-import { isBrokenSchema, isServerCancellation } from "../kernel/classify.js"
-import { kindOfCall } from "../kernel/safety.js"
-import * as QueryHealth from "../kernel/queryHealth.js"
+import { isBrokenSchema, isServerCancellation } from "@prisma-resilience/kernel/classify"
+import * as QueryHealth from "@prisma-resilience/kernel/queryHealth"
 import type * as RetryBudget from "../RetryBudget.js"
-import { tagAndCode } from "./describe.js"
+import { tagAndCode } from "@prisma-resilience/kernel/describe"
 
 /** The code of a `TimeoutError` of the client's own timer: the promise was still pending. */
 export const ATTEMPT_TIMEOUT = "ATTEMPT_TIMEOUT"
@@ -311,83 +310,3 @@ export const guardedAttempt = <A>(
 export const recordDuration = (operation: string, started: number) =>
   Metrics.queryDuration.unsafeUpdate((performance.now() - started) / 1000, Metrics.operationLabels(operation))
 
-/**
- * What one attempt's query function did on the client: its first call names
- * the operation, its most dangerous call decides what a retry may do (a read
- * followed by a write is a write), and once the attempt has failed or timed
- * out it is fenced: a call made after that (an async query function still
- * running after its attempt was given up) throws and sends nothing, so an
- * abandoned attempt cannot write next to its retry.
- */
-export interface Recording {
-  operation: string | undefined
-  /** the most dangerous call so far; undefined before any call that sends something */
-  kind: "read" | "write" | undefined
-  calls: number
-  fenced: boolean
-}
-
-/** The message of the error a fenced call throws. */
-const FENCED_MESSAGE = "its attempt had already failed or timed out, so the call was not sent"
-
-export const newRecording = (): Recording => ({ operation: undefined, kind: undefined, calls: 0, fenced: false })
-
-/**
- * Set on the options of a query function that makes exactly one call, of
- * this kind, named by `operation` (the Promise adapter's model calls and
- * `$queryRaw`): it needs no recording view, and its one call is made before
- * the attempt can settle, so there is nothing to fence.
- */
-export const ONE_CALL: unique symbol = Symbol("prisma-resilience/one-call")
-
-/** The kind `options` declare with `ONE_CALL`, if they do. */
-export const oneCallKind = (options: object | undefined): "read" | "write" | undefined =>
-  (options as { [ONE_CALL]?: "read" | "write" } | undefined)?.[ONE_CALL]
-
-const note = (recording: Recording, name: string, args: ReadonlyArray<unknown>) => {
-  if (recording.fenced) throw new Error(`${name}: ${FENCED_MESSAGE}`)
-  recording.operation ??= name
-  recording.calls++
-  const kind = kindOfCall(name, args)
-  if (kind === "write" || (kind === "read" && recording.kind === undefined)) recording.kind = kind
-}
-
-const modelView = (key: string, model: Record<string, unknown>, recording: Recording) =>
-  new Proxy(model, {
-    get(_, method) {
-      // Prisma builds its model methods anew on every read: read once.
-      const member = model[method as string]
-      if (typeof method !== "string" || typeof member !== "function") return member
-      const name = `${key}.${method}`
-      return (...args: Array<unknown>) => {
-        note(recording, name, args)
-        return (member as (...args: Array<unknown>) => unknown).apply(model, args)
-      }
-    }
-  })
-
-/**
- * Runs `f` on a view of `client` that writes every call into `recording`.
- * One view per attempt: an async query function keeps its view after its
- * first await, so calls can only be told apart by the view they come through.
- */
-export const recordAttempt = <C, A>(client: C, f: (client: C) => A, recording: Recording): A => {
-  const target = client as unknown as Record<string, unknown>
-  const view = new Proxy(target, {
-    get(_, key) {
-      const value = target[key as string]
-      if (typeof key !== "string") return value
-      if (typeof value === "function") {
-        return (...args: Array<unknown>) => {
-          note(recording, key, args)
-          return (value as (...args: Array<unknown>) => unknown).apply(target, args)
-        }
-      }
-      if (typeof value === "object" && value !== null && !key.startsWith("$")) {
-        return modelView(key, value as Record<string, unknown>, recording)
-      }
-      return value
-    }
-  }) as unknown as C
-  return f(view)
-}

@@ -5,8 +5,8 @@
  */
 import { Redacted } from "effect"
 import { RetryConfigError } from "../Errors.js"
-import { ConnectionStringError } from "../kernel/connectionString.js"
-import * as TopologyKernel from "../kernel/topology.js"
+import { ConnectionStringError } from "@prisma-resilience/kernel/connectionString"
+import * as TopologyKernel from "@prisma-resilience/kernel/topology"
 
 export interface ConnectionStrings {
   readonly url: string | undefined

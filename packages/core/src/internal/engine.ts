@@ -15,7 +15,7 @@ import type {
   TransactionOptions
 } from "../DatabaseService.js"
 import type { DatabaseError } from "../Errors.js"
-import type { RetryConfig } from "../kernel/retryPolicy.js"
+import type { RetryConfig } from "@prisma-resilience/kernel/retryPolicy"
 import * as RetryPolicy from "../RetryPolicy.js"
 import type { Guard } from "./attempt.js"
 import type * as Topology from "./topology.js"

@@ -6,7 +6,7 @@ import { Effect } from "effect"
 import type { DatabaseService, HealthReport } from "../DatabaseService.js"
 import { type DatabaseError, HealthError, type HealthFailureReason } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
-import { describe } from "./describe.js"
+import { describe } from "@prisma-resilience/kernel/describe"
 import { NOT_WRITABLE } from "./topology.js"
 
 const count = (result: "pass" | HealthFailureReason) =>

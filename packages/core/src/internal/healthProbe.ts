@@ -17,9 +17,9 @@
  */
 import { Effect, type Exit } from "effect"
 import { CircuitOpenError, type DatabaseError } from "../Errors.js"
-import type { Permit } from "../kernel/circuitBreaker.js"
+import type { Permit } from "@prisma-resilience/kernel/circuitBreaker"
 import { awaitWithTimeout, type Guard } from "./attempt.js"
-import { describe } from "./describe.js"
+import { describe } from "@prisma-resilience/kernel/describe"
 import { NOT_WRITABLE } from "./topology.js"
 
 export interface HealthProbeOptions {

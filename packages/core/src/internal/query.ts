@@ -11,16 +11,8 @@ import { Effect, type Fiber, FiberRef } from "effect"
 import type { PrismaClientLike, QueryOptions } from "../DatabaseService.js"
 import type { DatabaseError } from "../Errors.js"
 import * as RetryPolicy from "../RetryPolicy.js"
-import {
-  guardedAttempt,
-  newRecording,
-  oneCallKind,
-  type Recording,
-  recordAttempt,
-  type Recover,
-  recordDuration,
-  startGuardedAttempt
-} from "./attempt.js"
+import { newRecording, oneCallKind, type Recording, recordAttempt } from "@prisma-resilience/kernel/recording"
+import { guardedAttempt, type Recover, recordDuration, startGuardedAttempt } from "./attempt.js"
 import { afterDiscovery, type Engine, isLazy, merge, nowIn, wroteHere } from "./engine.js"
 import { routed } from "./replicaRouting.js"
 

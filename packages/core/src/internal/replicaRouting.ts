@@ -8,14 +8,15 @@
 import { Effect, type Fiber } from "effect"
 import type { PrismaClientLike, QueryOptions, TransactionClient, TransactionOptions } from "../DatabaseService.js"
 import type { DatabaseError } from "../Errors.js"
-import type { RoutingReason } from "../kernel/topology.js"
+import type { RoutingReason } from "@prisma-resilience/kernel/topology"
 import * as Metrics from "../Metrics.js"
 import * as RetryPolicy from "../RetryPolicy.js"
-import { guardedAttempt, newRecording, recordAttempt } from "./attempt.js"
-import { describe } from "./describe.js"
+import { newRecording, recordAttempt } from "@prisma-resilience/kernel/recording"
+import { guardedAttempt } from "./attempt.js"
+import { describe } from "@prisma-resilience/kernel/describe"
 import { deadlineIn, type Engine, isLazy, merge, wroteHere } from "./engine.js"
 import type * as Topology from "./topology.js"
-import { prismaLimits } from "./transactionLimits.js"
+import { prismaLimits } from "@prisma-resilience/kernel/settings"
 
 const routedTo = (name: string, target: "replica" | "primary", reason: RoutingReason) =>
   Metrics.replicaRouting.unsafeUpdate(1, Metrics.routingLabels(name, target, reason))

@@ -12,9 +12,9 @@ import { classify } from "../Classify.js"
 import { ConnectionError, type DatabaseError, TimeoutError } from "../Errors.js"
 import type { NodeHealth } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
-import { describe } from "./describe.js"
-import { redact } from "../kernel/redact.js"
-import * as Kernel from "../kernel/topology.js"
+import { describe } from "@prisma-resilience/kernel/describe"
+import { redact } from "@prisma-resilience/kernel/redact"
+import * as Kernel from "@prisma-resilience/kernel/topology"
 import type { PoolSettings, PrismaClientLike, TopologyConfig } from "../DatabaseService.js"
 
 /** The `code` of the failure of a wait for the writer that ran out of budget. */

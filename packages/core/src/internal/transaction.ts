@@ -20,11 +20,11 @@ import {
 import * as Metrics from "../Metrics.js"
 import * as RetryPolicy from "../RetryPolicy.js"
 import { ATTEMPT_TIMEOUT, guardedAttempt, recordDuration } from "./attempt.js"
-import { describe } from "./describe.js"
+import { describe } from "@prisma-resilience/kernel/describe"
 import { afterDiscovery, deadlineIn, type Engine, merge, nowIn, wroteHere } from "./engine.js"
 import { routedTransaction } from "./replicaRouting.js"
 import { type BeforeCommit, beforeCommit, commitStatus, type RawQueryable, transactionBody } from "./serverDeadline.js"
-import { prismaLimits } from "./transactionLimits.js"
+import { prismaLimits } from "@prisma-resilience/kernel/settings"
 
 const errorClasses = { ConnectionError, EmptyResponseError, TimeoutError, TransactionError, QueryError } as const
 

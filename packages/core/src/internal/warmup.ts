@@ -9,10 +9,10 @@ import { Clock, Duration, Effect, Exit, Metric, type MetricLabel, Schedule } fro
 import { classify } from "../Classify.js"
 import type { LayerOptions, PoolSettings, PrismaClientLike, WarmupConfig, WarmupInfo } from "../DatabaseService.js"
 import { type DatabaseError, TimeoutError, WarmupError } from "../Errors.js"
-import { isStartupParameterRejected } from "../kernel/classify.js"
-import { redact } from "../kernel/redact.js"
+import { isStartupParameterRejected } from "@prisma-resilience/kernel/classify"
+import { redact } from "@prisma-resilience/kernel/redact"
 import * as Metrics from "../Metrics.js"
-import { describe } from "./describe.js"
+import { describe } from "@prisma-resilience/kernel/describe"
 import type * as Topology from "./topology.js"
 
 /** `$disconnect` within `timeoutMs`; a failure is only logged. */

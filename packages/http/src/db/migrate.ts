@@ -1,7 +1,7 @@
 // Applies prisma/migrations the way `prisma migrate deploy` does and records
 // them in _prisma_migrations, so that the real command can take over wherever
 // Prisma's native schema engine is available (it is not here).
-import { redact, Topology } from "@prisma-resilience/core/kernel"
+import { redact, Topology } from "@prisma-resilience/kernel"
 import { PrismaPg } from "@prisma/adapter-pg"
 import pg from "pg"
 import { createHash, randomUUID } from "node:crypto"

@@ -2,7 +2,7 @@
 // accepts, which replica an opted-in read gets, how replica lists split, and
 // how far behind the writer a replica is.
 import { describe, expect, it } from "@effect/vitest"
-import { Topology } from "@prisma-resilience/core/kernel"
+import { Topology } from "@prisma-resilience/kernel"
 
 const primary: Topology.Probe = { inRecovery: false, readOnly: false, walLsn: 100n, replayLsn: undefined }
 const standby: Topology.Probe = { inRecovery: true, readOnly: true, walLsn: undefined, replayLsn: 90n }
