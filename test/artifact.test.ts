@@ -1,9 +1,10 @@
 // What outside teams install is the packed tarball, not this repository's
 // sources: the incident behind this project was a stale export that only
-// production saw. So core is packed with npm, installed from the tarball into
-// examples/basic copied outside the repository (no workspace node_modules, no
-// source alias can stand in for a missing file), type-checked against the
-// shipped declarations and run against a real PostgreSQL.
+// production saw. So the kernel and core are packed with npm, installed from
+// the tarballs into examples/basic copied outside the repository (no
+// workspace node_modules, no source alias can stand in for a missing file),
+// type-checked against the shipped declarations and run against a real
+// PostgreSQL; the kernel is also installed alone and run under plain node.
 import { type Cluster, startCluster } from "@prisma-resilience/devdb"
 import { type ChildProcess, spawn } from "node:child_process"
 import fsp from "node:fs/promises"
@@ -15,12 +16,12 @@ import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
-const core = path.join(repo, "packages", "core")
+const packages = { kernel: path.join(repo, "packages", "kernel"), core: path.join(repo, "packages", "core") }
 const example = path.join(repo, "examples", "basic")
 
 let work: string
 let app: string
-let tarball: string
+const tarballs: Partial<Record<keyof typeof packages, string>> = {}
 let cluster: Cluster | undefined
 const children = new Set<ChildProcess>()
 
@@ -143,13 +144,14 @@ afterAll(async () => {
   if (work) await fsp.rm(work, { recursive: true, force: true })
 })
 
-describe("@prisma-resilience/core as installed from its tarball", { timeout: 60_000 }, () => {
-  it("packs only the build output, README, LICENSE and package.json", async () => {
-    const packed = await timed("npm pack (prepack builds)", () =>
-      run("npm", ["pack", "--json", "--pack-destination", work], { cwd: core, timeoutMs: 90_000 }))
+describe("@prisma-resilience/kernel and core as installed from their tarballs", { timeout: 60_000 }, () => {
+  it.each(["kernel", "core"] as const)("%s packs only the build output, README, LICENSE and package.json", async (name) => {
+    const dir = packages[name]
+    const packed = await timed(`npm pack ${name} (prepack builds)`, () =>
+      run("npm", ["pack", "--json", "--pack-destination", work], { cwd: dir, timeoutMs: 90_000 }))
     // prepack's own output can precede npm's JSON on stdout
     const [info] = JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[/m)))
-    tarball = path.join(work, info.filename)
+    tarballs[name] = path.join(work, info.filename)
     const files: Array<string> = info.files.map((file: { path: string }) => file.path).sort()
     console.info(`[artifact] ${info.filename}, ${files.length} files:\n${files.join("\n")}`)
 
@@ -164,19 +166,24 @@ describe("@prisma-resilience/core as installed from its tarball", { timeout: 60_
     // tsc -b never deletes the output of a removed or renamed source: such a
     // leftover would ship and stay importable by its old path.
     const sources = new Set(
-      (await fsp.readdir(path.join(core, "src"), { recursive: true })).map((file) => file.replace(/\.ts$/, ""))
+      (await fsp.readdir(path.join(dir, "src"), { recursive: true })).map((file) => file.replace(/\.ts$/, ""))
     )
     const stale = files.filter((file) =>
       file.startsWith("dist/") && !sources.has(file.replace(/^dist\//, "").replace(/\.(js\.map|d\.ts|js)$/, ""))
     )
     expect.soft(stale, "build output without a source").toEqual([])
+    const unbuilt = (await fsp.readdir(path.join(dir, "src"), { recursive: true }))
+      .filter((file) => file.endsWith(".ts"))
+      .flatMap((file) => [`dist/${file.replace(/\.ts$/, ".js")}`, `dist/${file.replace(/\.ts$/, ".d.ts")}`])
+      .filter((file) => !files.includes(file))
+    expect.soft(unbuilt, "source without build output").toEqual([])
 
     // Every target of `exports` must be in the tarball, or that entry point
     // works here and fails for every user.
-    const manifest = JSON.parse(await fsp.readFile(path.join(core, "package.json"), "utf8"))
+    const manifest = JSON.parse(await fsp.readFile(path.join(dir, "package.json"), "utf8"))
     const targets = new Set<string>()
     const collect = (value: unknown): void => {
-      if (typeof value === "string") targets.add(value.replace(/^\.\//, ""))
+      if (typeof value === "string" && !value.includes("*")) targets.add(value.replace(/^\.\//, ""))
       else if (value && typeof value === "object") Object.values(value).forEach(collect)
     }
     collect(manifest.exports)
@@ -185,14 +192,16 @@ describe("@prisma-resilience/core as installed from its tarball", { timeout: 60_
   }, 120_000)
 
   it("installs into an app outside the repository and type-checks it", async () => {
-    expect(tarball, "packed by the previous test").toBeDefined()
+    expect(tarballs, "packed by the previous tests").toEqual({ kernel: expect.any(String), core: expect.any(String) })
     await fsp.cp(example, app, {
       recursive: true,
       filter: (source) => !/[/\\](node_modules|dist|generated)$|package-lock\.json$/.test(source)
     })
     const manifestPath = path.join(app, "package.json")
     const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
-    manifest.dependencies["@prisma-resilience/core"] = `file:${tarball}`
+    manifest.dependencies["@prisma-resilience/core"] = `file:${tarballs.core}`
+    // Not on the registry yet: core's dependency on it is met by this tarball.
+    manifest.dependencies["@prisma-resilience/kernel"] = `file:${tarballs.kernel}`
     await fsp.writeFile(manifestPath, JSON.stringify(manifest, null, 2))
 
     await timed("npm install", () => npm(["install", "--no-audit", "--no-fund", "--prefer-offline"], 150_000))
@@ -267,4 +276,55 @@ describe("@prisma-resilience/core as installed from its tarball", { timeout: 60_
     expect(result.health).toMatchObject({ status: "pass" })
     expect(result.transfer.balanceCents).toBe(7_500)
   }, 240_000)
+
+  it("the kernel installs alone and runs under plain node, with nothing else in its tree", async () => {
+    expect(tarballs.kernel, "packed by an earlier test").toBeDefined()
+    const alone = path.join(work, "kernel-app")
+    await fsp.mkdir(alone)
+    await fsp.writeFile(
+      path.join(alone, "package.json"),
+      JSON.stringify({ name: "kernel-app", private: true, type: "module", dependencies: { "@prisma-resilience/kernel": `file:${tarballs.kernel}` } })
+    )
+    await timed("npm install (kernel alone)", () =>
+      run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline"], { cwd: alone, timeoutMs: 90_000 }))
+    const tree: LsNode = JSON.parse((await run("npm", ["ls", "--all", "--json"], { cwd: alone, timeoutMs: 30_000 })).stdout)
+    expect(Object.keys(tree.dependencies ?? {})).toEqual(["@prisma-resilience/kernel"])
+    expect(tree.dependencies?.["@prisma-resilience/kernel"]?.dependencies ?? {}, "the kernel brings nothing").toEqual({})
+    const installed = await fsp.readdir(path.join(alone, "node_modules"))
+    expect(installed.filter((name) => !name.startsWith(".")), "node_modules").toEqual(["@prisma-resilience"])
+
+    const script = `
+      import { CircuitBreaker, diagnose, kindOfCall, newRecording, recordAttempt, redact } from "@prisma-resilience/kernel"
+      import { fromEnv, SettingError } from "@prisma-resilience/kernel/variables"
+      const settings = fromEnv({ DB_POOL_MAX: "3", DB_RETRY_DELAYS_MS: "none" })
+      let rejected
+      try { fromEnv({ DB_CIRCUIT_RESET_MS: "0" }) } catch (e) { rejected = e instanceof SettingError ? e.message : String(e) }
+      const breaker = CircuitBreaker.make({ failureThreshold: 1, resetTimeoutMs: 100 }, () => {})
+      breaker.onFailure(0, breaker.acquire(0), "ConnectionError")
+      const recording = newRecording()
+      const client = { order: { create: async () => 1, findMany: async () => [] } }
+      await recordAttempt(client, async (c) => { await c.order.findMany(); await c.order.create({}) }, recording)
+      console.log(JSON.stringify({
+        pool: settings.pool.max, delays: settings.retry.delaysMs, rejected,
+        tag: diagnose(Object.assign(new Error("x"), { code: "40001" })).tag,
+        kind: kindOfCall("$queryRaw", [["SELECT 1"]]),
+        breaker: breaker.acquire(50)._tag,
+        recording: { operation: recording.operation, kind: recording.kind, calls: recording.calls },
+        redacted: redact("postgresql://app:s3cret@127.0.0.1:5432/db")
+      }))
+    `
+    await fsp.writeFile(path.join(alone, "check.mjs"), script)
+    const { stdout } = await run(process.execPath, ["check.mjs"], { cwd: alone, timeoutMs: 15_000 })
+    const result = jsonLine("kernel check.mjs", stdout)
+    expect(result).toEqual({
+      pool: 3,
+      delays: [],
+      rejected: expect.stringMatching(/^DB_CIRCUIT_RESET_MS must be a positive integer number of milliseconds; got "0"$/),
+      tag: "TransactionError",
+      kind: "read",
+      breaker: "Rejected",
+      recording: { operation: "order.findMany", kind: "write", calls: 2 },
+      redacted: expect.not.stringContaining("s3cret")
+    })
+  })
 })
