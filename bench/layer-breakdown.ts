@@ -3,7 +3,7 @@
 // two Effect context operations the HTTP service performs per request.
 //
 //   npx tsx bench/layer-breakdown.ts [calls=4000]
-import { CircuitBreaker, Database, RetryBudget, RetryPolicy } from "@prisma-resilience/core"
+import { Database, type DatabaseTag, RetryPolicy } from "@prisma-resilience/core"
 import { QueryHealth } from "@prisma-resilience/kernel"
 import { startCluster } from "@prisma-resilience/devdb"
 import { applyMigrations, makePrismaClient, type PrismaClient } from "@prisma-resilience/http/db"
@@ -12,6 +12,7 @@ import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
 import { awaitWithTimeout, guardedAttempt } from "../packages/core/src/internal/attempt.js"
+import { meteredBreaker, meteredBudget } from "../packages/core/src/internal/meteredGuards.js"
 
 const calls = Number(process.argv[2] ?? 4000)
 const warmupCalls = 500
@@ -22,9 +23,10 @@ const main = async () => {
     await applyMigrations(cluster.url)
     const prisma = makePrismaClient(cluster.url, { max: 1 })
     const order = await prisma.purchaseOrder.create({ data: { reference: "breakdown", totalCents: 1 } })
-    const Db = Database.forClient<PrismaClient>()
+    // The default `Database`, its accessors typed for this client.
+    const Db = Database as unknown as DatabaseTag<Database, "@prisma-resilience/core/Database", PrismaClient>
     const layer = Db.layer({ client: () => prisma, retry: RetryPolicy.defaults })
-    const guard = { budget: RetryBudget.make(), breaker: CircuitBreaker.make(), clock: Clock.make(), overloaded: () => false, queryHealth: QueryHealth.make(), generation: 0 }
+    const guard = { budget: meteredBudget(), breaker: meteredBreaker(), clock: Clock.make(), overloaded: () => false, queryHealth: QueryHealth.make(), generation: 0 }
     const find = () => prisma.purchaseOrder.findUnique({ where: { id: order.id } })
     const operation = "purchaseOrder.findUnique"
     const samples = new Map<string, Array<number>>()

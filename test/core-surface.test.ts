@@ -17,7 +17,6 @@ describe("@prisma-resilience/core public surface", () => {
       "WarmupError",
       "HealthError",
       "isRetryable",
-      "isRetrySafe",
       "classify",
       "RetryPolicy",
       "RetryBudget",
@@ -31,6 +30,22 @@ describe("@prisma-resilience/core public surface", () => {
     ] as const
     const missing = promised.filter((name) => (Core as Record<string, unknown>)[name] === undefined)
     expect(missing).toEqual([])
+  })
+
+  it("ships one way per thing and nothing marked internal", () => {
+    const gone = {
+      "Database.forClient": (Core.Database as unknown as Record<string, unknown>).forClient,
+      isRetrySafe: (Core as Record<string, unknown>).isRetrySafe,
+      "RetryPolicy.continueAfter": (Core.RetryPolicy as Record<string, unknown>).continueAfter,
+      "CircuitBreaker.make": (Core.CircuitBreaker as Record<string, unknown>).make,
+      "RetryBudget.make": (Core.RetryBudget as Record<string, unknown>).make,
+      serverLimits: (Core as Record<string, unknown>).serverLimits,
+      ...Object.fromEntries(
+        Object.keys(Core.Metrics).filter((name) => name.endsWith("Labels") && name !== "databaseLabels")
+          .map((name) => [`Metrics.${name}`, true])
+      )
+    }
+    expect(Object.entries(gone).filter(([, value]) => value !== undefined).map(([name]) => name)).toEqual([])
   })
 
   it("errors carry operation, attempt and cause and form the DatabaseError union", () => {
@@ -119,8 +134,9 @@ describe("@prisma-resilience/core public surface", () => {
     class Db extends Core.Database.Tag("SurfaceDb")<Db, Core.PrismaClientLike>() {}
     expect(Context.isTag(Db)).toBe(true)
     expect(Db.key).toBe("SurfaceDb")
-    for (const member of ["layer", "layerConfig", "query", "transaction", "health"] as const) {
+    for (const member of ["make", "layer", "layerConfig", "query", "transaction", "health"] as const) {
       expect(Db[member], member).toBeDefined()
+      expect(Core.Database[member], `Database.${member}`).toBeDefined()
     }
     const Kernel = await import("@prisma-resilience/kernel")
     expect(Kernel.diagnose({ code: "40001" }).tag).toBe("TransactionError")

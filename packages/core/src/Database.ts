@@ -23,7 +23,8 @@ import {
   Schedule,
   type Scope
 } from "effect"
-import * as CircuitBreaker from "./CircuitBreaker.js"
+import type * as CircuitBreaker from "@prisma-resilience/kernel/circuitBreaker"
+import { meteredBreaker } from "./internal/meteredGuards.js"
 import { serverLimits } from "@prisma-resilience/kernel/settings"
 import { config, connectionConfig, defaults, resolveSettings } from "./DatabaseConfig.js"
 import type {
@@ -54,7 +55,7 @@ import { withStatementLimit } from "./internal/serverDeadline.js"
 import * as Topology from "./internal/topology.js"
 import { transactionIn } from "./internal/transaction.js"
 import { disconnectQuietly, warmUp } from "./internal/warmup.js"
-import * as Metrics from "./Metrics.js"
+import * as Metrics from "./internal/metrics.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 
 export * from "./DatabaseConfig.js"
@@ -102,7 +103,7 @@ const makeTopology = <C extends PrismaClientLike>(
       discoveryTimeoutMs: settings.warmup.timeoutMs,
       shutdownTimeoutMs: settings.warmup.shutdownTimeoutMs,
       makeBreaker: (node) =>
-        CircuitBreaker.make(
+        meteredBreaker(
           settings.circuitBreaker,
           logTransition(`Circuit breaker of replica ${node}`),
           Metrics.nodeLabels(name, node)
@@ -259,17 +260,15 @@ const makeWith = <C extends PrismaClientLike>(
     return service
   })
 
-/**
- * Builds the service with `options` and the built-in defaults for every
- * setting not given (no environment is read): the warm-up, then the service.
- */
-export const make = <C extends PrismaClientLike>(
+// Builds the service with `options` and the built-in defaults for every
+// setting not given (no environment is read): the warm-up, then the service.
+const make = <C extends PrismaClientLike>(
   options: LayerOptions<C>
 ): Effect.Effect<DatabaseService<C>, WarmupError | RetryConfigError, Scope.Scope> =>
   makeWith(options, resolveSettings(options, defaults), options.name ?? defaultName)
 
-/** `make`, with the settings not given read through `Config` (the `DB_*` variables, see `config`). */
-export const makeConfig = <C extends PrismaClientLike>(
+// `make`, with the settings not given read through `Config` (the `DB_*` variables).
+const makeConfig = <C extends PrismaClientLike>(
   options: LayerOptions<C>
 ): Effect.Effect<DatabaseService<C>, WarmupError | RetryConfigError | ConfigError.ConfigError, Scope.Scope> =>
   Effect.flatMap(Effect.all([config, connectionConfig]), ([base, connection]) => {
@@ -312,41 +311,101 @@ const queriesNow = new WeakMap<DatabaseService, QueryNow>()
 export const queryNowOf = (service: DatabaseService): QueryNow | undefined => queriesNow.get(service)
 
 /**
- * A `Database` tag bound to one client type, with its layers and accessors:
+ * A `Database` tag bound to one client type, with its `make`, layers and
+ * accessors (see `Database.Tag`). Two tags with different keys are two
+ * databases in one context; their gauges are labelled `database` with `name`
+ * (default: the key), or with the layer's `options.name`.
  *
- * ```ts
- * class Db extends Database.Tag("Db")<Db, PrismaClient>() {}
- * const DbLive = Db.layerConfig({ client: (pool) => new PrismaClient({ adapter: new PrismaPg(pool) }) })
- * const order = Db.query((c) => c.purchaseOrder.findUnique({ where: { id } })) // Effect<…, DatabaseError, Db>
- * ```
- *
- * Two tags with different keys are two databases in one context; their
- * gauges are labelled `database` with `name` (default: the key), or with
- * the layer's `options.name`.
+ * @since 0.1.0
  */
 export interface DatabaseTag<Self, Id extends string, C extends PrismaClientLike>
   extends Context.TagClass<Self, Id, DatabaseService<C>>
 {
-  /** The warm-up as a scoped layer, with the built-in defaults for settings not given. */
+  /**
+   * Builds the service with `options` and the built-in defaults for every
+   * setting not given (no environment is read): the warm-up, then the
+   * service, released with the scope (which disconnects).
+   *
+   * @example
+   * ```ts
+   * const program = Effect.scoped(Effect.gen(function*() {
+   *   const db = yield* Db.make({ url: "postgresql://app@127.0.0.1:5432/app", client: (pool) => makeClient(pool) })
+   *   return yield* db.query((c) => c.purchaseOrder.count())
+   * }))
+   * ```
+   */
+  readonly make: (options: LayerOptions<C>) => Effect.Effect<DatabaseService<C>, WarmupError | RetryConfigError, Scope.Scope>
+  /**
+   * The warm-up as a scoped layer, with the built-in defaults for settings
+   * not given.
+   *
+   * @example
+   * ```ts
+   * const DbLive = Db.layer({ url: "postgresql://app@127.0.0.1:5432/app", client: (pool) => makeClient(pool), retry: { delaysMs: [200] } })
+   * ```
+   */
   readonly layer: (options: LayerOptions<C>) => Layer.Layer<Self, WarmupError | RetryConfigError>
-  /** The warm-up as a scoped layer, with the settings not given read from the `DB_*` variables. */
+  /**
+   * The warm-up as a scoped layer, with the settings not given read from
+   * `DATABASE_URL`, `DATABASE_REPLICA_URLS` and the `DB_*` variables (checked:
+   * a bad value fails with a `ConfigError` naming the variable).
+   *
+   * @example
+   * ```ts
+   * const DbLive = Db.layerConfig({ client: (pool) => new PrismaClient({ adapter: new PrismaPg(pool) }) })
+   * ```
+   */
   readonly layerConfig: (
     options: LayerOptions<C>
   ) => Layer.Layer<Self, WarmupError | RetryConfigError | ConfigError.ConfigError>
+  /**
+   * One query through the retry policy, the attempt timeout, the request
+   * budget, the retry budget and the circuit breaker. `f` receives the client
+   * and returns a Prisma promise; a retry may run it again, so it must not
+   * have side effects outside the database.
+   *
+   * @example
+   * ```ts
+   * const order = Db.query((c) => c.purchaseOrder.findUnique({ where: { id } })) // Effect<PurchaseOrder | null, DatabaseError, Db>
+   * ```
+   */
   readonly query: <A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) => Effect.Effect<A, DatabaseError, Self>
+  /**
+   * An interactive transaction: each attempt a transaction of its own, with
+   * the attempt timeout; retried only when no part of it can have committed
+   * (or, with `idempotent: true`, after its commit was verified not to have
+   * happened).
+   *
+   * @example
+   * ```ts
+   * const moved = Db.transaction(async (tx) => {
+   *   await tx.account.update({ where: { id: from }, data: { balanceCents: { decrement: 100 } } })
+   *   return tx.account.update({ where: { id: to }, data: { balanceCents: { increment: 100 } } })
+   * })
+   * ```
+   */
   readonly transaction: <A>(
     f: (tx: TransactionClient<C>) => Promise<A>,
     options?: TransactionOptions
   ) => Effect.Effect<A, DatabaseError, Self>
-  /** `SELECT 1` on this database's client, after its warm-up: see `health`. */
+  /**
+   * This database's health (see `health`): fails before warm-up, while the
+   * probe or the query path fails, while the circuit is open.
+   *
+   * @example
+   * ```ts
+   * const report = yield* Db.health // { status: "pass", latencyMs, warmupMs, … }
+   * ```
+   */
   readonly health: Effect.Effect<HealthReport, HealthError, Self>
 }
 
-export const Tag = <const Id extends string>(id: Id, name: string = id) =>
+const Tag = <const Id extends string>(id: Id, name: string = id) =>
 <Self, C extends PrismaClientLike>(): DatabaseTag<Self, Id, C> => {
   const tag = Context.Tag(id)<Self, DatabaseService<C>>()
   const named = (options: LayerOptions<C>): LayerOptions<C> => options.name === undefined ? { ...options, name } : options
   return Object.assign(tag, {
+    make: (options: LayerOptions<C>) => make(named(options)),
     layer: (options: LayerOptions<C>) => Layer.scoped(tag, make(named(options))),
     layerConfig: (options: LayerOptions<C>) => Layer.scoped(tag, makeConfig(named(options))),
     query: <A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions): Effect.Effect<A, DatabaseError, Self> =>
@@ -368,38 +427,20 @@ export const Tag = <const Id extends string>(id: Id, name: string = id) =>
  * `Database.Tag("Db")<Db, PrismaClient>()`.
  */
 export class Database extends Tag("@prisma-resilience/core/Database", defaultName)<Database, any>() {
+  /**
+   * A `Database` tag bound to one client type, with its `make`, layers and
+   * accessors: an app declares its database once and its query functions
+   * need no annotation; two tags with different keys are two databases in
+   * one context.
+   *
+   * @example
+   * ```ts
+   * class Db extends Database.Tag("Db")<Db, PrismaClient>() {}
+   * const DbLive = Db.layerConfig({ client: (pool) => new PrismaClient({ adapter: new PrismaPg(pool) }) })
+   * const order = Db.query((c) => c.purchaseOrder.findUnique({ where: { id } }))
+   * ```
+   *
+   * @since 0.1.0
+   */
   static readonly Tag = Tag
-  static readonly forClient = <C extends PrismaClientLike>() => forClient<C>()
 }
-
-/** The warm-up as a scoped layer with the built-in defaults for settings not given. */
-export const layer = <C extends PrismaClientLike>(
-  options: LayerOptions<C>
-): Layer.Layer<Database, WarmupError | RetryConfigError> => Layer.scoped(Database, make(options))
-
-/** The warm-up as a scoped layer with the settings not given read from the `DB_*` variables. */
-export const layerConfig = <C extends PrismaClientLike>(
-  options: LayerOptions<C>
-): Layer.Layer<Database, WarmupError | RetryConfigError | ConfigError.ConfigError> =>
-  Layer.scoped(Database, makeConfig(options))
-
-/** `query` through the default `Database`. */
-export const query = <C, A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions): Effect.Effect<A, DatabaseError, Database> =>
-  Database.query(f as (client: any) => PromiseLike<A>, options)
-
-/** `transaction` through the default `Database`. */
-export const transaction = <C, A>(f: (tx: TransactionClient<C>) => Promise<A>, options?: TransactionOptions) =>
-  Database.transaction(f as (tx: any) => Promise<A>, options)
-
-/**
- * Accessors of the default `Database` bound to one client type, so query
- * functions need no annotation: `const Db = Database.forClient<PrismaClient>()`,
- * then `Db.query((c) => c.purchaseOrder.findMany())`.
- */
-export const forClient = <C extends PrismaClientLike>() => ({
-  query: <A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) => query(f, options),
-  transaction: <A>(f: (tx: TransactionClient<C>) => Promise<A>, options?: TransactionOptions) =>
-    transaction<C, A>(f, options),
-  layer: (options: LayerOptions<C>) => layer(options),
-  layerConfig: (options: LayerOptions<C>) => layerConfig(options)
-})

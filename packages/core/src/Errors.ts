@@ -97,14 +97,24 @@ const databaseErrorTags: ReadonlySet<string> = new Set([
 export const isDatabaseError = (u: unknown): u is DatabaseError =>
   Predicate.hasProperty(u, "_tag") && typeof u._tag === "string" && databaseErrorTags.has(u._tag)
 
-/** Whether the error is of a transient kind at all (ignoring what the operation was). */
-export const isRetryable = (error: DatabaseError): boolean => error.safety !== "never"
-
 /**
- * Whether running the operation again after this error can neither duplicate a
- * write nor repeat half a transaction.
+ * Whether a retry may follow this error. Without `kind`: whether the error is
+ * of a transient kind at all. With the operation's `kind`: whether running it
+ * again can neither duplicate a write nor repeat half a transaction — the
+ * question the retry schedule asks (an ambiguous failure of a write is not
+ * retryable; of a read it is).
+ *
+ * @example
+ * ```ts
+ * import { isRetryable } from "@prisma-resilience/core"
+ * isRetryable(error)          // a connection reset: true; a unique violation: false
+ * isRetryable(error, "write") // the connection dropped after the INSERT was sent: false
+ * ```
+ *
+ * @since 0.1.0
  */
-export const isRetrySafe = (error: DatabaseError, kind: OperationKind): boolean => isSafeToRetry(error.safety, kind)
+export const isRetryable = (error: DatabaseError, kind?: OperationKind): boolean =>
+  kind === undefined ? error.safety !== "never" : isSafeToRetry(error.safety, kind)
 
 /** Warm-up did not reach a working connection within its timeout. */
 export class WarmupError extends Data.TaggedError("WarmupError")<{

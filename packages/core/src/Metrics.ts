@@ -50,69 +50,22 @@ export const poolWaiting = Metric.gauge("db_pool_waiting_clients", {
   description: "Queries waiting for a pool connection"
 })
 
-const labelCache = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
-const cached = (key: string, make: () => ReadonlyArray<MetricLabel.MetricLabel>) => {
-  let labels = labelCache.get(key)
-  if (labels === undefined) {
-    // Operation names are code-defined, so the cache is bounded by the program.
-    labels = make()
-    labelCache.set(key, labels)
-  }
-  return labels
-}
-
-// Keyed by the operation first, so that the query path looks labels up
-// without building a key string per query.
-const byOperation = new Map<string, {
-  readonly operation: ReadonlyArray<MetricLabel.MetricLabel>
-  readonly attempts: Map<string, ReadonlyArray<MetricLabel.MetricLabel>>
-}>()
-const labelsOf = (operation: string) => {
-  let labels = byOperation.get(operation)
-  if (labels === undefined) {
-    // Operation names are code-defined, so the cache is bounded by the program.
-    labels = { operation: [MetricLabel.make("operation", operation)], attempts: new Map() }
-    byOperation.set(operation, labels)
-  }
-  return labels
-}
-
-/** @internal */
-export const operationLabels = (operation: string) => labelsOf(operation).operation
-
-/** @internal */
-export const attemptLabels = (operation: string, attempt: number, outcome: string) => {
-  const attempts = labelsOf(operation).attempts
-  const key = attempt === 1 ? outcome : `${attempt}\0${outcome}`
-  let labels = attempts.get(key)
-  if (labels === undefined) {
-    labels = [
-      MetricLabel.make("operation", operation),
-      MetricLabel.make("attempt", String(attempt)),
-      MetricLabel.make("outcome", outcome)
-    ]
-    attempts.set(key, labels)
-  }
-  return labels
-}
-
-/** @internal */
-export const retryLabels = (operation: string, error: string) =>
-  cached(`r\0${operation}\0${error}`, () => [
-    MetricLabel.make("operation", operation),
-    MetricLabel.make("error", error)
-  ])
-
 /**
  * The `database` label of a `Database`'s gauges (`db_ready`,
  * `db_warmup_duration_seconds`, `db_circuit_state`, `db_retry_budget_tokens`,
  * the pool gauges), so that two databases of one process keep separate series.
  */
-export const databaseLabels = (database: string) =>
-  cached(`d\0${database}`, () => [MetricLabel.make("database", database)])
+export const databaseLabels = (database: string): ReadonlyArray<MetricLabel.MetricLabel> => {
+  let labels = byDatabase.get(database)
+  if (labels === undefined) {
+    labels = [MetricLabel.make("database", database)]
+    byDatabase.set(database, labels)
+  }
+  return labels
+}
+// Database names are code-defined, so the cache is bounded by the program.
+const byDatabase = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
 
-/** @internal */
-export const resultLabels = (result: string) => cached(`h\0${result}`, () => [MetricLabel.make("result", result)])
 
 /** Tokens in the shared retry budget. */
 export const retryBudgetTokens = Metric.gauge("db_retry_budget_tokens", {
@@ -158,20 +111,6 @@ export const commitVerifications = Metric.counter("db_commit_verifications_total
   incremental: true
 })
 
-/** @internal */
-export const cancellationLabels = (operation: string, code: string) =>
-  cached(`c\0${operation}\0${code}`, () => [
-    MetricLabel.make("operation", operation),
-    MetricLabel.make("code", code)
-  ])
-
-/** @internal */
-export const verificationLabels = (operation: string, outcome: string) =>
-  cached(`v\0${operation}\0${outcome}`, () => [
-    MetricLabel.make("operation", operation),
-    MetricLabel.make("outcome", outcome)
-  ])
-
 /**
  * Where opted-in reads (`{ replica: true }`) went, by `database`, `target`
  * (`replica` or `primary`) and `reason`: `healthy` for a replica; for the
@@ -216,27 +155,3 @@ export const writerDiscoveries = Metric.counter("db_writer_discoveries_total", {
   description: "Searches for the writable node after a failure, by result",
   incremental: true
 })
-
-/** @internal */
-export const nodeLabels = (database: string, node: string) =>
-  cached(`n\0${database}\0${node}`, () => [MetricLabel.make("database", database), MetricLabel.make("node", node)])
-
-/** @internal */
-export const nodeResultLabels = (database: string, node: string, result: string) =>
-  cached(`nr\0${database}\0${node}\0${result}`, () => [
-    MetricLabel.make("database", database),
-    MetricLabel.make("node", node),
-    MetricLabel.make("result", result)
-  ])
-
-/** @internal */
-export const routingLabels = (database: string, target: string, reason: string) =>
-  cached(`rr\0${database}\0${target}\0${reason}`, () => [
-    MetricLabel.make("database", database),
-    MetricLabel.make("target", target),
-    MetricLabel.make("reason", reason)
-  ])
-
-/** @internal */
-export const discoveryLabels = (database: string, result: string) =>
-  cached(`wd\0${database}\0${result}`, () => [MetricLabel.make("database", database), MetricLabel.make("result", result)])

@@ -40,7 +40,7 @@ import { ONE_CALL } from "@prisma-resilience/kernel/recording"
 import { checkConnectionStrings, type ConnectionStrings, missingUrl } from "./internal/connection.js"
 import { kindOfCall, kindOfMethod } from "@prisma-resilience/kernel/safety"
 import { redact } from "@prisma-resilience/kernel/redact"
-import * as Metrics from "./Metrics.js"
+import * as Metrics from "./internal/metrics.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 
 /** `Database.layer`'s options; settings not given are read from the `DB_*` variables. */

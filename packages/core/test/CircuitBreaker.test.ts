@@ -1,5 +1,4 @@
 import {
-  CircuitBreaker,
   ConnectionError,
   Database,
   type DatabaseService,
@@ -12,6 +11,7 @@ import {
 } from "@prisma-resilience/core"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, Metric, TestClock } from "effect"
+import { meteredBreaker, meteredBudget } from "../src/internal/meteredGuards.js"
 
 const connectionError = new ConnectionError({
   operation: "op",
@@ -24,7 +24,7 @@ const connectionError = new ConnectionError({
 
 describe("RetryBudget", () => {
   it("token arithmetic: failures take one, successes give back the ratio, retries stop at half", () => {
-    const budget = RetryBudget.make({ maxTokens: 10, tokenRatio: 0.1 })
+    const budget = meteredBudget({ maxTokens: 10, tokenRatio: 0.1 })
     expect(budget.tokens()).toBe(10)
     budget.onSuccess()
     expect(budget.tokens()).toBe(10)
@@ -39,7 +39,7 @@ describe("RetryBudget", () => {
   })
 
   it("successes refill the bucket: 51 successes bring 0 tokens back above half", () => {
-    const budget = RetryBudget.make({ maxTokens: 10, tokenRatio: 0.1 })
+    const budget = meteredBudget({ maxTokens: 10, tokenRatio: 0.1 })
     for (let i = 0; i < 10; i++) budget.onFailure()
     for (let i = 0; i < 50; i++) budget.onSuccess()
     expect(budget.tokens()).toBeCloseTo(5)
@@ -51,7 +51,7 @@ describe("RetryBudget", () => {
   })
 
   it("maxTokens 0 disables it", () => {
-    const budget = RetryBudget.make({ maxTokens: 0, tokenRatio: 0.1 })
+    const budget = meteredBudget({ maxTokens: 0, tokenRatio: 0.1 })
     for (let i = 0; i < 10; i++) budget.onFailure()
     expect(budget.allowsRetry()).toBe(true)
   })
@@ -84,7 +84,7 @@ describe("CircuitBreaker", () => {
 
   it("closed → open after the threshold → half-open after the reset time → closed on a good probe", () => {
     const transitions: Array<string> = []
-    const breaker = CircuitBreaker.make(config, ({ from, to }) => transitions.push(`${from}→${to}`))
+    const breaker = meteredBreaker(config, ({ from, to }) => transitions.push(`${from}→${to}`))
     for (let t = 0; t < 3; t++) {
       const permit = breaker.acquire(t)
       expect(permit._tag).toBe("Allowed")
@@ -101,7 +101,7 @@ describe("CircuitBreaker", () => {
   })
 
   it("a failed probe opens it again for another reset period", () => {
-    const breaker = CircuitBreaker.make(config)
+    const breaker = meteredBreaker(config)
     for (let t = 0; t < 3; t++) breaker.onFailure(t, breaker.acquire(t), "ConnectionError")
     const probe = breaker.acquire(1500)
     expect(probe._tag === "Allowed" && probe.probe).toBe(true)
@@ -112,7 +112,7 @@ describe("CircuitBreaker", () => {
   })
 
   it("a success between failures resets the count", () => {
-    const breaker = CircuitBreaker.make(config)
+    const breaker = meteredBreaker(config)
     breaker.onFailure(0, breaker.acquire(0), "E")
     breaker.onFailure(1, breaker.acquire(1), "E")
     breaker.onSuccess(2, breaker.acquire(2))
@@ -122,7 +122,7 @@ describe("CircuitBreaker", () => {
   })
 
   it("failureThreshold 0 disables it", () => {
-    const breaker = CircuitBreaker.make({ failureThreshold: 0, resetTimeoutMs: 1000 })
+    const breaker = meteredBreaker({ failureThreshold: 0, resetTimeoutMs: 1000 })
     for (let t = 0; t < 50; t++) breaker.onFailure(t, breaker.acquire(t), "E")
     expect(breaker.acquire(50)._tag).toBe("Allowed")
   })

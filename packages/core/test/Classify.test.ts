@@ -1,4 +1,4 @@
-import { classify, type DatabaseError, isRetryable, isRetrySafe, type RetrySafety } from "@prisma-resilience/core"
+import { classify, type DatabaseError, isRetryable, type RetrySafety } from "@prisma-resilience/core"
 import {
   PrismaClientInitializationError,
   PrismaClientKnownRequestError,
@@ -133,7 +133,7 @@ describe("classify", () => {
   ] as const)("retry safety of %s for read, write, idempotent-write, transaction", (safety, expected) => {
     const error = classify(undefined)
     const withSafety = { ...error, safety } as DatabaseError
-    expect((["read", "write", "idempotent-write", "transaction"] as const).map((k) => isRetrySafe(withSafety, k))).toEqual(
+    expect((["read", "write", "idempotent-write", "transaction"] as const).map((k) => isRetryable(withSafety, k))).toEqual(
       expected
     )
   })

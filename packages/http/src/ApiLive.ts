@@ -9,7 +9,6 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import {
-  Database,
   type DatabaseError,
   type HealthError,
   type HealthFailureReason,
@@ -196,7 +195,7 @@ const PurchaseOrdersLive = HttpApiBuilder.group(Api, "purchaseOrders", (handlers
     // its start: for a read, one operation, that is the request's budget. A
     // create can be two (the insert, then the lookup of a replay): one budget.
     const withBudget = RetryPolicy.withBudget(Duration.millis(readiness.retryConfig.requestBudgetMs))
-    const run = <A, E>(self: Effect.Effect<A, E | DatabaseError, Database>) =>
+    const run = <A, E>(self: Effect.Effect<A, E | DatabaseError, PurchaseOrders.PurchaseOrderDb>) =>
       Effect.catchIf(self, isDatabaseError, toHttpError)
     return handlers
       .handle("findById", ({ path }) => Effect.map(run(PurchaseOrders.findById(path.id)), ok(200, encodePurchaseOrder)))
@@ -209,7 +208,7 @@ const PurchaseOrdersLive = HttpApiBuilder.group(Api, "purchaseOrders", (handlers
   })).pipe(
     Layer.provide(RequireJsonLive),
     // Once for every request: see `Readiness.database`.
-    Layer.provide(Layer.effect(Database, Effect.map(Readiness, (readiness) => readiness.database)))
+    Layer.provide(Layer.effect(PurchaseOrders.PurchaseOrderDb, Effect.map(Readiness, (readiness) => readiness.database)))
   )
 
 // As with core's query spans: a span per request only when a tracer that

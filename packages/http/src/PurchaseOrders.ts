@@ -17,7 +17,14 @@ import {
   PurchaseOrderPage
 } from "./Api.js"
 
-const Db = Database.forClient<PrismaClient>()
+/**
+ * The service's database, bound to its Prisma client so that no query
+ * function needs an annotation. The handlers' layer provides it with the
+ * warmed-up `Database` of `Readiness`.
+ */
+export class PurchaseOrderDb extends Database.Tag("PurchaseOrderDb")<PurchaseOrderDb, PrismaClient>() {}
+
+const Db = PurchaseOrderDb
 
 // The idempotency columns stay in the database. Rows are built into the
 // response classes without validation (`new PurchaseOrder(row, true)`): the
@@ -27,7 +34,7 @@ const columns = { id: true, reference: true, totalCents: true, note: true, creat
 
 export const defaultPageSize = 20
 
-export const findById = (id: string): Effect.Effect<PurchaseOrder, PurchaseOrderNotFound | DatabaseError, Database> =>
+export const findById = (id: string): Effect.Effect<PurchaseOrder, PurchaseOrderNotFound | DatabaseError, PurchaseOrderDb> =>
   Db.query((c) => c.purchaseOrder.findUnique({ where: { id }, select: columns })).pipe(
     Effect.flatMap((row) =>
       row === null
@@ -46,7 +53,7 @@ export const findById = (id: string): Effect.Effect<PurchaseOrder, PurchaseOrder
 export const list = (options: {
   readonly limit?: number | undefined
   readonly cursor?: string | undefined
-}): Effect.Effect<PurchaseOrderPage, DatabaseError, Database> => {
+}): Effect.Effect<PurchaseOrderPage, DatabaseError, PurchaseOrderDb> => {
   const limit = options.limit ?? defaultPageSize
   return Db.query((c) =>
     c.purchaseOrder.findMany({
@@ -87,7 +94,7 @@ const operation = "purchaseOrder.create"
 export const create = (
   input: CreatePurchaseOrder,
   idempotencyKey?: string | undefined
-): Effect.Effect<PurchaseOrder, DuplicateReference | IdempotencyKeyReused | DatabaseError, Database> => {
+): Effect.Effect<PurchaseOrder, DuplicateReference | IdempotencyKeyReused | DatabaseError, PurchaseOrderDb> => {
   const data = { reference: input.reference, totalCents: input.totalCents, note: input.note ?? null }
   const duplicate = new DuplicateReference({
     reference: input.reference,

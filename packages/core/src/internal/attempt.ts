@@ -4,13 +4,13 @@
  * query function performs.
  */
 import { type Clock, Effect, type MetricLabel } from "effect"
-import type * as CircuitBreaker from "../CircuitBreaker.js"
+import type * as CircuitBreaker from "@prisma-resilience/kernel/circuitBreaker"
 import { classify } from "../Classify.js"
 import { CircuitOpenError, type DatabaseError, TimeoutError } from "../Errors.js"
-import * as Metrics from "../Metrics.js"
+import * as Metrics from "./metrics.js"
 import { isBrokenSchema, isServerCancellation } from "@prisma-resilience/kernel/classify"
 import * as QueryHealth from "@prisma-resilience/kernel/queryHealth"
-import type * as RetryBudget from "../RetryBudget.js"
+import type * as RetryBudget from "@prisma-resilience/kernel/retryBudget"
 import { tagAndCode } from "@prisma-resilience/kernel/describe"
 
 /** The code of a `TimeoutError` of the client's own timer: the promise was still pending. */

@@ -5,14 +5,14 @@
  * writer.
  */
 import { type Clock, Effect } from "effect"
-import * as CircuitBreaker from "../CircuitBreaker.js"
+import type * as CircuitBreaker from "@prisma-resilience/kernel/circuitBreaker"
 import type { PoolStats, PrismaClientLike, Settings } from "../DatabaseService.js"
 import type { DatabaseError } from "../Errors.js"
 import { isPoolWait } from "@prisma-resilience/kernel/classify"
 import * as QueryHealth from "@prisma-resilience/kernel/queryHealth"
 import * as TopologyKernel from "@prisma-resilience/kernel/topology"
-import * as Metrics from "../Metrics.js"
-import * as RetryBudget from "../RetryBudget.js"
+import * as Metrics from "./metrics.js"
+import { meteredBreaker, meteredBudget } from "./meteredGuards.js"
 import type { Guard } from "./attempt.js"
 import { tagAndCode } from "@prisma-resilience/kernel/describe"
 import type * as Topology from "./topology.js"
@@ -47,8 +47,8 @@ export const writerGuard = <C extends PrismaClientLike>(o: GuardOptions<C>): Gua
   const labels = Metrics.databaseLabels(o.name)
   const { primary, topology } = o
   return {
-    budget: RetryBudget.make(o.settings.retryBudget, labels),
-    breaker: CircuitBreaker.make(o.settings.circuitBreaker, o.logTransition("Circuit breaker"), labels),
+    budget: meteredBudget(o.settings.retryBudget, labels),
+    breaker: meteredBreaker(o.settings.circuitBreaker, o.logTransition("Circuit breaker"), labels),
     clock: o.clock,
     queryHealth: QueryHealth.make(o.settings.health),
     overloaded: overloaded(o, () => primary.client),
@@ -71,7 +71,7 @@ export const writerGuard = <C extends PrismaClientLike>(o: GuardOptions<C>): Gua
 export const replicaGuards = <C extends PrismaClientLike>(o: GuardOptions<C>): ReadonlyMap<Topology.Replica<C>, { readonly guard: Guard }> =>
   new Map(o.topology.replicas.map((replica) => {
     const guard: Guard = {
-      budget: RetryBudget.make(o.settings.retryBudget, Metrics.nodeLabels(o.name, replica.name)),
+      budget: meteredBudget(o.settings.retryBudget, Metrics.nodeLabels(o.name, replica.name)),
       breaker: replica.breaker,
       clock: o.clock,
       queryHealth: QueryHealth.make(o.settings.health),

@@ -5,7 +5,7 @@
 import { Effect } from "effect"
 import type { DatabaseService, HealthReport } from "../DatabaseService.js"
 import { type DatabaseError, HealthError, type HealthFailureReason } from "../Errors.js"
-import * as Metrics from "../Metrics.js"
+import * as Metrics from "./metrics.js"
 import { describe } from "@prisma-resilience/kernel/describe"
 import { NOT_WRITABLE } from "./topology.js"
 

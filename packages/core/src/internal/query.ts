@@ -11,6 +11,7 @@ import { Effect, type Fiber, FiberRef } from "effect"
 import type { PrismaClientLike, QueryOptions } from "../DatabaseService.js"
 import type { DatabaseError } from "../Errors.js"
 import * as RetryPolicy from "../RetryPolicy.js"
+import { continueAfter } from "./retryLoop.js"
 import { newRecording, oneCallKind, type Recording, recordAttempt } from "@prisma-resilience/kernel/recording"
 import { guardedAttempt, type Recover, recordDuration, startGuardedAttempt } from "./attempt.js"
 import { afterDiscovery, type Engine, isLazy, merge, nowIn, wroteHere } from "./engine.js"
@@ -122,7 +123,7 @@ const retryAfter = <C extends PrismaClientLike, C2, A>(e: Engine<C>, q: Failed<C
   // send the query the breaker just refused.
   if (error._tag === "CircuitOpenError" && !isLazy(prepared.first)) prepared.first.then(undefined, () => {})
   const now = () => e.guard.clock.unsafeCurrentTimeMillis()
-  return RetryPolicy.continueAfter(
+  return continueAfter(
     error,
     ({ attempt: n, timeoutMs }) =>
       e.topology.discovering()

@@ -7,11 +7,11 @@
  * failover starts and every request in flight shares.
  */
 import { Deferred, Duration, Effect, FiberId, FiberSet, Runtime, Schedule, type Scope } from "effect"
-import type * as CircuitBreaker from "../CircuitBreaker.js"
+import type * as CircuitBreaker from "@prisma-resilience/kernel/circuitBreaker"
 import { classify } from "../Classify.js"
 import { ConnectionError, type DatabaseError, TimeoutError } from "../Errors.js"
 import type { NodeHealth } from "../Errors.js"
-import * as Metrics from "../Metrics.js"
+import * as Metrics from "./metrics.js"
 import { describe } from "@prisma-resilience/kernel/describe"
 import { redact } from "@prisma-resilience/kernel/redact"
 import * as Kernel from "@prisma-resilience/kernel/topology"

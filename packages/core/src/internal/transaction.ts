@@ -17,7 +17,7 @@ import {
   TimeoutError,
   TransactionError
 } from "../Errors.js"
-import * as Metrics from "../Metrics.js"
+import * as Metrics from "./metrics.js"
 import * as RetryPolicy from "../RetryPolicy.js"
 import { ATTEMPT_TIMEOUT, guardedAttempt, recordDuration } from "./attempt.js"
 import { describe } from "@prisma-resilience/kernel/describe"

@@ -11,7 +11,7 @@ import type { LayerOptions, PoolSettings, PrismaClientLike, WarmupConfig, Warmup
 import { type DatabaseError, TimeoutError, WarmupError } from "../Errors.js"
 import { isStartupParameterRejected } from "@prisma-resilience/kernel/classify"
 import { redact } from "@prisma-resilience/kernel/redact"
-import * as Metrics from "../Metrics.js"
+import * as Metrics from "./metrics.js"
 import { describe } from "@prisma-resilience/kernel/describe"
 import type * as Topology from "./topology.js"
 

@@ -134,7 +134,7 @@ describe("opted-in reads on a replica cut off from its primary", () => {
 
   const lagGauge = (node = replicaNode) =>
     Effect.map(
-      Metric.value(Metric.taggedWithLabels(Metrics.nodeReplayLag, Metrics.nodeLabels("default", node))),
+      Metric.value(Metric.taggedWithLabels(Metrics.nodeReplayLag, [MetricLabel.make("database", "default"), MetricLabel.make("node", node)])),
       (state) => state.value
     )
 

@@ -1,4 +1,4 @@
-import { CircuitBreaker, Database, type PoolSettings, RetryBudget, RetryPolicy, type WarmupConfig } from "@prisma-resilience/core"
+import { CircuitBreaker, Database, type DatabaseTag, type PoolSettings, RetryBudget, RetryPolicy, type WarmupConfig } from "@prisma-resilience/core"
 import { makePrismaClient, poolStats, type PrismaClient } from "../fixture/client.js"
 import { Logger } from "effect"
 
@@ -44,4 +44,5 @@ export const captureLogs = () => {
   return { lines, levels, layer: Logger.replace(Logger.defaultLogger, logger) }
 }
 
-export const Db = Database.forClient<PrismaClient>()
+// The default `Database`, its accessors typed for the fixture client.
+export const Db = Database as unknown as DatabaseTag<Database, "@prisma-resilience/core/Database", PrismaClient>
