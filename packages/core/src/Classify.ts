@@ -16,6 +16,12 @@ import {
 } from "./Errors.js"
 import { diagnose } from "@prisma-resilience/kernel/classify"
 
+/**
+ * Where the error happened, copied onto the classified error: the
+ * operation's name and the 1-based attempt.
+ *
+ * @since 0.1.0
+ */
 export interface ClassifyContext {
   readonly operation?: string | undefined
   readonly attempt?: number | undefined
@@ -33,6 +39,8 @@ const constructors = {
  * Turns anything a database call threw into a `DatabaseError`. Pure and total:
  * unknown errors become a non-retryable `QueryError`. A `DatabaseError` passed
  * in keeps its classification and takes the context's operation and attempt.
+ *
+ * @since 0.1.0
  */
 export const classify = (error: unknown, context: ClassifyContext = {}): DatabaseError => {
   if (isDatabaseError(error)) {

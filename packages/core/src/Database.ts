@@ -425,6 +425,8 @@ const Tag = <const Id extends string>(id: Id, name: string = id) =>
  * not fixed, so annotate the query function's parameter
  * (`Database.query((c: PrismaClient) => …)`), or bind it once with
  * `Database.Tag("Db")<Db, PrismaClient>()`.
+ *
+ * @since 0.1.0
  */
 export class Database extends Tag("@prisma-resilience/core/Database", defaultName)<Database, any>() {
   /**

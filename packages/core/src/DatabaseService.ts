@@ -31,7 +31,11 @@ export type {
   WarmupConfig
 } from "@prisma-resilience/kernel/settings"
 
-/** What the layer needs of a Prisma client; `PrismaClient` satisfies it. */
+/**
+ * What the layer needs of a Prisma client; `PrismaClient` satisfies it.
+ *
+ * @since 0.1.0
+ */
 export interface PrismaClientLike {
   $connect(): Promise<void>
   $disconnect(): Promise<void>
@@ -39,7 +43,11 @@ export interface PrismaClientLike {
   $transaction(...args: Array<any>): PromiseLike<unknown>
 }
 
-/** The client Prisma hands an interactive transaction function. */
+/**
+ * The client Prisma hands an interactive transaction function.
+ *
+ * @since 0.1.0
+ */
 export type TransactionClient<C> = C extends { $transaction(fn: (tx: infer T) => Promise<any>, ...rest: any): any } ? T
   : never
 
@@ -224,7 +232,11 @@ export interface LayerOptions<C extends PrismaClientLike> {
   readonly topology?: Partial<TopologyConfig>
 }
 
-/** What a passing health check reports. */
+/**
+ * What a passing health check reports.
+ *
+ * @since 0.1.0
+ */
 export interface HealthReport {
   readonly status: "pass"
   /** round trip of the `SELECT 1` probe */

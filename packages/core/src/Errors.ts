@@ -65,6 +65,8 @@ export class QueryError extends Data.TaggedError("QueryError")<Fields> {}
 /**
  * The circuit breaker is open: the attempt was not sent. `retryAfterMs` is the
  * time until the breaker lets a probe through. Never retried within a request.
+ *
+ * @since 0.1.0
  */
 export class CircuitOpenError extends Data.TaggedError("CircuitOpenError")<Fields & {
   readonly retryAfterMs: number
@@ -116,7 +118,11 @@ export const isDatabaseError = (u: unknown): u is DatabaseError =>
 export const isRetryable = (error: DatabaseError, kind?: OperationKind): boolean =>
   kind === undefined ? error.safety !== "never" : isSafeToRetry(error.safety, kind)
 
-/** Warm-up did not reach a working connection within its timeout. */
+/**
+ * Warm-up did not reach a working connection within its timeout.
+ *
+ * @since 0.1.0
+ */
 export class WarmupError extends Data.TaggedError("WarmupError")<{
   readonly attempts: number
   readonly elapsedMs: number
@@ -127,7 +133,11 @@ export class WarmupError extends Data.TaggedError("WarmupError")<{
   readonly nodes?: ReadonlyArray<NodeHealth> | undefined
 }> {}
 
-/** The retry configuration cannot keep its worst case inside the request budget. */
+/**
+ * The retry configuration cannot keep its worst case inside the request budget.
+ *
+ * @since 0.1.0
+ */
 export class RetryConfigError extends Data.TaggedError("RetryConfigError")<{
   readonly message: string
 }> {}
@@ -137,6 +147,8 @@ export class RetryConfigError extends Data.TaggedError("RetryConfigError")<{
  * themselves are failing or stalled (a lock, a missing table, a full pool);
  * `read_only` that the node the writes go to is in recovery (a demoted
  * primary answers `SELECT 1` and refuses every write).
+ *
+ * @since 0.1.0
  */
 export type HealthFailureReason =
   | "warming"
@@ -147,7 +159,11 @@ export type HealthFailureReason =
   | "degraded"
   | "read_only"
 
-/** One node of a database with several (a multi-host URL, replicas), as health reports it. */
+/**
+ * One node of a database with several (a multi-host URL, replicas), as health reports it.
+ *
+ * @since 0.1.0
+ */
 export interface NodeHealth {
   /** `host:port` */
   readonly name: string

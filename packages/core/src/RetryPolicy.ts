@@ -18,12 +18,16 @@ export { attemptTimeout, deadlineOf, defaults, maxAttempts, type RetryConfig, wo
  * Reads the policy from the environment: `DB_RETRY_DELAYS_MS` (default
  * `500,1000`), `DB_ATTEMPT_TIMEOUT_MS` (2000), `DB_REQUEST_BUDGET_MS` (9000),
  * `DB_WARMUP_WAIT_MS` (1500), `DB_RETRY_JITTER` (false).
+ *
+ * @since 0.1.0
  */
 export const config: Config.Config<RetryConfig> = Setting.group("retry")
 
 /**
  * The start-up check: fails when the worst case can exceed the request budget,
  * with a message that shows the arithmetic.
+ *
+ * @since 0.1.0
  */
 export const validate = (config: RetryConfig): Effect.Effect<RetryConfig, RetryConfigError> => {
   const { arithmetic, totalMs } = worstCase(config)
@@ -40,10 +44,16 @@ export const validate = (config: RetryConfig): Effect.Effect<RetryConfig, RetryC
 /**
  * The absolute deadline (epoch ms, on the Effect `Clock`) of the current
  * request, if one was set with `withBudget`.
+ *
+ * @since 0.1.0
  */
 export const currentDeadline: FiberRef.FiberRef<number | undefined> = FiberRef.unsafeMake<number | undefined>(undefined)
 
-/** Runs `self` with a deadline `budget` from now, or the current one if it is sooner. */
+/**
+ * Runs `self` with a deadline `budget` from now, or the current one if it is sooner.
+ *
+ * @since 0.1.0
+ */
 export const withBudget = (budget: Duration.DurationInput) =>
 <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -56,6 +66,8 @@ export const withBudget = (budget: Duration.DurationInput) =>
  * Runs `attempt` and, only after it failed, drives the schedule. The success
  * path reads the deadline and the clock synchronously and creates no schedule,
  * driver or fiber.
+ *
+ * @since 0.1.0
  */
 export const retry = <A, R>(
   attempt: (info: AttemptInfo) => Effect.Effect<A, DatabaseError, R>,

@@ -39,6 +39,8 @@ export interface RetryOptions {
  * The retry schedule for one operation: outputs the delay before the next
  * attempt; continues only while the error is safe to retry for `kind` and the
  * next attempt would start before `deadlineMs`.
+ *
+ * @since 0.1.0
  */
 export const schedule = (
   config: RetryConfig,
