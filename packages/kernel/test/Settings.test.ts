@@ -81,3 +81,26 @@ describe("settings", () => {
     expect(overlaid.warmup).toEqual(Settings.defaults.warmup)
   })
 })
+
+describe("the configuration reference", () => {
+  it("core's README lists every DB_* variable once, with the kernel's default", async () => {
+    const fs = await import("node:fs/promises")
+    const readme = await fs.readFile(new URL("../../core/README.md", import.meta.url), "utf8")
+    const section = readme.slice(readme.indexOf("## Configuration"), readme.indexOf("## Metrics"))
+    const documented = new Map<string, string>()
+    for (const row of section.split("\n").filter((line) => line.startsWith("| `DB_"))) {
+      const [names, defaults] = row.split("|").slice(1, 3).map((cell) => cell.trim())
+      const values = defaults!.split(" / ").map((value) => value.replaceAll("`", "").trim())
+      names!.match(/DB_[A-Z_]+/g)!.forEach((name, i) => documented.set(name, values[i]!))
+    }
+    const actual = new Map<string, string>()
+    for (const [group, fields] of Object.entries(Variables.variables)) {
+      const defaults = Settings.defaults[group as keyof Settings.Settings] as unknown as Record<string, unknown>
+      for (const [field, variable] of Object.entries(fields as Record<string, Variables.Variable<unknown>>)) {
+        const value = defaults[field]
+        actual.set(variable.name, Array.isArray(value) ? value.join(",") : String(value))
+      }
+    }
+    expect(Object.fromEntries(documented)).toEqual(Object.fromEntries(actual))
+  })
+})
