@@ -28,6 +28,7 @@ import {
   isRunning,
   killProc,
   killTree,
+  onExit,
   procStat,
   sleep,
   spawnProc,
@@ -125,28 +126,25 @@ const sha256 = (text: string) => createHash("sha256").update(text).digest("hex")
 // exits without destroy(): the exit hook must touch nothing else.
 const liveServers = new Map<ChildProcess, { readonly persistent: boolean }>()
 const ephemeralDirs = new Set<string>()
-let exitHookInstalled = false
 
-const installExitHook = () => {
-  if (exitHookInstalled) return
-  exitHookInstalled = true
-  process.once("exit", () => {
-    for (const [child, { persistent }] of liveServers) {
-      if (child.pid === undefined) continue
-      // A fast shutdown completes on its own after this process is gone and,
-      // unlike a kill, spares data meant to last a crash recovery at its next start.
-      if (persistent) child.kill(SIGNALS.fast)
-      else killTree(child.pid)
+const cleanUpAtExit = () => {
+  for (const [child, { persistent }] of liveServers) {
+    if (child.pid === undefined) continue
+    // A fast shutdown completes on its own after this process is gone and,
+    // unlike a kill, spares data meant to last a crash recovery at its next start.
+    if (persistent) child.kill(SIGNALS.fast)
+    else killTree(child.pid)
+  }
+  for (const dir of ephemeralDirs) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true })
+    } catch {
+      // best effort: the other directories still go
     }
-    for (const dir of ephemeralDirs) {
-      try {
-        fs.rmSync(dir, { recursive: true, force: true })
-      } catch {
-        // best effort while the process is exiting
-      }
-    }
-  })
+  }
 }
+
+const installExitHook = () => onExit(cleanUpAtExit)
 
 // ------------------------------------------------------------------ runtime
 

@@ -22,6 +22,7 @@ import {
   isGone,
   isRunning,
   killTree,
+  onExit,
   procStat,
   signal,
   sleep,
@@ -230,14 +231,13 @@ interface Layout {
 // Clusters whose processes the exit hook must kill if this process exits
 // without destroy(): it touches nothing else.
 const liveClusters = new Set<Cluster>()
-let exitHookInstalled = false
+let exitHook: (() => void) | undefined
 
 const installExitHook = () => {
-  if (exitHookInstalled) return
-  exitHookInstalled = true
-  process.once("exit", () => {
+  exitHook ??= () => {
     for (const cluster of liveClusters) cluster.killNow()
-  })
+  }
+  onExit(exitHook)
 }
 
 const patroniConfig = (layout: Layout, node: NodeState, secrets: Secrets) => ({

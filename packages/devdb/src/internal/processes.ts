@@ -199,3 +199,28 @@ export const ensurePostgresUser = (): OsUser => {
 /** whether `user` can search `dir` and every directory above it */
 export const canTraverse = (user: OsUser, dir: string) =>
   spawnSync("test", ["-x", dir], { uid: user.uid, gid: user.gid, cwd: "/", stdio: "ignore" }).status === 0
+
+const atExit = new Set<() => void>()
+let exitHookInstalled = false
+
+/**
+ * Runs `cleanup` if this process exits before `release` is called: one
+ * `exit` hook for every module (a hook runs synchronously while the process
+ * ends, so `cleanup` may only signal and remove, never wait).
+ */
+export const onExit = (cleanup: () => void): (() => void) => {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true
+    process.once("exit", () => {
+      for (const run of atExit) {
+        try {
+          run()
+        } catch {
+          // best effort while the process is exiting
+        }
+      }
+    })
+  }
+  atExit.add(cleanup)
+  return () => atExit.delete(cleanup)
+}
