@@ -12,7 +12,7 @@
  */
 import type { CircuitBreakerConfig } from "@prisma-resilience/kernel/circuitBreaker"
 import type { Config } from "effect"
-import * as Setting from "./Setting.js"
+import * as Setting from "./internal/settingConfig.js"
 
 export {
   /**

@@ -9,7 +9,7 @@
 import * as Kernel from "@prisma-resilience/kernel/settings"
 import { Config, type Option, type Redacted } from "effect"
 import type { LayerOptions, PrismaClientLike } from "./DatabaseService.js"
-import * as Setting from "./Setting.js"
+import * as Setting from "./internal/settingConfig.js"
 
 /**
  * Every setting's documented default, as `make` and `layer` use them (no

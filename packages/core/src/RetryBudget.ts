@@ -11,7 +11,7 @@
  */
 import type { RetryBudgetConfig } from "@prisma-resilience/kernel/retryBudget"
 import type { Config } from "effect"
-import * as Setting from "./Setting.js"
+import * as Setting from "./internal/settingConfig.js"
 
 export {
   /**

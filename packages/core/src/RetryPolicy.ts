@@ -8,7 +8,7 @@ import { attemptTimeout, deadlineOf, type RetryConfig, worstCase } from "@prisma
 import { Clock, type Config, Duration, Effect, FiberRef } from "effect"
 import { type DatabaseError, RetryConfigError } from "./Errors.js"
 import { type AttemptInfo, continueAfter, type RetryContext, type RetryOptions } from "./internal/retryLoop.js"
-import * as Setting from "./Setting.js"
+import * as Setting from "./internal/settingConfig.js"
 
 export { type AttemptInfo, type RetryOptions, schedule } from "./internal/retryLoop.js"
 

@@ -9,41 +9,11 @@
  *
  * @since 0.1.0
  */
-import * as Kernel from "@prisma-resilience/kernel/settings"
 import * as Variables from "@prisma-resilience/kernel/variables"
-import { Config, ConfigError, Either } from "effect"
+import type { Config } from "effect"
+import { variable } from "./internal/settingConfig.js"
 
 export type { IntegerRange, NumberRange } from "@prisma-resilience/kernel/variables"
-
-/**
- * `variable` as a `Config`, `fallback` when unset.
- *
- * @since 0.2.0
- */
-export const variable = <A>(variable: Variables.Variable<A>, fallback: A): Config.Config<A> =>
-  Config.string(variable.name).pipe(
-    Config.mapOrFail((raw) => {
-      const value = variable.parser.read(raw.trim())
-      return value === undefined
-        ? Either.left(ConfigError.InvalidData([], `must be ${variable.parser.range}; got ${JSON.stringify(raw)}`))
-        : Either.right(value)
-    }),
-    Config.withDefault(fallback)
-  )
-
-/**
- * One group of the settings (`retry`, `pool`, …) read from its `DB_*`
- * variables, with the documented defaults.
- *
- * @since 0.2.0
- */
-export const group = <G extends keyof Kernel.Settings>(name: G): Config.Config<Kernel.Settings[G]> => {
-  const fallback = Kernel.defaults[name] as unknown as Record<string, unknown>
-  const fields = Object.entries(Variables.variables[name]) as Array<[string, Variables.Variable<unknown>]>
-  return Config.all(
-    Object.fromEntries(fields.map(([field, v]) => [field, variable(v, fallback[field])]))
-  ) as unknown as Config.Config<Kernel.Settings[G]>
-}
 
 /**
  * A whole number within `min`…`max` (inclusive), `fallback` when unset.
