@@ -23,7 +23,8 @@ import { ATTEMPT_TIMEOUT, guardedAttempt, recordDuration } from "./attempt.js"
 import { describe } from "@prisma-resilience/kernel/describe"
 import { afterDiscovery, deadlineIn, type Engine, merge, nowIn, wroteHere } from "./engine.js"
 import { routedTransaction } from "./replicaRouting.js"
-import { type BeforeCommit, beforeCommit, commitStatus, type RawQueryable, transactionBody } from "./serverDeadline.js"
+import { type BeforeCommit, beforeCommit, type RawQueryable, transactionBody } from "@prisma-resilience/kernel/serverDeadline"
+import { commitStatus } from "./serverDeadline.js"
 import { prismaLimits } from "@prisma-resilience/kernel/settings"
 
 const errorClasses = { ConnectionError, EmptyResponseError, TimeoutError, TransactionError, QueryError } as const
