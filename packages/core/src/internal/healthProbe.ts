@@ -53,11 +53,29 @@ const settle = (guard: Guard, permit: Permit) => (exit: Exit.Exit<number, Databa
     guard.breaker.onFailure(now, permit, failure._tag)
   })
 
+// One run of a guard's canary at a time: health checks that arrive together
+// (a gate and a probe of the platform, say) share it instead of each sending
+// the read again.
+const running = new WeakMap<Guard, { readonly canary: () => PromiseLike<unknown>; readonly run: Promise<unknown> }>()
+
+const shared = (guard: Guard, canary: () => PromiseLike<unknown>): Promise<unknown> => {
+  const current = running.get(guard)
+  if (current?.canary === canary) return current.run
+  // A canary that throws instead of returning its promise fails this run.
+  const run = new Promise<unknown>((resolve) => resolve(canary()))
+  running.set(guard, { canary, run })
+  const done = () => {
+    if (running.get(guard)?.run === run) running.delete(guard)
+  }
+  run.then(done, done)
+  return run
+}
+
 /** Runs the last failed read again; its success ends the spell of failures `SELECT 1` could not see. */
 const runCanary = (guard: Guard, timeoutMs: number): Effect.Effect<void> => {
   const canary = guard.canary
   if (canary === undefined) return Effect.void
-  return Effect.suspend(() => awaitWithTimeout(canary(), timeoutMs, "health canary", 1)).pipe(
+  return Effect.suspend(() => awaitWithTimeout(shared(guard, canary), timeoutMs, "health canary", 1)).pipe(
     Effect.matchEffect({
       onSuccess: () =>
         Effect.sync(() => {
