@@ -127,6 +127,47 @@ describe("POST /purchase-orders input", () => {
     }
   })
 
+  it("answers 413 to a chunked body (no Content-Length) over MAX_BODY_BYTES, and creates nothing", async () => {
+    const reference = `chunked-${Date.now()}`
+    const padding = "x".repeat(100 * 1024) // over the default 65 536 bytes
+    const text = JSON.stringify({ reference, totalCents: 1, note: padding })
+    const bytes = Buffer.from(text, "utf8")
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let at = 0; at < bytes.length; at += 16 * 1024) controller.enqueue(bytes.subarray(at, at + 16 * 1024))
+        controller.close()
+      }
+    })
+    const response = await fetch(`${server.baseUrl}/purchase-orders`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+      duplex: "half",
+      signal: AbortSignal.timeout(10_000)
+    } as RequestInit)
+    const answer = await read(response)
+    expect(answer.status, answer.text).toBe(413)
+    expect(answer.body._tag).toBe("PayloadTooLarge")
+    expect(await rows(reference)).toBe(0)
+    // and a chunked body within the limit is read whole
+    const small = JSON.stringify({ reference, totalCents: 1 })
+    const ok = await fetch(`${server.baseUrl}/purchase-orders`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(Buffer.from(small.slice(0, 5)))
+          controller.enqueue(Buffer.from(small.slice(5)))
+          controller.close()
+        }
+      }),
+      duplex: "half",
+      signal: AbortSignal.timeout(10_000)
+    } as RequestInit)
+    expect(ok.status, await ok.clone().text()).toBe(201)
+    expect(await rows(reference)).toBe(1)
+  })
+
   it("#12 answers 415 unless the Content-Type is application/json, and creates nothing", async () => {
     const body = JSON.stringify({ reference: "PO-MEDIA", totalCents: 1 })
     const refused: Array<Record<string, string>> = [

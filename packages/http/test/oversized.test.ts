@@ -24,8 +24,12 @@ interface Outcome {
   readonly ms: number
 }
 
-/** POSTs `bodyBytes` bytes in 64 KiB chunks, reading whatever comes back meanwhile. */
-const postHuge = (port: number, extraHeaders: string): Promise<Outcome> =>
+/**
+ * POSTs `bodyBytes` bytes in 64 KiB chunks, reading whatever comes back
+ * meanwhile: declared with Content-Length, or chunked (no length to refuse
+ * the body by before reading it).
+ */
+const postHuge = (port: number, extraHeaders: string, chunked = false): Promise<Outcome> =>
   new Promise((resolve) => {
     const started = performance.now()
     // Half-open: the server's FIN after its answer does not stop the upload,
@@ -38,15 +42,19 @@ const postHuge = (port: number, extraHeaders: string): Promise<Outcome> =>
     socket.on("connect", () => {
       socket.write(
         `POST /purchase-orders HTTP/1.1\r\nHost: service\r\nContent-Type: application/json\r\n` +
-          `Content-Length: ${bodyBytes}\r\n${extraHeaders}\r\n`
+          (chunked ? "Transfer-Encoding: chunked\r\n" : `Content-Length: ${bodyBytes}\r\n`) + `${extraHeaders}\r\n`
       )
+      const piece = chunked ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from("\r\n")]) : chunk
       const pump = () => {
         while (written < bodyBytes && !socket.destroyed) {
           written += chunk.length
-          if (!socket.write(chunk)) return void socket.once("drain", pump)
+          if (!socket.write(piece)) return void socket.once("drain", pump)
         }
         // All sent: the client ends its side and waits for the server to close.
-        if (written >= bodyBytes) socket.end()
+        if (written >= bodyBytes) {
+          if (chunked) socket.end("0\r\n\r\n")
+          else socket.end()
+        }
       }
       pump()
     })
@@ -85,11 +93,11 @@ afterAll(async () => {
   await cluster?.destroy()
 })
 
-describe("a 50 MB POST with its Content-Length", () => {
+describe("a 50 MB POST", () => {
   it.each([
     ["Connection: close", "Connection: close\r\n"],
     ["keep-alive", ""]
-  ])("%s: reads 413 every time, never EPIPE or ECONNRESET, and the service closes the connection", async (_, extra) => {
+  ])("with its Content-Length, %s: reads 413 every time, never EPIPE or ECONNRESET, and the service closes the connection", async (_, extra) => {
     await withLog(main, async () => {
       const outcomes: Array<Outcome> = []
       for (let run = 0; run < 5; run++) outcomes.push(await postHuge(port, extra))
@@ -99,6 +107,19 @@ describe("a 50 MB POST with its Content-Length", () => {
         expect(outcome.errorBeforeStatus, outcome.error).toBe(false)
         expect(outcome.error).toBeUndefined()
         // Closed after the answer (the socket's close ended the read), and said so.
+        expect(outcome.headers.toLowerCase()).toContain("connection: close")
+      }
+    })
+  })
+
+  it("chunked, with no Content-Length: reads 413 every time, never EPIPE or ECONNRESET, and the service closes the connection", async () => {
+    await withLog(main, async () => {
+      const outcomes: Array<Outcome> = []
+      for (let run = 0; run < 3; run++) outcomes.push(await postHuge(port, "", true))
+      console.info(outcomes.map((o) => `${o.status ?? "no status"} ${o.error ?? "no error"} (${o.bytesWritten} bytes written, closed after ${o.ms.toFixed(0)} ms)`).join("; "))
+      for (const outcome of outcomes) {
+        expect(outcome.status, outcome.error).toBe("413")
+        expect(outcome.errorBeforeStatus, outcome.error).toBe(false)
         expect(outcome.headers.toLowerCase()).toContain("connection: close")
       }
     })

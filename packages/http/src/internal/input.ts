@@ -6,6 +6,7 @@
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { RequestError } from "@effect/platform/HttpServerError"
 import { Data, Effect, Layer } from "effect"
+import { Readable } from "node:stream"
 import { RequireJson, UnsupportedMediaType } from "../Api.js"
 
 /**
@@ -74,14 +75,11 @@ export const strictText = (
   request: HttpServerRequest.HttpServerRequest,
   maxBodyBytes: number
 ): Effect.Effect<string, RequestError> =>
-  Effect.flatMap(request.arrayBuffer, (buffer) => {
+  Effect.flatMap(bytesOf(request, maxBodyBytes), (buffer) => {
     const invalid = (message: string) =>
       Effect.fail(new RequestError({ request, reason: "Decode", cause: new InvalidBody({ message }) }))
-    // Node stops reading at the limit; a web `Request` has been read whole.
-    if (buffer.byteLength > maxBodyBytes) {
-      const cause = new BodyTooLarge({ message: `request body exceeds ${maxBodyBytes} bytes` })
-      return Effect.fail(new RequestError({ request, reason: "Decode", cause }))
-    }
+    // A web `Request` has been read whole; a Node request stopped at the limit.
+    if (buffer.byteLength > maxBodyBytes) return Effect.fail(tooLarge(request, maxBodyBytes))
     let text: string
     try {
       text = utf8.decode(buffer)
@@ -92,6 +90,39 @@ export const strictText = (
       ? invalid(`request body nests arrays or objects more than ${maxNesting} levels deep`)
       : Effect.succeed(text)
   })
+
+const tooLarge = (request: HttpServerRequest.HttpServerRequest, maxBodyBytes: number) =>
+  new RequestError({ request, reason: "Decode", cause: new BodyTooLarge({ message: `request body exceeds ${maxBodyBytes} bytes` }) })
+
+/**
+ * The body's bytes. On Node they are read here, not by the platform: its
+ * reader destroys the request when the body passes the limit, and with it
+ * the socket, so a chunked body (no Content-Length to refuse up front) over
+ * the limit got no answer at all. Here the rest is discarded as it comes
+ * while the 413 goes out, and the connection is closed lingeringly (see
+ * `Drain.track`).
+ */
+const bytesOf = (request: HttpServerRequest.HttpServerRequest, maxBodyBytes: number) => {
+  const source = (request as { readonly source?: unknown }).source
+  if (!(source instanceof Readable)) {
+    return Effect.map(request.arrayBuffer, (buffer) => new Uint8Array(buffer))
+  }
+  return Effect.async<Uint8Array, RequestError>((resume) => {
+    const chunks: Array<Buffer> = []
+    let bytes = 0
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length
+      if (bytes <= maxBodyBytes) return void chunks.push(chunk)
+      // Keep reading, discarding, so the answer is not stuck behind the body.
+      source.off("data", onData).off("end", onEnd).off("error", onError).resume()
+      resume(Effect.fail(tooLarge(request, maxBodyBytes)))
+    }
+    const onEnd = () => resume(Effect.succeed(Buffer.concat(chunks)))
+    const onError = (cause: unknown) => resume(Effect.fail(new RequestError({ request, reason: "Decode", cause })))
+    source.on("data", onData).once("end", onEnd).once("error", onError)
+    return Effect.sync(() => void source.off("data", onData).off("end", onEnd).off("error", onError))
+  })
+}
 
 /** `RequireJson`: 415 before the payload is read, unless the request declares UTF-8 JSON. */
 export const RequireJsonLive = Layer.succeed(

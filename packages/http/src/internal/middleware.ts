@@ -31,12 +31,13 @@ const badRequest = (message: string) =>
   )
 
 /**
- * 413 for a body over `MAX_BODY_BYTES` (RFC 9110 "Content Too Large"). On the
- * Node server a declared one also closes the connection, lingeringly (see
- * `Drain.track`), instead of reading the rest to keep it alive.
+ * 413 for a body over `MAX_BODY_BYTES` (RFC 9110 "Content Too Large"), and
+ * the end of the connection: keeping it would mean reading all of the
+ * oversized body first. On the Node server it closes lingeringly (see
+ * `Drain.track`), so the client reads the answer instead of a reset.
  */
 const tooLargeResponse = (message: string) =>
-  HttpServerResponse.unsafeJson({ _tag: "PayloadTooLarge", message }, { status: 413 })
+  HttpServerResponse.unsafeJson({ _tag: "PayloadTooLarge", message }, { status: 413, headers: { connection: "close" } })
 
 const hasTag = (tag: string) => (u: unknown): boolean => Predicate.hasProperty(u, "_tag") && u._tag === tag
 
