@@ -246,3 +246,20 @@ export interface HealthReport {
   /** the nodes, for a database with several (a multi-host URL, replicas) */
   readonly nodes?: ReadonlyArray<NodeHealth> | undefined
 }
+
+/**
+ * What a failed health check carries besides its reason and message (see
+ * `healthFailure`).
+ *
+ * @since 0.2.0
+ */
+export interface HealthFailureDetails {
+  /** the failure that made the check fail, classified */
+  readonly cause?: DatabaseError | undefined
+  /** how long the warm-up took, once it has finished */
+  readonly warmupMs?: number | undefined
+  /** when a retry of the check can pass: the breaker's next probe */
+  readonly retryAfterMs?: number | undefined
+  /** the nodes, for a database with several */
+  readonly nodes?: ReadonlyArray<NodeHealth> | undefined
+}

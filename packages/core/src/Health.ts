@@ -7,11 +7,11 @@
  */
 import { Effect } from "effect"
 import { Database } from "./Database.js"
-import type { HealthError } from "./Errors.js"
-import type { HealthReport } from "./DatabaseService.js"
-import { check } from "./internal/health.js"
+import type { HealthError, HealthFailureReason } from "./Errors.js"
+import type { HealthFailureDetails, HealthReport } from "./DatabaseService.js"
+import { check, failure } from "./internal/health.js"
 
-export type { HealthReport } from "./DatabaseService.js"
+export type { HealthFailureDetails, HealthReport } from "./DatabaseService.js"
 
 /**
  * The health check of the default `Database`: it requires the service, so it
@@ -29,3 +29,23 @@ export type { HealthReport } from "./DatabaseService.js"
  * @since 0.1.0
  */
 export const health: Effect.Effect<HealthReport, HealthError, Database> = Effect.flatMap(Database, check)
+
+/**
+ * A failed health check as `health` reports one: counted in
+ * `db_health_checks_total{result}`, logged at Warning, failing with a
+ * `HealthError` of `reason`. For an app that answers health itself before a
+ * `Database` exists (during its warm-up, while shutting down), so that those
+ * answers are counted and logged like the others.
+ *
+ * @example
+ * ```ts
+ * const beforeWarmup = healthFailure("warming", `database warm-up in progress for ${elapsedMs} ms`)
+ * ```
+ *
+ * @since 0.2.0
+ */
+export const healthFailure: (
+  reason: HealthFailureReason,
+  message: string,
+  details?: HealthFailureDetails
+) => Effect.Effect<never, HealthError> = failure

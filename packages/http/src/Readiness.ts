@@ -13,10 +13,10 @@ import {
   type DatabaseError,
   type DatabaseService,
   health,
-  HealthError,
+  type HealthError,
+  healthFailure,
   type HealthFailureReason,
   type HealthReport,
-  Metrics,
   type PoolSettings,
   type PoolStats,
   type PrismaClientLike,
@@ -39,7 +39,6 @@ import {
   Exit,
   FiberRef,
   Layer,
-  Metric,
   Option,
   Redacted,
   Ref,
@@ -104,8 +103,6 @@ const describe = (error: PrepareError | WarmupError | RetryConfigError | ConfigE
     ? error.message
     : String(error)
 
-const countHealth = (result: HealthFailureReason) => Metric.increment(Metric.tagged(Metrics.healthChecks, "result", result))
-
 /** What the parts of one `Readiness` share. */
 interface Shared {
   readonly state: Ref.Ref<State>
@@ -164,14 +161,8 @@ const warmInBackground = <E extends PrepareError | WarmupError | RetryConfigErro
     Effect.forkIn(scope)
   )
 
-// Logged at Warning, as core's health logs its failures.
-const fail = (reason: HealthFailureReason, message: string) =>
-  countHealth(reason).pipe(
-    Effect.zipRight(Effect.logWarning(`Health check failed: ${reason}: ${message}`)),
-    Effect.zipRight(
-      Effect.fail(new HealthError({ reason, message, latencyMs: undefined, warmupMs: undefined, cause: undefined }))
-    )
-  )
+// Counted and logged as core's own health failures are.
+const fail = (reason: HealthFailureReason, message: string) => healthFailure(reason, message)
 
 /** Core's `health` once warmed up; `warming`, `unreachable` or `shutting_down` before and after. */
 const checkOf = (shared: Shared): Effect.Effect<HealthReport, HealthError> =>

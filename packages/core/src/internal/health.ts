@@ -3,7 +3,7 @@
  * `Database`) and every `Database.Tag`'s `health`.
  */
 import { Effect } from "effect"
-import type { DatabaseService, HealthReport } from "../DatabaseService.js"
+import type { DatabaseService, HealthFailureDetails, HealthReport } from "../DatabaseService.js"
 import { type DatabaseError, HealthError, type HealthFailureReason } from "../Errors.js"
 import * as Metrics from "./metrics.js"
 import { describe } from "@prisma-resilience/kernel/describe"
@@ -12,32 +12,36 @@ import { NOT_WRITABLE } from "./topology.js"
 const count = (result: "pass" | HealthFailureReason) =>
   Metrics.healthChecks.unsafeUpdate(1, Metrics.resultLabels(result))
 
+/** A failed health check: counted in `db_health_checks_total`, logged at Warning. */
+export const failure = (
+  reason: HealthFailureReason,
+  message: string,
+  details: HealthFailureDetails = {}
+): Effect.Effect<never, HealthError> =>
+  Effect.suspend(() => {
+    count(reason)
+    return Effect.zipRight(
+      Effect.logWarning(`Health check failed: ${reason}: ${message}`),
+      Effect.fail(
+        new HealthError({
+          reason,
+          message,
+          latencyMs: undefined,
+          warmupMs: details.warmupMs,
+          cause: details.cause,
+          retryAfterMs: details.retryAfterMs,
+          ...(details.nodes === undefined ? {} : { nodes: details.nodes })
+        })
+      )
+    )
+  })
+
 export const check = (db: DatabaseService): Effect.Effect<HealthReport, HealthError> =>
   Effect.gen(function*() {
     // Listed with a failure too: during a failover they say what is going on.
     const nodes = yield* db.nodes
-    const fail = (
-      reason: HealthFailureReason,
-      message: string,
-      cause?: DatabaseError,
-      retryAfterMs?: number
-    ) => {
-      count(reason)
-      return Effect.zipRight(
-        Effect.logWarning(`Health check failed: ${reason}: ${message}`),
-        Effect.fail(
-          new HealthError({
-            reason,
-            message,
-            latencyMs: undefined,
-            warmupMs: db.warmup.durationMs,
-            cause,
-            retryAfterMs,
-            ...(nodes === undefined ? {} : { nodes })
-          })
-        )
-      )
-    }
+    const fail = (reason: HealthFailureReason, message: string, cause?: DatabaseError, retryAfterMs?: number) =>
+      failure(reason, message, { cause, retryAfterMs, warmupMs: db.warmup.durationMs, nodes })
     if ((yield* db.state) === "shutting_down") {
       return yield* fail("shutting_down", "the service is shutting down")
     }
