@@ -4,7 +4,7 @@
 // its success closes the breaker (a real server, stopped and started).
 import { describe, expect, it } from "vitest"
 import { type Binding, type Client, settle } from "../binding.js"
-import { resources, settings, sleep } from "./support.js"
+import { ordersLike, resources, settings, sleep, unique } from "./support.js"
 
 const THRESHOLD = 2
 const RESET_MS = 2000
@@ -53,5 +53,39 @@ export const describeBreaker = (binding: Binding) =>
       expect(await count()).toBe(0)
       expect(proxy.accepted).toBeGreaterThan(connections)
       expect(await Promise.all([count(), count(), count()])).toEqual([0, 0, 0])
+    }, 60_000)
+
+    // A query function that is async (not one Prisma promise) is called to
+    // set its first attempt up before the breaker is asked: its first
+    // statement is sent although the request then fails with
+    // CircuitOpenError, safety "never". Found by this suite (2026-12-05), in
+    // core's query path (internal/query.ts prepares the first attempt, then
+    // attempt.ts asks for the permit), so every binding shows it. The test
+    // asserts what happens today, precisely, so that it fails once that is
+    // fixed: then the last assertion becomes `toBe(0)`.
+    console.warn(
+      `[behaviour] ${binding.name}: known bug, expected to fail: an async query function refused by the open breaker still sends (and commits) its first statement`
+    )
+    it("KNOWN BUG (asserted as it is today): an async write refused by the open breaker is sent and commits", async () => {
+      const cluster = await own.cluster()
+      const db = own.open(binding, {
+        url: cluster.url,
+        settings: settings({
+          retry: { delaysMs: [] },
+          circuitBreaker: { failureThreshold: THRESHOLD, resetTimeoutMs: 10_000, resetJitter: 0 }
+        })
+      })
+      expect(await db.query((c) => c.purchaseOrder.count())).toBe(0)
+      await cluster.stop("fast")
+      for (let i = 0; i < THRESHOLD; i++) await settle(db.query((c: Client) => c.purchaseOrder.count()))
+      // back, but the breaker stays open for 10 s
+      await cluster.start()
+      const reference = unique("refused")
+      const refused = await settle(db.query(async (c: Client) => c.purchaseOrder.create({ data: { reference, totalCents: 1 } })))
+      expect(refused.ok ? "resolved" : [refused.failure._tag, refused.failure.safety]).toEqual(["CircuitOpenError", "never"])
+      // what was sent has long been committed by then
+      await sleep(1000)
+      // should be 0: nothing may be sent while the breaker refuses
+      expect(await ordersLike(cluster.url, reference), "rows written by a request refused with CircuitOpenError").toBe(1)
     }, 60_000)
   })
