@@ -5,5 +5,6 @@ export default [
   "packages/core",
   "packages/devdb",
   "packages/http",
-  "test"
+  "test",
+  "behaviour"
 ]

@@ -200,3 +200,15 @@ describe("RetryPolicy", () => {
     })
   })
 })
+
+describe("the start-up check", () => {
+  it("the start-up check refuses a policy whose attempts and delays exceed the budget, showing the arithmetic", async () => {
+    const refused = await Effect.runPromise(
+      Effect.either(RetryPolicy.validate({ ...RetryPolicy.defaults, attemptTimeoutMs: 2500 }))
+    )
+    expect(Either.isLeft(refused) && refused.left.message).toMatch(
+      /1500 ms warm-up wait \+ 3 attempts × 2500 ms \+ delays 500 \+ 1000 ms = 10500 ms > DB_REQUEST_BUDGET_MS 9000 ms/
+    )
+    expect(Either.isRight(await Effect.runPromise(Effect.either(RetryPolicy.validate(RetryPolicy.defaults))))).toBe(true)
+  })
+})

@@ -3,9 +3,10 @@
 // gate (Kubernetes, a load balancer that routes only to instances whose
 // health passes) an instance whose health fails gets no query at all, so
 // health's own probe must close the breaker and end a spell of failed
-// queries (real PostgreSQL, stopped and started; a real lock; a real
-// missing table).
-import { createResilientPrisma, Database, health, type HealthError } from "@prisma-resilience/core"
+// queries (real PostgreSQL, stopped and started; a real lock). The same
+// promises through every binding, a missing table and the Promise adapter's
+// breaker case included: behaviour/suite/health.ts.
+import { Database, health } from "@prisma-resilience/core"
 import { type Cluster, startCluster } from "@prisma-resilience/devdb"
 import { describe, expect, it } from "@effect/vitest"
 import { Clock, Duration, Effect, Either, Layer, Logger, LogLevel, Scope, Exit } from "effect"
@@ -14,8 +15,8 @@ import os from "node:os"
 import path from "node:path"
 import pg from "pg"
 import { afterAll } from "vitest"
-import { createSchema, makePrismaClient, type PrismaClient } from "../fixture/client.js"
-import { databaseLayer, Db, pool, warmup } from "../support/helpers.js"
+import { createSchema, type PrismaClient } from "../fixture/client.js"
+import { databaseLayer, Db } from "../support/helpers.js"
 
 const clusters: Array<Cluster> = []
 afterAll(async () => {
@@ -150,62 +151,4 @@ describe("health recovers by itself once queries would succeed", () => {
       yield* Effect.promise(() => locker.end())
       yield* close
     }).pipe(quietly), 60_000)
-
-  it.live("a missing table: health stays failing with no traffic, and passes once the table exists", () =>
-    Effect.gen(function*() {
-      const cluster = yield* ownCluster
-      const { close, context } = yield* build(layerFor(cluster, 0))
-      const run = <A, E>(self: Effect.Effect<A, E, Database>) => Effect.provide(self, context)
-      const admin = new pg.Client({ connectionString: cluster.url, connectionTimeoutMillis: 5_000 })
-      admin.on("error", () => {})
-      yield* Effect.promise(() => admin.connect())
-      yield* Effect.promise(() => admin.query("DROP TABLE IF EXISTS health_canary; CREATE TABLE health_canary (id int)"))
-      yield* Effect.promise(() => admin.query("ALTER TABLE health_canary RENAME TO health_canary_moved"))
-      for (let i = 0; i < 3; i++) {
-        yield* run(Effect.either(Db.query((c: PrismaClient) => c.$queryRaw`SELECT count(*) FROM health_canary`)))
-      }
-      expect(yield* run(reason)).toBe("degraded")
-      expect(yield* run(reasonsFor(3 * RESET_MS))).toEqual(["degraded"])
-      yield* Effect.promise(() => admin.query("ALTER TABLE health_canary_moved RENAME TO health_canary"))
-      const { passedAfterMs, seen } = yield* run(pollHealth(3000))
-      expect(passedAfterMs, `health reasons: ${seen.join(" → ")}`).toBeDefined()
-      yield* Effect.promise(() => admin.end())
-      yield* close
-    }).pipe(quietly), 60_000)
-
-  it("the Promise adapter: after an outage that opened the breaker, $health passes again with no other call", async () => {
-    const cluster = await Effect.runPromise(ownCluster)
-    const db = createResilientPrisma({
-      url: cluster.url,
-      client: (settings) => makePrismaClient(cluster.url, settings),
-      retry: { delaysMs: [100, 100], attemptTimeoutMs: 1500, requestBudgetMs: 9000, warmupWaitMs: 1500 },
-      warmup: { ...warmup, healthTimeoutMs: HEALTH_TIMEOUT_MS },
-      pool,
-      circuitBreaker: { failureThreshold: 2, resetTimeoutMs: RESET_MS, resetJitter: 0 }
-    })
-    try {
-      await db.$ready()
-      await cluster.stop("fast")
-      for (let i = 0; i < 2; i++) await db.purchaseOrder.count().then(() => expect.fail("the database is down"), () => {})
-      const during = await db.$health().then(() => "pass", (error: HealthError) => error.reason)
-      expect(during).toBe("circuit_open")
-      await cluster.start()
-      const started = Date.now()
-      let passedAfterMs: number | undefined
-      const seen: Array<string> = []
-      while (Date.now() - started < RESET_MS + HEALTH_TIMEOUT_MS + 4000) {
-        const r = await db.$health().then(() => "pass", (error: HealthError) => error.reason)
-        if (seen.at(-1) !== r) seen.push(r)
-        if (r === "pass") {
-          passedAfterMs = Date.now() - started
-          break
-        }
-        await new Promise((resolve) => setTimeout(resolve, POLL_MS))
-      }
-      expect(passedAfterMs, `health reasons: ${seen.join(" → ")}`).toBeDefined()
-      expect(await db.purchaseOrder.count()).toBeTypeOf("number")
-    } finally {
-      await db.$disconnect()
-    }
-  }, 60_000)
 })

@@ -5,16 +5,16 @@
 // what `target_session_attrs=read-write` tests, without a replication pair
 // (the Patroni scenarios of the fault matrix have the real one).
 import { Database, health, Metrics } from "@prisma-resilience/core"
-import { type Cluster, startCluster } from "@prisma-resilience/devdb"
+import { type Cluster, startCluster, withConnection } from "@prisma-resilience/devdb"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Layer, Metric, MetricLabel, Schedule } from "effect"
 import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
-import pg from "pg"
 import { afterAll } from "vitest"
 import { createSchema, makePrismaClient } from "../fixture/client.js"
 import { Db, pool, warmup } from "../support/helpers.js"
+import { multiHostUrl, setReadOnly, sharePassword } from "../support/nodes.js"
 
 const clusters: Array<Cluster> = []
 afterAll(async () => {
@@ -31,51 +31,21 @@ const twoServers = Effect.promise(async () => {
     await createSchema(cluster.url)
     return cluster
   }))
-  // One connection string holds one password: B takes A's.
   const [a, b] = started as [Cluster, Cluster]
-  const { password, username } = new URL(a.url)
-  const client = new pg.Client({ connectionString: b.url, connectionTimeoutMillis: 5_000 })
-  await client.connect()
-  await client.query(`ALTER ROLE "${decodeURIComponent(username)}" PASSWORD '${decodeURIComponent(password)}'`)
-  await client.end()
-  const bUrl = new URL(b.url)
-  bUrl.password = password
-  urls.set(b, bUrl.toString())
+  urls.set(b, await sharePassword(a, b))
   return [a, b] as const
 })
 
 const sql = (cluster: Cluster, text: string) =>
-  Effect.promise(async () => {
-    const client = new pg.Client({ connectionString: urls.get(cluster) ?? cluster.url, connectionTimeoutMillis: 5_000 })
-    await client.connect()
-    try {
-      return (await client.query(text)).rows
-    } finally {
-      await client.end()
-    }
-  })
+  Effect.promise(() => withConnection(urls.get(cluster) ?? cluster.url, async (client) => (await client.query(text)).rows))
 
-const readOnly = (cluster: Cluster, on: boolean) =>
-  Effect.zipRight(
-    sql(cluster, `ALTER SYSTEM SET default_transaction_read_only = ${on ? "on" : "off"}`),
-    sql(cluster, "SELECT pg_reload_conf()")
-  )
+const readOnly = (cluster: Cluster, on: boolean) => Effect.promise(() => setReadOnly(urls.get(cluster) ?? cluster.url, on))
 
 const count = (cluster: Cluster, prefix: string) =>
   Effect.map(
     sql(cluster, `SELECT count(*)::int AS n FROM purchase_order WHERE reference LIKE '${prefix}%'`),
     (rows) => rows[0].n as number
   )
-
-/** `postgresql://u:p@127.0.0.1:A,127.0.0.1:B/db?target_session_attrs=read-write` */
-const multiHost = (a: Cluster, b: Cluster) => {
-  // A's string (user, password, database) with B's loopback port added to its host list.
-  const url = new URL(a.url)
-  url.searchParams.set("target_session_attrs", "read-write")
-  const multi = url.href.replace(`@127.0.0.1:${a.port}/`, `@127.0.0.1:${a.port},127.0.0.1:${b.port}/`)
-  if (multi === url.href) throw new Error("the first server's URL does not name 127.0.0.1 with its port")
-  return multi
-}
 
 const layerFor = (url: string) =>
   Database.layer({
@@ -101,7 +71,7 @@ describe("a multi-host DATABASE_URL on real servers", () => {
       const [a, b] = yield* twoServers
       const prefix = `topology-${process.pid}-`
       yield* readOnly(a, true)
-      const layer = layerFor(multiHost(a, b))
+      const layer = layerFor(multiHostUrl(a, b))
       yield* Effect.gen(function*() {
         // A (listed first) refuses writes: warm-up must pick B.
         yield* create(`${prefix}warm`)
@@ -148,7 +118,7 @@ describe("a multi-host DATABASE_URL on real servers", () => {
       // The documented mistake: `{ ...pool, connectionString: url }` with the app's own URL.
       const layer = Database.layer({
         client: (settings) => makePrismaClient(own, { ...settings, connectionString: own }),
-        url: multiHost(a, b),
+        url: multiHostUrl(a, b),
         warmup,
         pool
       })
