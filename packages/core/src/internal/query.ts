@@ -23,7 +23,10 @@ const defaultTracer = Effect.runSync(Effect.tracer)
 
 /** One query's first attempt, set up, and what continues after it fails. */
 interface Prepared<A> {
-  readonly first: PromiseLike<A>
+  /** the first attempt's promise: `f` is called at most once, and not before the breaker let the attempt through */
+  readonly first: () => PromiseLike<A>
+  /** that promise, once `f` has been called */
+  readonly sent: () => PromiseLike<A> | undefined
   readonly name: string
   readonly kind: "read" | "write" | "idempotent-write"
   readonly started: number
@@ -56,7 +59,12 @@ const prepare = <C extends PrismaClientLike, C2, A>(
   // hot path); any other query function runs on one per attempt.
   const known = oneCallKind(options)
   const recording = known === undefined ? newRecording() : undefined
-  const first = sendFirst(e, run, recording)
+  // Calling `f` is what names the operation and tells its kind, but an async
+  // query function starts sending when called: while the breaker is not
+  // closed, `f` waits for its permit (and the operation is named only by
+  // `options.operation`), so a refused attempt sends nothing.
+  let sent = e.guard.breaker.state(now) === "closed" ? sendFirst(e, run, recording) : undefined
+  const first = () => (sent ??= sendFirst(e, run, recording))
   // The Prisma calls actually made decide what a retry may do; a name
   // given in `operation` is only a name.
   const name = options?.operation ?? recording?.operation ?? "query"
@@ -70,6 +78,7 @@ const prepare = <C extends PrismaClientLike, C2, A>(
   }
   const prepared: Prepared<A> = {
     first,
+    sent: () => sent,
     name,
     kind: options?.kind ?? known ?? recording?.kind ?? "write",
     started,
@@ -101,7 +110,8 @@ const fence = <C extends PrismaClientLike, C2, A>(e: Engine<C>, q: Failed<C, C2,
   }
   // One lazy read is safe to send again: health's canary when SELECT 1 cannot tell.
   const oneRead = q.known === "read" || (recording?.calls === 1 && recording.kind === "read")
-  if (oneRead && error._tag !== "CircuitOpenError" && isLazy(q.prepared.first)) {
+  const sent = q.prepared.sent()
+  if (oneRead && error._tag !== "CircuitOpenError" && sent !== undefined && isLazy(sent)) {
     e.guard.canary = () => q.f(e.primary.client as unknown as C2)
   }
 }
@@ -121,7 +131,8 @@ const retryAfter = <C extends PrismaClientLike, C2, A>(e: Engine<C>, q: Failed<C
   // An eager promise (an async query function) that will never be awaited
   // must still be observed; a Prisma promise is lazy, and observing it would
   // send the query the breaker just refused.
-  if (error._tag === "CircuitOpenError" && !isLazy(prepared.first)) prepared.first.then(undefined, () => {})
+  const sent = prepared.sent()
+  if (error._tag === "CircuitOpenError" && sent !== undefined && !isLazy(sent)) sent.then(undefined, () => {})
   const now = () => e.guard.clock.unsafeCurrentTimeMillis()
   return continueAfter(
     error,
@@ -161,7 +172,7 @@ export const queryIn = <C extends PrismaClientLike, C2, A>(
   const tracing = fiber.currentTracer !== defaultTracer
   // The per-call budget, if any, applies when the request set no deadline.
   const q = prepare(e, f, options, nowIn(fiber), fiber.getFiberRef(RetryPolicy.currentDeadline), tracing)
-  const firstAttempt = q.attempt(1, () => q.first, q.firstTimeoutMs, q.afterFirstFailure)
+  const firstAttempt = q.attempt(1, q.first, q.firstTimeoutMs, q.afterFirstFailure)
   const traced = tracing
     ? Effect.withSpan(firstAttempt, "Database.query", { attributes: { "db.operation": q.name }, kind: "client" })
     : firstAttempt
@@ -180,7 +191,7 @@ export const queryNow = <C extends PrismaClientLike, C2, A>(
   const q = prepare(e, f, options, e.guard.clock.unsafeCurrentTimeMillis(), deadline, false)
   startGuardedAttempt(
     e.guard,
-    e.limited(() => q.first, q.firstTimeoutMs),
+    e.limited(q.first, q.firstTimeoutMs),
     q.firstTimeoutMs,
     q.name,
     1,
