@@ -27,13 +27,15 @@ export const describeBreaker = (binding: Binding) =>
       expect(await count()).toBe(0)
       await cluster.stop("fast")
 
-      // The server is down: each request opens a connection, which fails.
+      // The server is down: the requests of the closed breaker are sent (a
+      // pooled connection the stop killed may fail one without a new
+      // connection, so the count is over all of them).
+      const before = proxy.accepted
       for (let i = 0; i < THRESHOLD; i++) {
-        const connections = proxy.accepted
         const failed = await settle(count())
         expect(failed.ok ? "resolved" : failed.failure._tag).toBe("ConnectionError")
-        expect(proxy.accepted, "a request of the closed breaker is sent").toBeGreaterThan(connections)
       }
+      expect(proxy.accepted, "the requests of the closed breaker are sent").toBeGreaterThan(before)
 
       const connections = proxy.accepted
       const refused = await settle(count())
