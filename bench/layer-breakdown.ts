@@ -4,7 +4,7 @@
 //
 //   npx tsx bench/layer-breakdown.ts [calls=4000]
 import { Database, type DatabaseTag, RetryPolicy } from "@prisma-resilience/core"
-import { QueryHealth } from "@prisma-resilience/kernel"
+import { makeTimer, QueryHealth } from "@prisma-resilience/kernel"
 import { startCluster } from "@prisma-resilience/devdb"
 import { applyMigrations, makePrismaClient, type PrismaClient } from "@prisma-resilience/http/db"
 import { Clock, Effect, Logger, LogLevel } from "effect"
@@ -26,7 +26,7 @@ const main = async () => {
     // The default `Database`, its accessors typed for this client.
     const Db = Database as unknown as DatabaseTag<Database, "@prisma-resilience/core/Database", PrismaClient>
     const layer = Db.layer({ client: () => prisma, retry: RetryPolicy.defaults })
-    const guard = { budget: meteredBudget(), breaker: meteredBreaker(), clock: Clock.make(), overloaded: () => false, queryHealth: QueryHealth.make(), generation: 0 }
+    const guard = { budget: meteredBudget(), breaker: meteredBreaker(), clock: Clock.make(), timer: makeTimer(() => performance.now()), overloaded: () => false, queryHealth: QueryHealth.make(), generation: 0 }
     const find = () => prisma.purchaseOrder.findUnique({ where: { id: order.id } })
     const operation = "purchaseOrder.findUnique"
     const samples = new Map<string, Array<number>>()
@@ -35,7 +35,7 @@ const main = async () => {
       const db = yield* Database
       const variants: Record<string, () => Effect.Effect<unknown, unknown, Database>> = {
         "Effect.promise (baseline)": () => Effect.promise(find),
-        "+ attempt timeout (awaitWithTimeout)": () => Effect.suspend(() => awaitWithTimeout(find(), 2000, operation, 1)),
+        "+ attempt timeout (awaitWithTimeout)": () => Effect.suspend(() => awaitWithTimeout(guard.timer, find(), 2000, operation, 1)),
         "+ metrics, budget, breaker (guardedAttempt)": () =>
           Effect.suspend(() => guardedAttempt(guard, find, 2000, operation, 1, performance.now())),
         "db.query (the service method)": () => db.query(find, { operation }),

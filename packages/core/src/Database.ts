@@ -44,6 +44,7 @@ import type {
 } from "./DatabaseService.js"
 import { type DatabaseError, type HealthError, RetryConfigError, type WarmupError } from "./Errors.js"
 import { awaitWithTimeout } from "./internal/attempt.js"
+import { timerOf } from "./internal/clock.js"
 import { checkConnectionStrings, missingUrl } from "./internal/connection.js"
 import { describe } from "@prisma-resilience/kernel/describe"
 import type { Engine, Ops } from "./internal/engine.js"
@@ -134,7 +135,7 @@ const poolGauges = <C>(poolStats: ((client: C) => PoolStats | undefined) | undef
  */
 const pingOf = <C extends PrismaClientLike>(e: Engine<C>, defaultTimeoutMs: number) => (timeoutMs = defaultTimeoutMs) =>
   Effect.suspend(() => {
-    const started = performance.now()
+    const started = e.guard.timer.now()
     const probe = e.topology.writerMode
       ? e.topology.verify(e.primary.client, e.primary.node).pipe(
         Effect.tapError((error) =>
@@ -143,8 +144,8 @@ const pingOf = <C extends PrismaClientLike>(e: Engine<C>, defaultTimeoutMs: numb
           })
         )
       )
-      : awaitWithTimeout(e.primary.client.$queryRaw`SELECT 1`, timeoutMs, "ping", 1)
-    return Effect.map(probe, () => Math.round((performance.now() - started) * 100) / 100)
+      : awaitWithTimeout(e.guard.timer, e.primary.client.$queryRaw`SELECT 1`, timeoutMs, "ping", 1)
+    return Effect.map(probe, () => Math.round((e.guard.timer.now() - started) * 100) / 100)
   }).pipe(Effect.withSpan("Database.ping"))
 
 /** The service's face over `e`. */
@@ -219,7 +220,7 @@ const makeWith = <C extends PrismaClientLike>(
     )
     const primary = { client, node }
     current = primary
-    const guardOptions = { name, settings, clock, topology, primary, poolStats: options.poolStats, logTransition }
+    const guardOptions = { name, settings, clock, timer: timerOf(clock), topology, primary, poolStats: options.poolStats, logTransition }
     const guard = writerGuard(guardOptions)
     yield* topology.start(() => primary.node, onNewWriter(guardOptions, guard))
     // The connection's statement_timeout was made for the layer's attempt

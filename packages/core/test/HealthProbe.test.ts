@@ -1,7 +1,7 @@
 // Health's probe as a unit: the canary (the last failed read, run again to
 // learn whether the query path works) is sent once for health checks that
 // arrive together, and again by a later check.
-import { QueryHealth } from "@prisma-resilience/kernel"
+import { makeTimer, QueryHealth } from "@prisma-resilience/kernel"
 import * as Breaker from "@prisma-resilience/kernel/circuitBreaker"
 import * as Budget from "@prisma-resilience/kernel/retryBudget"
 import { describe, expect, it } from "@effect/vitest"
@@ -20,6 +20,7 @@ const failingGuard = () => {
     budget: Budget.make(Budget.defaults),
     breaker: Breaker.make({ failureThreshold: 0, resetTimeoutMs: 1000 }),
     clock: Clock.make(),
+    timer: makeTimer(() => performance.now()),
     overloaded: () => false,
     queryHealth,
     generation: 0,

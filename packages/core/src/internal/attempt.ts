@@ -1,6 +1,7 @@
 /**
  * Hot-path helpers of `Database.query`: awaiting a Prisma promise under a
- * timeout without a fiber or a timer per call, and naming the operation a
+ * timeout without a fiber or a timer per call (the kernel's `Timer`, one per
+ * `Database`, on its clock), and naming the operation a
  * query function performs.
  */
 import { type Clock, Effect, type MetricLabel } from "effect"
@@ -12,60 +13,14 @@ import { isBrokenSchema, isServerCancellation } from "@prisma-resilience/kernel/
 import * as QueryHealth from "@prisma-resilience/kernel/queryHealth"
 import type * as RetryBudget from "@prisma-resilience/kernel/retryBudget"
 import { tagAndCode } from "@prisma-resilience/kernel/describe"
+import type { Timer } from "@prisma-resilience/kernel/timer"
 
 /** The code of a `TimeoutError` of the client's own timer: the promise was still pending. */
 export const ATTEMPT_TIMEOUT = "ATTEMPT_TIMEOUT"
 
-interface Pending {
-  readonly deadline: number
-  readonly expire: () => void
-}
-
-/**
- * One shared sweeper instead of a `setTimeout` per attempt: creating and
- * clearing a Node timer costs about as much as the rest of the success path.
- * Timeouts fire up to `SWEEP_MS` late, which is noise next to timeouts of
- * seconds. The interval stops after a second without pending attempts.
- */
-const SWEEP_MS = 25
-const IDLE_SWEEPS_BEFORE_STOP = 40
-const pending = new Set<Pending>()
-let sweeper: ReturnType<typeof setInterval> | undefined
-let idleSweeps = 0
-
-const sweep = () => {
-  if (pending.size === 0) {
-    if (++idleSweeps >= IDLE_SWEEPS_BEFORE_STOP && sweeper !== undefined) {
-      clearInterval(sweeper)
-      sweeper = undefined
-    }
-    return
-  }
-  idleSweeps = 0
-  const now = performance.now()
-  for (const entry of pending) {
-    if (entry.deadline <= now) {
-      pending.delete(entry)
-      entry.expire()
-    }
-  }
-}
-
-const track = (timeoutMs: number, expire: () => void): Pending => {
-  const entry: Pending = { deadline: performance.now() + timeoutMs, expire }
-  pending.add(entry)
-  if (sweeper === undefined) {
-    idleSweeps = 0
-    sweeper = setInterval(sweep, SWEEP_MS)
-    // Pending sockets keep the process alive; the sweeper alone must not.
-    sweeper.unref()
-  }
-  return entry
-}
-
 /**
  * What settles with an attempt, passed as plain values so the success path
- * allocates no callbacks: the query's start (`performance.now()`) for the
+ * allocates no callbacks: the query's start (`guard.timer.now()`) for the
  * duration metric, and the shared retry budget and circuit breaker with this
  * attempt's permit.
  */
@@ -82,6 +37,8 @@ export interface Guard {
   readonly budget: RetryBudget.RetryBudget
   readonly breaker: CircuitBreaker.CircuitBreaker
   readonly clock: Clock.Clock
+  /** the attempt timeouts, on `clock`; its `now` also times durations (fractional ms on the live clock) */
+  readonly timer: Timer
   /** whether `error` is a wait for a connection of a pool that is full now: the process is overloaded, or its connections are stuck */
   readonly overloaded: (error: DatabaseError) => boolean
   /** what the attempts say about the query path, for health */
@@ -147,6 +104,7 @@ const settleFailure = (context: AttemptContext, error: DatabaseError) => {
  * is observed and dropped, so it can never become an unhandled rejection.
  */
 export const settleWithTimeout = <A>(
+  timer: Timer,
   promise: PromiseLike<A>,
   timeoutMs: number,
   operation: string,
@@ -166,7 +124,7 @@ export const settleWithTimeout = <A>(
     }
     onFailure(error)
   }
-  const entry = track(timeoutMs, () => {
+  const entry = timer.track(timeoutMs, () => {
     if (done) return
     done = true
     fail(
@@ -184,10 +142,10 @@ export const settleWithTimeout = <A>(
     (value) => {
       if (done) return
       done = true
-      pending.delete(entry)
+      timer.untrack(entry)
       if (context !== undefined) {
         Metrics.queryAttempts.unsafeUpdate(1, Metrics.attemptLabels(operation, attempt, "success"))
-        recordDuration(operation, context.started)
+        recordDuration(timer, operation, context.started)
         settleSuccess(context, context.guard.clock.unsafeCurrentTimeMillis())
       }
       onSuccess(value)
@@ -195,7 +153,7 @@ export const settleWithTimeout = <A>(
     (error: unknown) => {
       if (done) return
       done = true
-      pending.delete(entry)
+      timer.untrack(entry)
       fail(classify(error, { operation, attempt }))
     }
   )
@@ -207,6 +165,7 @@ export const settleWithTimeout = <A>(
  * promise settles or expires, and a resume after interruption is ignored.
  */
 export const awaitWithTimeout = <A>(
+  timer: Timer,
   promise: PromiseLike<A>,
   timeoutMs: number,
   operation: string,
@@ -216,6 +175,7 @@ export const awaitWithTimeout = <A>(
 ): Effect.Effect<A, DatabaseError> =>
   Effect.async<A, DatabaseError>((resume) =>
     settleWithTimeout(
+      timer,
       promise,
       timeoutMs,
       operation,
@@ -273,6 +233,7 @@ export const startGuardedAttempt = <A>(
     promise = Promise.reject(error)
   }
   settleWithTimeout(
+    guard.timer,
     promise,
     timeoutMs,
     operation,
@@ -307,6 +268,6 @@ export const guardedAttempt = <A>(
   )
 
 /** Records a whole operation's duration, retries included. */
-export const recordDuration = (operation: string, started: number) =>
-  Metrics.queryDuration.unsafeUpdate((performance.now() - started) / 1000, Metrics.operationLabels(operation))
+export const recordDuration = (timer: Timer, operation: string, started: number) =>
+  Metrics.queryDuration.unsafeUpdate((timer.now() - started) / 1000, Metrics.operationLabels(operation))
 

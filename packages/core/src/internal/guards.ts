@@ -14,6 +14,7 @@ import * as TopologyKernel from "@prisma-resilience/kernel/topology"
 import * as Metrics from "./metrics.js"
 import { meteredBreaker, meteredBudget } from "./meteredGuards.js"
 import type { Guard } from "./attempt.js"
+import type { Timer } from "@prisma-resilience/kernel/timer"
 import { tagAndCode } from "@prisma-resilience/kernel/describe"
 import type * as Topology from "./topology.js"
 
@@ -21,6 +22,8 @@ export interface GuardOptions<C extends PrismaClientLike> {
   readonly name: string
   readonly settings: Settings
   readonly clock: Clock.Clock
+  /** one for the whole `Database`: one sweeper, on `clock` */
+  readonly timer: Timer
   readonly topology: Topology.Topology<C>
   readonly primary: { client: C; node: string | undefined }
   readonly poolStats: ((client: C) => PoolStats | undefined) | undefined
@@ -50,6 +53,7 @@ export const writerGuard = <C extends PrismaClientLike>(o: GuardOptions<C>): Gua
     budget: meteredBudget(o.settings.retryBudget, labels),
     breaker: meteredBreaker(o.settings.circuitBreaker, o.logTransition("Circuit breaker"), labels),
     clock: o.clock,
+    timer: o.timer,
     queryHealth: QueryHealth.make(o.settings.health),
     overloaded: overloaded(o, () => primary.client),
     generation: 0,
@@ -74,6 +78,7 @@ export const replicaGuards = <C extends PrismaClientLike>(o: GuardOptions<C>): R
       budget: meteredBudget(o.settings.retryBudget, Metrics.nodeLabels(o.name, replica.name)),
       breaker: replica.breaker,
       clock: o.clock,
+      timer: o.timer,
       queryHealth: QueryHealth.make(o.settings.health),
       overloaded: overloaded(o, () => replica.client),
       generation: 0,

@@ -75,7 +75,7 @@ const shared = (guard: Guard, canary: () => PromiseLike<unknown>): Promise<unkno
 const runCanary = (guard: Guard, timeoutMs: number): Effect.Effect<void> => {
   const canary = guard.canary
   if (canary === undefined) return Effect.void
-  return Effect.suspend(() => awaitWithTimeout(shared(guard, canary), timeoutMs, "health canary", 1)).pipe(
+  return Effect.suspend(() => awaitWithTimeout(guard.timer, shared(guard, canary), timeoutMs, "health canary", 1)).pipe(
     Effect.matchEffect({
       onSuccess: () =>
         Effect.sync(() => {

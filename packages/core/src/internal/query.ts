@@ -53,7 +53,7 @@ const prepare = <C extends PrismaClientLike, C2, A>(
   deadline: number | undefined,
   tracing: boolean
 ): Prepared<A> => {
-  const started = performance.now()
+  const started = e.guard.timer.now()
   const run = f as unknown as (client: C) => PromiseLike<A>
   // One known call needs no recording view (the adapter's model calls: the
   // hot path); any other query function runs on one per attempt.
@@ -153,7 +153,7 @@ const retryAfter = <C extends PrismaClientLike, C2, A>(e: Engine<C>, q: Failed<C
       budget: e.guard.budget,
       overloaded: e.guard.overloaded
     }
-  ).pipe(Effect.tapError(() => Effect.sync(() => recordDuration(prepared.name, prepared.started))))
+  ).pipe(Effect.tapError(() => Effect.sync(() => recordDuration(e.guard.timer, prepared.name, prepared.started))))
 }
 
 /** `Database.query` in `fiber`: replica routing and the wait for a new writer first, then the first attempt. */

@@ -58,7 +58,7 @@ const route = <C extends PrismaClientLike, A>(e: Engine<C>, fiber: Fiber.Runtime
     timeoutMs,
     r.operation,
     1,
-    performance.now(),
+    e.guard.timer.now(),
     (error) => {
       // An answer (a unique violation, a missing row) is the answer.
       if (error.safety === "never" && error._tag !== "CircuitOpenError") return Effect.fail(error)

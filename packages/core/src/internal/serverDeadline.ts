@@ -6,6 +6,7 @@
 import type { BeforeCommit, RawQueryable } from "@prisma-resilience/kernel/serverDeadline"
 import { Duration, Effect } from "effect"
 import type { DatabaseError } from "../Errors.js"
+import type { Timer } from "@prisma-resilience/kernel/timer"
 import { awaitWithTimeout } from "./attempt.js"
 
 
@@ -23,6 +24,7 @@ const POLL_MS = 50
  * transaction) is `unknown`.
  */
 export const commitStatus = (
+  timer: Timer,
   client: RawQueryable,
   seen: BeforeCommit<unknown>,
   timeoutMs: number,
@@ -30,11 +32,12 @@ export const commitStatus = (
   attempt: number
 ): Effect.Effect<CommitStatus> =>
   Effect.suspend(() => {
-    const until = performance.now() + timeoutMs
+    const until = timer.now() + timeoutMs
     const ask: Effect.Effect<CommitStatus> = Effect.suspend(() => {
-      const left = until - performance.now()
+      const left = until - timer.now()
       if (left <= 0) return Effect.succeed("unknown" as const)
       return awaitWithTimeout(
+        timer,
         client.$queryRaw`SELECT txid_status(${seen.txid}::bigint) AS status,
           extract(epoch FROM pg_postmaster_start_time())::text AS server`,
         left,
@@ -54,7 +57,7 @@ export const commitStatus = (
         Effect.flatMap((status) =>
           status !== "again"
             ? Effect.succeed(status)
-            : until - performance.now() > POLL_MS
+            : until - timer.now() > POLL_MS
             ? Effect.zipRight(Effect.sleep(Duration.millis(POLL_MS)), ask)
             : Effect.succeed("unknown" as const)
         )

@@ -151,6 +151,14 @@ const describeRedacted = (error: DatabaseError) => redact(describe(error))
 /** Everything one topology knows and shares between its parts. */
 interface Nodes<C extends PrismaClientLike> {
   readonly options: MakeOptions<C>
+  /**
+   * The `Database`'s Effect clock, in epoch ms. Every time here is local:
+   * the writer's WAL positions are dated by this clock when the probe
+   * leaves, and a replica's lag is this clock's now minus the date of the
+   * position it replayed; no server timestamp is compared with it, so a
+   * `TestClock` (or a skewed host clock) keeps the lag consistent.
+   */
+  readonly now: () => number
   readonly pool: PoolSettings
   readonly all: Map<string, Node<C>>
   /** the nodes the writer may be on: a multi-host string's, or the plain string's when there are replicas */
@@ -184,7 +192,7 @@ const newClient = <C extends PrismaClientLike>(st: Pick<Nodes<C>, "options" | "c
 }
 
 /** The nodes of `options`' connection strings. */
-const nodesOf = <C extends PrismaClientLike>(options: MakeOptions<C>, pool: PoolSettings): Nodes<C> => {
+const nodesOf = <C extends PrismaClientLike>(options: MakeOptions<C>, pool: PoolSettings, now: () => number): Nodes<C> => {
   const { plan } = options
   const all = new Map<string, Node<C>>()
   const nodeFor = (name: string, url: string) => {
@@ -230,6 +238,7 @@ const nodesOf = <C extends PrismaClientLike>(options: MakeOptions<C>, pool: Pool
       statement_timeout: options.probeTimeoutMs,
       lock_timeout: options.probeTimeoutMs
     },
+    now,
     checkEveryMs,
     staleMs: 3 * checkEveryMs + options.probeTimeoutMs,
     clients,
@@ -250,7 +259,7 @@ const record = <C extends PrismaClientLike>(
   error: string | undefined,
   sentAt = 0
 ) => {
-  node.state = { name: node.name, role: Kernel.roleOf(result), replayLsn: result?.replayLsn, checkedAt: Date.now(), error }
+  node.state = { name: node.name, role: Kernel.roleOf(result), replayLsn: result?.replayLsn, checkedAt: st.now(), error }
   if (result?.walLsn !== undefined && node.name === st.writerName()) {
     st.history = Kernel.recordWriter(st.history, node.name, { at: sentAt, lsn: result.walLsn })
   }
@@ -265,7 +274,7 @@ const probe = <C extends PrismaClientLike>(st: Nodes<C>, node: Node<C>): Effect.
     node.probe ??= newClient(st, { ...st.probePool, connectionString: node.url })
     // The writer's WAL end is dated when the probe leaves: a commit
     // acknowledged before then is inside the position it answers.
-    const sentAt = Date.now()
+    const sentAt = st.now()
     return probeOf(node.probe, st.options.probeTimeoutMs, node.name).pipe(
       Effect.map((result): Kernel.Probe | undefined => result),
       Effect.catchAll((error) => Effect.as(Effect.sync(() => record(st, node, undefined, describeRedacted(error))), undefined)),
@@ -368,7 +377,7 @@ const takeWriter = <C extends PrismaClientLike>(
     const old = yield* onWriter(client, found.node!)
     Metrics.writerDiscoveries.unsafeUpdate(1, Metrics.discoveryLabels(st.options.name, "changed"))
     yield* Effect.logWarning(
-      `Writer discovery: ${found.node} is the writer now (was ${before ?? "unknown"}), found in ${Date.now() - started} ms`
+      `Writer discovery: ${found.node} is the writer now (was ${before ?? "unknown"}), found in ${st.now() - started} ms`
     )
     // Queries still running on the old writer finish or fail there first.
     if (old !== undefined) yield* Effect.forkDaemon(disconnectSoon(st, old))
@@ -379,7 +388,7 @@ const takeWriter = <C extends PrismaClientLike>(
 const findWriter = <C extends PrismaClientLike>(st: Nodes<C>, writer: () => string | undefined, onWriter: OnWriter<C>) =>
 (why: string) =>
   Effect.gen(function*() {
-    const started = Date.now()
+    const started = st.now()
     const before = writer()
     const count = (result: string) => Metrics.writerDiscoveries.unsafeUpdate(1, Metrics.discoveryLabels(st.options.name, result))
     yield* Effect.logWarning(`Writer discovery: started after ${why}; writer was ${before ?? "unknown"}`)
@@ -387,13 +396,13 @@ const findWriter = <C extends PrismaClientLike>(st: Nodes<C>, writer: () => stri
       const found = yield* Effect.either(target(st)("discovery", 1))
       if (found._tag === "Right" && found.right.node === before) {
         count("unchanged")
-        return yield* Effect.logInfo(`Writer discovery: ${before} is still the writer (${Date.now() - started} ms)`)
+        return yield* Effect.logInfo(`Writer discovery: ${before} is still the writer (${st.now() - started} ms)`)
       }
       if (found._tag === "Right" && (yield* takeWriter(st, found.right, before, started, onWriter))) return
-      if (Date.now() - started >= st.options.discoveryTimeoutMs) {
+      if (st.now() - started >= st.options.discoveryTimeoutMs) {
         count("failed")
         return yield* Effect.logError(
-          `Writer discovery: no writer found in ${Date.now() - started} ms (${
+          `Writer discovery: no writer found in ${st.now() - started} ms (${
             found._tag === "Left" ? describeRedacted(found.left) : "the writer found did not verify"
           }); the next failure searches again`
         )
@@ -432,7 +441,7 @@ const start = <C extends PrismaClientLike>(st: Nodes<C>, active: boolean): Topol
     st.findWriter = findWriter(st, writer, onWriter)
     const checkAll = Effect.gen(function*() {
       yield* Effect.forEach([...st.all.values()], (node) => probe(st, node), { concurrency: "unbounded", discard: true })
-      publishLag(st, Date.now())
+      publishLag(st, st.now())
       const current = writer()
       if (!st.writerMode || current === undefined || st.search !== undefined) return
       const state = st.all.get(current)?.state
@@ -458,7 +467,7 @@ const awaitWriter = <C extends PrismaClientLike>(st: Nodes<C>): Topology<C>["awa
 
 /** See `Topology.pick`. */
 const pick = <C extends PrismaClientLike>(st: Nodes<C>): Topology<C>["pick"] => (now) => {
-  const wallNow = Date.now()
+  const wallNow = st.now()
   const candidates = st.replicas.map((replica): Kernel.Candidate => {
     const state = st.all.get(replica.name)!.state
     return { state, admits: replica.breaker.state(now) !== "open", lagMs: lagOf(st, state, wallNow) }
@@ -476,7 +485,7 @@ const pick = <C extends PrismaClientLike>(st: Nodes<C>): Topology<C>["pick"] => 
 const nodesNow = <C extends PrismaClientLike>(st: Nodes<C>): Topology<C>["nodes"] => {
   const breakers = new Map(st.replicas.map((replica) => [replica.name, replica.breaker]))
   return (now, writer) => {
-    const wallNow = Date.now()
+    const wallNow = st.now()
     return [...st.all.values()].map((node): NodeHealth => {
       const { checkedAt, error, role } = node.state
       const breaker = breakers.get(node.name)
@@ -501,7 +510,8 @@ export const make = <C extends PrismaClientLike>(
   pool: PoolSettings
 ): Effect.Effect<Topology<C>, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const st = nodesOf(options, pool)
+    const clock = yield* Effect.clock
+    const st = nodesOf(options, pool, () => clock.unsafeCurrentTimeMillis())
     yield* Effect.addFinalizer(() =>
       Effect.forEach(st.clients, (client) => disconnectSoon(st, client), { concurrency: "unbounded", discard: true })
     )

@@ -19,6 +19,7 @@ import {
 } from "../Errors.js"
 import * as Metrics from "./metrics.js"
 import * as RetryPolicy from "../RetryPolicy.js"
+import type { Timer } from "@prisma-resilience/kernel/timer"
 import { ATTEMPT_TIMEOUT, guardedAttempt, recordDuration } from "./attempt.js"
 import { describe } from "@prisma-resilience/kernel/describe"
 import { afterDiscovery, deadlineIn, type Engine, merge, nowIn, wroteHere } from "./engine.js"
@@ -43,7 +44,9 @@ const withSafety = (error: DatabaseError, safety: RetrySafety, reason: string): 
 /** One transaction's fixed parts. */
 interface Tx<A> {
   readonly name: string
+  /** on `timer`, the `Database`'s clock */
   readonly started: number
+  readonly timer: Timer
   readonly config: RetryPolicy.RetryConfig
   readonly deadlineMs: number
   readonly run: (tx: RawQueryable) => Promise<A>
@@ -56,7 +59,7 @@ const succeedAfter = <A>(t: Tx<A>, error: DatabaseError, n: number, outcome: str
       `${t.name} attempt ${n}/${RetryPolicy.maxAttempts(t.config)} failed: ${describe(error)}; ${outcome}: it succeeded`
     ),
     Effect.sync(() => {
-      recordDuration(t.name, t.started)
+      recordDuration(t.timer, t.name, t.started)
       return value
     })
   )
@@ -87,7 +90,7 @@ const afterFailure = <C extends PrismaClientLike, A>(
     return succeedAfter(t, error, n, "the transaction wrote nothing, so its commit did not matter", seen.value as A)
   }
   const left = Math.min(t.config.attemptTimeoutMs, t.deadlineMs - e.guard.clock.unsafeCurrentTimeMillis())
-  return Effect.flatMap(commitStatus(client as unknown as RawQueryable, seen, left, t.name, n), (status) => {
+  return Effect.flatMap(commitStatus(e.guard.timer, client as unknown as RawQueryable, seen, left, t.name, n), (status) => {
     Metrics.commitVerifications.unsafeUpdate(1, Metrics.verificationLabels(t.name, status))
     switch (status) {
       case "committed":
@@ -110,10 +113,10 @@ const attemptOf = <C extends PrismaClientLike, A>(e: Engine<C>, t: Tx<A>) => {
         Effect.suspend(() => attempt({ attempt: n, timeoutMs: RetryPolicy.attemptTimeout(t.config, t.deadlineMs, now()) }))
       )
     }
-    const attemptStarted = performance.now()
+    const attemptStarted = e.guard.timer.now()
     const client = e.primary.client
     const seen = beforeCommit<A>()
-    const body = transactionBody(t.run, () => timeoutMs - (performance.now() - attemptStarted), e.server.marginMs, seen)
+    const body = transactionBody(t.run, () => timeoutMs - (e.guard.timer.now() - attemptStarted), e.server.marginMs, seen)
     const send = client as unknown as { $transaction: (...args: Array<unknown>) => PromiseLike<A> }
     return guardedAttempt(
       e.guard,
@@ -146,7 +149,8 @@ export const transactionIn = <C extends PrismaClientLike, C2, A>(
   const config = merge(e.retryConfig, options?.retry)
   const t: Tx<A> = {
     name: options?.operation ?? "$transaction",
-    started: performance.now(),
+    started: e.guard.timer.now(),
+    timer: e.guard.timer,
     config,
     deadlineMs: deadlineIn(fiber, config, nowIn(fiber)),
     run: f as unknown as (tx: RawQueryable) => Promise<A>,
@@ -159,7 +163,7 @@ export const transactionIn = <C extends PrismaClientLike, C2, A>(
     budget: e.guard.budget,
     overloaded: e.guard.overloaded
   }).pipe(
-    Effect.tapError(() => Effect.sync(() => recordDuration(t.name, t.started))),
+    Effect.tapError(() => Effect.sync(() => recordDuration(e.guard.timer, t.name, t.started))),
     Effect.withSpan("Database.transaction", { attributes: { "db.operation": t.name } }),
     (self) => e.replicas.size > 0 ? Effect.zipRight(FiberRef.set(wroteHere, true), self) : self
   )
