@@ -8,13 +8,30 @@
  *
  * Synchronous, taking the time as an argument, and free of any Effect import:
  * tested as data, shared by every binding.
+ *
+ * @since 0.1.0
  */
 
+/**
+ * Where the breaker stands: `closed` lets every attempt through, `open`
+ * refuses them all, `half-open` lets one probe through.
+ *
+ * @since 0.1.0
+ */
 export type State = "closed" | "open" | "half-open"
 
-/** `db_circuit_state` values */
+/**
+ * The number each state is reported as in the `db_circuit_state` gauge.
+ *
+ * @since 0.1.0
+ */
 export const stateValue: Readonly<Record<State, number>> = { closed: 0, open: 1, "half-open": 2 }
 
+/**
+ * The breaker's settings (`DB_CIRCUIT_*`).
+ *
+ * @since 0.1.0
+ */
 export interface CircuitBreakerConfig {
   /** consecutive failures that open the circuit; 0 disables the breaker */
   readonly failureThreshold: number
@@ -28,21 +45,45 @@ export interface CircuitBreakerConfig {
   readonly resetJitter?: number
 }
 
+/**
+ * The defaults: open after 5 failures in a row, probe 2 s later (up to +20 % jitter).
+ *
+ * @since 0.1.0
+ */
 export const defaults: CircuitBreakerConfig = { failureThreshold: 5, resetTimeoutMs: 2000, resetJitter: 0.2 }
 
-/** What `acquire` decided: run the attempt (`probe` when it is the half-open probe), or fail fast. */
+/**
+ * What `acquire` decided: run the attempt (`probe` when it is the half-open
+ * probe), or fail fast and say how long until a probe may go. Hand it back
+ * to `onSuccess`, `onFailure` or `onNeutral` when the attempt ends.
+ *
+ * @since 0.1.0
+ */
 export type Permit =
   | { readonly _tag: "Allowed"; readonly probe: boolean }
   | { readonly _tag: "Rejected"; readonly retryAfterMs: number; readonly state: "open" | "half-open" }
 
+/**
+ * A change of state, as `make`'s `onTransition` hears it (for logs and metrics).
+ *
+ * @since 0.1.0
+ */
 export interface Transition {
   readonly from: State
   readonly to: State
+  /** why, in words for a log line (`5 consecutive failures (last: …); next probe in 2000 ms`) */
   readonly reason: string
 }
 
+/**
+ * One breaker's state and its operations. Every method takes the time (`now`,
+ * in ms, from the caller's clock) rather than reading a clock itself.
+ *
+ * @since 0.1.0
+ */
 export interface CircuitBreaker {
   readonly config: CircuitBreakerConfig
+  /** the state at `now`: an open breaker whose reset time has passed reads as half-open */
   readonly state: (now: number) => State
   /** ms until a probe may be let through; 0 when closed */
   readonly retryAfterMs: (now: number) => number
@@ -69,6 +110,28 @@ export interface CircuitBreaker {
 const ALLOWED: Permit = { _tag: "Allowed", probe: false }
 const PROBE: Permit = { _tag: "Allowed", probe: true }
 
+/**
+ * A closed breaker. `onTransition` hears every change of state; `random`
+ * (for the reset jitter) can be fixed in tests. A `failureThreshold` of 0
+ * makes a breaker that lets everything through.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@prisma-resilience/kernel"
+ *
+ * const breaker = CircuitBreaker.make({ failureThreshold: 2, resetTimeoutMs: 1000, resetJitter: 0 })
+ * breaker.onFailure(0, breaker.acquire(0), "ECONNREFUSED")
+ * breaker.onFailure(10, breaker.acquire(10), "ECONNREFUSED")
+ * breaker.state(10)      // "open"
+ * breaker.acquire(500)   // { _tag: "Rejected", retryAfterMs: 510, state: "open" }
+ * const probe = breaker.acquire(1010) // { _tag: "Allowed", probe: true }
+ * breaker.acquire(1020)  // { _tag: "Rejected", retryAfterMs: 1000, state: "half-open" }
+ * breaker.onSuccess(1030, probe)
+ * breaker.state(1030)    // "closed"
+ * ```
+ *
+ * @since 0.1.0
+ */
 export const make = (
   config: CircuitBreakerConfig = defaults,
   onTransition: (transition: Transition) => void = () => {},

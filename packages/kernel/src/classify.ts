@@ -3,16 +3,30 @@
  * driver-adapter kind, a PostgreSQL SQLSTATE, a Prisma code, an engine or
  * driver message, an errno) means which error and how safe a retry is. Pure,
  * and free of any Effect import, so that every binding shares it.
+ *
+ * @since 0.1.0
  */
 import type { RetrySafety } from "./safety.js"
 import { summarize } from "./redact.js"
 
 const isObject = (u: unknown): u is object => (typeof u === "object" && u !== null) || typeof u === "function"
 
-/** The `_tag` of the `DatabaseError` a verdict becomes. */
+/**
+ * The `_tag` of the `DatabaseError` a verdict becomes.
+ *
+ * @since 0.1.0
+ */
 export type ErrorTag = "ConnectionError" | "EmptyResponseError" | "TimeoutError" | "TransactionError" | "QueryError"
+
+/**
+ * What a recognised signal means: which error it is and when a retry is safe.
+ *
+ * @since 0.1.0
+ */
 export interface Verdict {
+  /** the kind of error */
   readonly tag: ErrorTag
+  /** when the failed operation may be run again (see `isSafeToRetry`) */
   readonly safety: RetrySafety
   /** the code to report when the error itself carries none */
   readonly code?: string
@@ -26,8 +40,16 @@ const verdict = (tag: ErrorTag, safety: RetrySafety, code?: string): Verdict =>
  * message): with a full pool that is the process's own overload, not the
  * database failing, so it must neither open the circuit nor be retried into
  * the same full queue.
+ *
+ * @since 0.1.0
  */
 export const POOL_ACQUIRE_TIMEOUT = "POOL_ACQUIRE_TIMEOUT"
+
+/**
+ * Whether `code` is a wait for a pooled connection that timed out (see `POOL_ACQUIRE_TIMEOUT`).
+ *
+ * @since 0.1.0
+ */
 export const isPoolWait = (code: string | undefined): boolean => code === "P2024" || code === POOL_ACQUIRE_TIMEOUT
 
 /**
@@ -36,12 +58,22 @@ export const isPoolWait = (code: string | undefined): boolean => code === "P2024
  * violation they are not an answer to one request but a broken query path.
  */
 const brokenSchema: ReadonlySet<string> = new Set(["42P01", "42703", "3F000", "P2021", "P2022"])
+
+/**
+ * Whether `code` says the schema the client expects is missing (a table,
+ * column or schema: 42P01, 42703, 3F000, P2021, P2022): every request on that
+ * path fails alike, so health reports it rather than waiting for it to pass.
+ *
+ * @since 0.1.0
+ */
 export const isBrokenSchema = (code: string | undefined): boolean => code !== undefined && brokenSchema.has(code)
 
 /**
  * The server cancelled the statement: 57014 (statement_timeout, or a cancel
  * request) or 55P03 (lock_timeout): unlike a client-side timeout, nothing of
  * the statement goes on running.
+ *
+ * @since 0.1.0
  */
 export const isServerCancellation = (code: string | undefined): boolean => code === "57014" || code === "55P03"
 
@@ -49,6 +81,8 @@ export const isServerCancellation = (code: string | undefined): boolean => code 
  * A pooler refused a startup parameter (PgBouncer, for any parameter it does
  * not know): the connection cannot carry server-side limits, only `SET LOCAL`
  * inside transactions can.
+ *
+ * @since 0.1.0
  */
 export const isStartupParameterRejected = (message: string): boolean => /unsupported startup parameter/i.test(message)
 
@@ -214,13 +248,42 @@ const messageOf = (error: unknown): string => {
 }
 
 
-/** What `diagnose` found: the error's tag and retry safety, its code and a credential-free one-line message. */
+/**
+ * What `diagnose` found: the error's tag and retry safety, its code and a credential-free one-line message.
+ *
+ * @since 0.1.0
+ */
 export interface Diagnosis extends Verdict {
+  /** the code the error is known by (SQLSTATE, Prisma code, adapter kind or errno), if any */
   readonly code: string | undefined
+  /** one line, credentials removed (see `summarize`) */
   readonly message: string
 }
 
-/** Reads every signal of a thrown value; anything unrecognised is a non-retryable `QueryError`. */
+/**
+ * Reads every signal of a thrown value (Prisma 7 driver-adapter kind,
+ * SQLSTATE, Prisma code, errno, message, up to four `cause`s deep); anything
+ * unrecognised is a non-retryable `QueryError`. The message is one line with
+ * credentials redacted, safe to log.
+ *
+ * @example
+ * ```ts
+ * import { diagnose } from "@prisma-resilience/kernel"
+ *
+ * diagnose(Object.assign(new Error("terminating connection due to administrator command"), { code: "57P01" }))
+ * // { tag: "ConnectionError", safety: "ambiguous", code: "57P01",
+ * //   message: "terminating connection due to administrator command" }
+ *
+ * diagnose(new Error("Can't reach database server at postgresql://app:secret@127.0.0.1:5432/app"))
+ * // { tag: "ConnectionError", safety: "before-send", code: undefined,
+ * //   message: "Can't reach database server at postgresql://***@127.0.0.1:5432/app" }
+ *
+ * diagnose(Object.assign(new Error("Unique constraint failed on the fields: (`number`)"), { code: "P2002" }))
+ * // { tag: "QueryError", safety: "never", code: "P2002", message: "Unique constraint failed on the fields: (`number`)" }
+ * ```
+ *
+ * @since 0.1.0
+ */
 export const diagnose = (error: unknown): Diagnosis => {
   const signals = read(error, 0)
   const v = signals.verdict ?? verdict("QueryError", "never")

@@ -5,17 +5,38 @@
  * attributes asked for, and one single-host string per host for a driver
  * that takes one. The WHATWG URL parser rejects a host list, so the string is
  * split by hand. Never log what goes in or comes out: it holds the password.
+ *
+ * @since 0.1.0
  */
 
+/**
+ * libpq's `target_session_attrs`: which kind of node a connection must reach
+ * (`read-write`: the writer; `any`, the default: the first that answers).
+ *
+ * @since 0.1.0
+ */
 export type TargetSessionAttrs = "any" | "read-write" | "read-only" | "primary" | "standby" | "prefer-standby"
 
+/**
+ * One host of the list, with its port (5432 when the string gives none).
+ *
+ * @since 0.1.0
+ */
 export interface HostPort {
+  /** a name or an address; an IPv6 address without its brackets */
   readonly host: string
   readonly port: number
 }
 
+/**
+ * A parsed connection string: its hosts in order, what it asks of the node,
+ * and a single-host string per host.
+ *
+ * @since 0.1.0
+ */
 export interface MultiHost {
   readonly hosts: ReadonlyArray<HostPort>
+  /** `any` when the string does not say */
   readonly targetSessionAttrs: TargetSessionAttrs
   /** the same connection for `hosts[index]` alone, without `target_session_attrs` */
   readonly forHost: (index: number) => string
@@ -23,7 +44,13 @@ export interface MultiHost {
 
 const attrs: ReadonlySet<string> = new Set(["any", "read-write", "read-only", "primary", "standby", "prefer-standby"])
 
-/** Thrown for a string that is not a PostgreSQL URL; its message never contains the string. */
+/**
+ * Thrown for a connection string that cannot be used (not a PostgreSQL URL,
+ * an empty host, a bad port, an unknown `target_session_attrs`); its message
+ * never contains the string.
+ *
+ * @since 0.1.0
+ */
 export class ConnectionStringError extends Error {
   override readonly name = "ConnectionStringError"
 }
@@ -44,6 +71,24 @@ const parseHost = (text: string, defaultPort: number): HostPort => {
   return { host, port: number }
 }
 
+/**
+ * Parses a `postgres://` or `postgresql://` URL with one host or several.
+ * Throws `ConnectionStringError` for a malformed one, an empty host, a bad
+ * port or an unknown `target_session_attrs`. `forHost` gives the password
+ * back: redact before logging.
+ *
+ * @example
+ * ```ts
+ * import { parseMultiHost, redact } from "@prisma-resilience/kernel"
+ *
+ * const parsed = parseMultiHost("postgresql://app:secret@127.0.0.1:5433,127.0.0.1:5434/app?target_session_attrs=read-write")
+ * parsed.hosts              // [{ host: "127.0.0.1", port: 5433 }, { host: "127.0.0.1", port: 5434 }]
+ * parsed.targetSessionAttrs // "read-write"
+ * redact(parsed.forHost(1)) // "postgresql://***@127.0.0.1:5434/app"
+ * ```
+ *
+ * @since 0.1.0
+ */
 export const parseMultiHost = (url: string): MultiHost => {
   const match = /^(postgres(?:ql)?:\/\/)(?:([^@/?#]*)@)?([^/?#]*)(\/[^?#]*)?(\?[^#]*)?$/.exec(url.trim())
   if (match === null) throw new ConnectionStringError("the connection string is not a postgresql:// URL")

@@ -17,9 +17,16 @@
  *
  * Synchronous, taking the time as an argument, free of any Effect import; the
  * query path pays a few field updates per attempt.
+ *
+ * @since 0.1.0
  */
 import { isBrokenSchema, isPoolWait } from "./classify.js"
 
+/**
+ * The query-path check's settings (`DB_HEALTH_FAILED_QUERIES`, `DB_HEALTH_STALL_MS`).
+ *
+ * @since 0.1.0
+ */
 export interface QueryHealthConfig {
   /** consecutive failed attempts that fail health; 0 disables the check */
   readonly failedQueries: number
@@ -27,6 +34,11 @@ export interface QueryHealthConfig {
   readonly stallMs: number
 }
 
+/**
+ * The defaults: 3 failed attempts in a row, or 1 s without any attempt settling.
+ *
+ * @since 0.1.0
+ */
 export const defaults: QueryHealthConfig = { failedQueries: 3, stallMs: 1000 }
 
 /**
@@ -37,10 +49,16 @@ export const defaults: QueryHealthConfig = { failedQueries: 3, stallMs: 1000 }
  *   or statement timeout, an attempt timeout, a resource limit);
  * - `permanent`: one `SELECT 1` cannot see and that lasts until the schema
  *   changes (a missing table or column).
+ *
+ * @since 0.1.0
  */
 export type FailureClass = "probe" | "transient" | "permanent"
 
-/** The class of an error by its tag and code (see `FailureClass`). */
+/**
+ * The class of an error by its tag and code (see `FailureClass`).
+ *
+ * @since 0.1.0
+ */
 export const failureClass = (tag: string, code: string | undefined): FailureClass => {
   if (isBrokenSchema(code)) return "permanent"
   // A pool wait is this process's own queue, not the server: SELECT 1 waits in it too, but proves nothing by passing.
@@ -50,11 +68,26 @@ export const failureClass = (tag: string, code: string | undefined): FailureClas
 
 const severity: Readonly<Record<FailureClass, number>> = { probe: 0, transient: 1, permanent: 2 }
 
+/**
+ * Why health fails on the query path: the attempts keep failing, or none
+ * finishes.
+ *
+ * @since 0.1.0
+ */
 export interface Degraded {
+  /** `failing`: the last `failedQueries` attempts failed; `stalled`: none settled for `stallMs` */
   readonly reason: "failing" | "stalled"
+  /** the same in words, credential-free, for the health report */
   readonly message: string
 }
 
+/**
+ * The query path's health state: the query path reports each attempt
+ * (`started`, `settled`), health asks `degraded`. Every method takes the time
+ * (`now`, in ms) rather than reading a clock.
+ *
+ * @since 0.1.0
+ */
 export interface QueryHealth {
   readonly config: QueryHealthConfig
   /** an attempt was sent at `now` */
@@ -79,6 +112,11 @@ export interface QueryHealth {
   readonly reset: (now: number) => void
 }
 
+/**
+ * A fresh state: no attempt in flight, no failure.
+ *
+ * @since 0.1.0
+ */
 export const make = (config: QueryHealthConfig = defaults): QueryHealth => {
   let inFlight = 0
   // When the query path last made progress: an attempt settled, or work

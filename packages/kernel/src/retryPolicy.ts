@@ -2,8 +2,16 @@
  * The retry policy's numbers: its settings, how many attempts they allow, the
  * worst case they add up to (the start-up check), and the timeout left for an
  * attempt before a deadline. No Effect import: shared by every binding.
+ *
+ * @since 0.1.0
  */
 
+/**
+ * The retry policy's settings (`DB_RETRY_DELAYS_MS`, `DB_ATTEMPT_TIMEOUT_MS`,
+ * `DB_REQUEST_BUDGET_MS`, `DB_WARMUP_WAIT_MS`, `DB_RETRY_JITTER`).
+ *
+ * @since 0.1.0
+ */
 export interface RetryConfig {
   /** delay before each retry, in ms; its length is the number of retries */
   readonly delaysMs: ReadonlyArray<number>
@@ -17,6 +25,12 @@ export interface RetryConfig {
   readonly jitter: boolean
 }
 
+/**
+ * The defaults: two retries after 500 and 1000 ms, 2 s per attempt, 9 s per
+ * request, 1.5 s of waiting for warm-up, no jitter: a worst case of exactly 9 s.
+ *
+ * @since 0.1.0
+ */
 export const defaults: RetryConfig = {
   delaysMs: [500, 1000],
   attemptTimeoutMs: 2000,
@@ -25,9 +39,29 @@ export const defaults: RetryConfig = {
   jitter: false
 }
 
+/**
+ * The first attempt and one per delay: `delaysMs.length + 1`.
+ *
+ * @since 0.1.0
+ */
 export const maxAttempts = (config: RetryConfig): number => config.delaysMs.length + 1
 
-/** The longest a request can take under this policy, and how that adds up. */
+/**
+ * The longest a request can take under this policy, and how that adds up:
+ * the warm-up wait, every attempt timing out, and every delay (stretched by
+ * 20 % with jitter). The start-up check compares it with the request budget.
+ *
+ * @example
+ * ```ts
+ * import { RetryPolicy } from "@prisma-resilience/kernel"
+ *
+ * RetryPolicy.worstCase(RetryPolicy.defaults)
+ * // { totalMs: 9000,
+ * //   arithmetic: "1500 ms warm-up wait + 3 attempts × 2000 ms + delays 500 + 1000 ms = 9000 ms" }
+ * ```
+ *
+ * @since 0.1.0
+ */
 export const worstCase = (config: RetryConfig): { readonly totalMs: number; readonly arithmetic: string } => {
   const attempts = maxAttempts(config)
   // Jitter stretches a delay by up to 20 %.
@@ -45,11 +79,18 @@ export const worstCase = (config: RetryConfig): { readonly totalMs: number; read
  * The one deadline rule: the request's own deadline when it has one (set by
  * `withBudget`, or by a wait for warm-up that began the request), else `now`
  * plus the budget.
+ *
+ * @since 0.1.0
  */
 export const deadlineOf = (current: number | undefined, config: Pick<RetryConfig, "requestBudgetMs">, now: number): number =>
   current ?? now + config.requestBudgetMs
 
-/** the timeout of an attempt starting at `now`: never past the deadline */
+/**
+ * The timeout of an attempt starting at `now`: the attempt timeout, but never
+ * past the deadline (and at least 1 ms).
+ *
+ * @since 0.1.0
+ */
 export const attemptTimeout = (config: RetryConfig, deadlineMs: number, now: number): number =>
   Math.max(1, Math.min(config.attemptTimeoutMs, deadlineMs - now))
 

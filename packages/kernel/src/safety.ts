@@ -2,6 +2,8 @@
  * Retry safety as data: what an error says about running the operation again,
  * and which operations may then run again. No Effect import: every binding
  * shares it.
+ *
+ * @since 0.1.0
  */
 
 /**
@@ -16,13 +18,18 @@
  *   failure, deadlock): safe to run the whole transaction again.
  * - `never`: the same request will fail the same way (constraint violation,
  *   bad input, authentication, missing table).
+ *
+ * @since 0.1.0
  */
 export type RetrySafety = "before-send" | "ambiguous" | "transaction" | "never"
 
 /**
  * What an operation does, which decides whether an `ambiguous` error may be
- * retried. A `query` is a single statement (its own implicit transaction); a
- * `transaction` is a whole interactive transaction function.
+ * retried. A `read` or `write` is a single statement (its own implicit
+ * transaction); an `idempotent-write` is a write the caller declares safe to
+ * repeat; a `transaction` is a whole interactive transaction function.
+ *
+ * @since 0.1.0
  */
 export type OperationKind = "read" | "write" | "idempotent-write" | "transaction"
 
@@ -36,6 +43,8 @@ const neutralMethods = /^\$(on|connect|disconnect|extends|use)$/
  * `$queryRaw`): reads are retried after ambiguous errors; anything else is a
  * write, which is not, unless the caller declares it idempotent. Raw SQL is
  * a read only when its text is a plain SELECT (see `kindOfCall`).
+ *
+ * @since 0.1.0
  */
 export const kindOfMethod = (method: string): OperationKind => (readMethods.test(method) ? "read" : "write")
 
@@ -61,7 +70,11 @@ const sqlText = (args: ReadonlyArray<unknown>): string | undefined => {
   return undefined
 }
 
-/** Whether raw SQL is a plain read: one SELECT (or WITH/VALUES/TABLE/SHOW) that writes nothing. */
+/**
+ * Whether raw SQL is a plain read: one SELECT (or WITH/VALUES/TABLE/SHOW) that writes nothing.
+ *
+ * @since 0.1.0
+ */
 export const isPlainRead = (sql: string): boolean => {
   const statement = sql.replace(leadingNoise, "")
   const body = statement.replace(/;\s*$/, "").replace(/\bfor\s+(no\s+key\s+)?update\b/gi, "")
@@ -72,6 +85,19 @@ export const isPlainRead = (sql: string): boolean => {
  * The kind of one call a query function makes on the client: `undefined` for
  * a call that sends nothing (`$on`, `$connect`). Raw SQL that is not a plain
  * SELECT is a write: `$queryRaw` runs `INSERT … RETURNING` as well.
+ *
+ * @example
+ * ```ts
+ * import { kindOfCall } from "@prisma-resilience/kernel"
+ *
+ * kindOfCall("purchaseOrder.findMany", [{}])                                       // "read"
+ * kindOfCall("purchaseOrder.create", [{ data: {} }])                               // "write"
+ * kindOfCall("$queryRawUnsafe", ["SELECT * FROM purchase_order WHERE id = $1", 1]) // "read"
+ * kindOfCall("$queryRawUnsafe", ["INSERT INTO audit DEFAULT VALUES RETURNING id"]) // "write"
+ * kindOfCall("$connect", [])                                                       // undefined
+ * ```
+ *
+ * @since 0.1.0
  */
 export const kindOfCall = (method: string, args: ReadonlyArray<unknown>): "read" | "write" | undefined => {
   if (readMethods.test(method)) return "read"
@@ -86,6 +112,19 @@ export const kindOfCall = (method: string, args: ReadonlyArray<unknown>): "read"
 /**
  * Whether running an operation of `kind` again after an error of `safety` can
  * neither duplicate a write nor repeat half a transaction.
+ *
+ * @example
+ * ```ts
+ * import { isSafeToRetry } from "@prisma-resilience/kernel"
+ *
+ * isSafeToRetry("before-send", "write")          // true: the server never saw it
+ * isSafeToRetry("ambiguous", "read")             // true
+ * isSafeToRetry("ambiguous", "write")            // false: the INSERT may have committed
+ * isSafeToRetry("ambiguous", "idempotent-write") // true: declared safe to repeat
+ * isSafeToRetry("never", "read")                 // false
+ * ```
+ *
+ * @since 0.1.0
  */
 export const isSafeToRetry = (safety: RetrySafety, kind: OperationKind): boolean => {
   switch (safety) {

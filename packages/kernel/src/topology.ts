@@ -3,10 +3,16 @@
  * `target_session_attrs` over a multi-host connection string) and which
  * replica may serve an opted-in read. Synchronous and free of any Effect
  * import; the layer probes the nodes and feeds the answers in.
+ *
+ * @since 0.1.0
  */
 import { parseMultiHost, type TargetSessionAttrs } from "./connectionString.js"
 
-/** What a probe of one node found. */
+/**
+ * What a probe of one node found.
+ *
+ * @since 0.1.0
+ */
 export interface Probe {
   /** `pg_is_in_recovery()`: a standby, or a primary being demoted */
   readonly inRecovery: boolean
@@ -32,6 +38,8 @@ export interface Probe {
  * undefined. A client factory that ignores `pool.connectionString` (spreading
  * its own URL after `pool`) connects every node to one server, and failover
  * then cannot reach the new writer: this is how that shows.
+ *
+ * @since 0.1.0
  */
 export const sameServer = (probes: ReadonlyArray<Probe | undefined>): readonly [number, number] | undefined => {
   const seen = new Map<string, number>()
@@ -45,9 +53,19 @@ export const sameServer = (probes: ReadonlyArray<Probe | undefined>): readonly [
   return undefined
 }
 
+/**
+ * What a node is to the layer: the writer (`primary`), a node in recovery
+ * (`replica`), one whose probe failed (`unreachable`), or not yet probed.
+ *
+ * @since 0.1.0
+ */
 export type Role = "primary" | "replica" | "unreachable" | "unknown"
 
-/** One node as the layer last saw it. */
+/**
+ * One node as the layer last saw it.
+ *
+ * @since 0.1.0
+ */
 export interface NodeState {
   /** `host:port`: no credentials */
   readonly name: string
@@ -60,6 +78,11 @@ export interface NodeState {
   readonly error: string | undefined
 }
 
+/**
+ * The role a probe says a node has; undefined (no answer) is `unreachable`.
+ *
+ * @since 0.1.0
+ */
 export const roleOf = (probe: Probe | undefined): Role =>
   probe === undefined ? "unreachable" : probe.inRecovery ? "replica" : "primary"
 
@@ -70,9 +93,20 @@ export const roleOf = (probe: Probe | undefined): Role =>
  * one is a reason to look for the writer again.
  */
 const wrongNode: ReadonlySet<string> = new Set(["25006", "57P01", "57P02", "57P03"])
+
+/**
+ * Whether `code` says the node is not (or no longer) the writer (see above):
+ * a reason to look for the writer again.
+ *
+ * @since 0.1.0
+ */
 export const isWrongNode = (code: string | undefined): boolean => code !== undefined && wrongNode.has(code)
 
-/** Whether a node with `probe` is acceptable for `attrs`, libpq's meaning. */
+/**
+ * Whether a node with `probe` is acceptable for `attrs`, libpq's meaning.
+ *
+ * @since 0.1.0
+ */
 export const accepts = (attrs: TargetSessionAttrs, probe: Probe): boolean => {
   switch (attrs) {
     case "any":
@@ -93,6 +127,8 @@ export const accepts = (attrs: TargetSessionAttrs, probe: Probe): boolean => {
  * The node to connect to, given each host's probe in list order (undefined:
  * unreachable): the first acceptable one, as libpq does; `prefer-standby`
  * takes a standby first and any node otherwise.
+ *
+ * @since 0.1.0
  */
 export const choose = (attrs: TargetSessionAttrs, probes: ReadonlyArray<Probe | undefined>): number | undefined => {
   if (attrs === "prefer-standby") {
@@ -103,10 +139,19 @@ export const choose = (attrs: TargetSessionAttrs, probes: ReadonlyArray<Probe | 
   return index === -1 ? undefined : index
 }
 
-/** Whether the writer must be checked, not just reached: `read-write` and `primary`. */
+/**
+ * Whether the writer must be checked, not just reached: `read-write` and `primary`.
+ *
+ * @since 0.1.0
+ */
 export const needsWriter = (attrs: TargetSessionAttrs): boolean => attrs === "read-write" || attrs === "primary"
 
-/** The connection string's nodes, or undefined for a plain single-host string (which is used as it is). */
+/**
+ * The connection string's nodes, as `plan` reads them (it gives none for a
+ * plain single-host string, which is used as it is).
+ *
+ * @since 0.1.0
+ */
 export interface Plan {
   readonly hosts: ReadonlyArray<string>
   readonly targetSessionAttrs: TargetSessionAttrs
@@ -124,6 +169,8 @@ const hasHostList = (url: string) => {
  * `target_session_attrs`; a plain string gets none, so that a single-host
  * setup connects exactly as it always did. Throws `ConnectionStringError`
  * (whose message never holds the string) for a malformed one.
+ *
+ * @since 0.1.0
  */
 export const plan = (url: string): Plan | undefined => {
   if (!hasHostList(url) && !/[?&]target_session_attrs=/.test(url)) return undefined
@@ -138,7 +185,11 @@ export const plan = (url: string): Plan | undefined => {
 const nodeName = ({ host, port }: { readonly host: string; readonly port: number }) =>
   `${host.includes(":") ? `[${host}]` : host}:${port}`
 
-/** The `host:port` of a single-host connection string, never its credentials. */
+/**
+ * The `host:port` of a single-host connection string, never its credentials.
+ *
+ * @since 0.1.0
+ */
 export const nameOf = (url: string): string => {
   const parsed = parseMultiHost(url)
   if (parsed.hosts.length !== 1) throw new RangeError(`a replica URL names ${parsed.hosts.length} hosts, not one`)
@@ -149,14 +200,24 @@ export const nameOf = (url: string): string => {
  * `DATABASE_REPLICA_URLS`: connection strings separated by whitespace or by
  * commas before the next `postgres://` (a comma inside a string is its host
  * list).
+ *
+ * @since 0.1.0
  */
 export const splitUrls = (text: string): ReadonlyArray<string> =>
   text.split(/\s+|,(?=\s*postgres(?:ql)?:\/\/)/).map((part) => part.trim()).filter((part) => part !== "")
 
-/** Why an opted-in read went where it went (`db_replica_routing_total`'s `reason`). */
+/**
+ * Why an opted-in read went where it went (`db_replica_routing_total`'s `reason`).
+ *
+ * @since 0.1.0
+ */
 export type RoutingReason = "healthy" | "no_replica" | "lag" | "unavailable" | "read_your_writes" | "fallback"
 
-/** A replica as routing sees it. */
+/**
+ * A replica as routing sees it.
+ *
+ * @since 0.1.0
+ */
 export interface Candidate {
   readonly state: NodeState
   /** whether its circuit breaker lets an attempt through now */
@@ -165,6 +226,13 @@ export interface Candidate {
   readonly lagMs: number | undefined
 }
 
+/**
+ * The limits of replica routing: the lag limit (`DB_REPLICA_MAX_LAG_MS`) and
+ * how old a replica's last probe may be (the layer derives it from the check
+ * interval).
+ *
+ * @since 0.1.0
+ */
 export interface RoutingConfig {
   /** a replica further behind gets no reads */
   readonly maxLagMs: number
@@ -177,6 +245,8 @@ export interface RoutingConfig {
  * over those that are replicas now, were probed recently, are within the lag
  * limit and whose breaker admits; or says why none is. A replica whose lag
  * cannot be told counts as too far behind.
+ *
+ * @since 0.1.0
  */
 export const pickReplica = (
   candidates: ReadonlyArray<Candidate>,
@@ -225,7 +295,11 @@ export const pickReplica = (
 // within one writer's history, so a new writer (a failover) or a position
 // that went back (a rebuilt node) starts the history over.
 
-/** A `pg_lsn` ("16/B374D848") as a byte position; undefined for anything else. */
+/**
+ * A `pg_lsn` ("16/B374D848") as a byte position; undefined for anything else.
+ *
+ * @since 0.1.0
+ */
 export const parseLsn = (text: string | null | undefined): bigint | undefined => {
   const match = typeof text === "string" ? /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(text) : null
   return match === null ? undefined : (BigInt(`0x${match[1]}`) << 32n) + BigInt(`0x${match[2]}`)
@@ -244,6 +318,8 @@ const LONG_PAGE_HEADER = 40n
  * insert position (not `pg_current_wal_lsn()`, the write position) is used so
  * that a commit acknowledged before its WAL was written
  * (`synchronous_commit = off`) is still inside it.
+ *
+ * @since 0.1.0
  */
 export const walEnd = (insertLsn: bigint, blockSize: number, segmentSize: number): bigint => {
   const inSegment = insertLsn % BigInt(segmentSize)
@@ -254,19 +330,31 @@ export const walEnd = (insertLsn: bigint, blockSize: number, segmentSize: number
   return insertLsn
 }
 
-/** The writer's WAL end at a moment (the layer's clock). */
+/**
+ * The writer's WAL end at a moment (the layer's clock).
+ *
+ * @since 0.1.0
+ */
 export interface WriterSample {
   readonly at: number
   readonly lsn: bigint
 }
 
-/** One writer's samples, oldest first, both `at` and `lsn` strictly increasing. */
+/**
+ * One writer's samples, oldest first, both `at` and `lsn` strictly increasing.
+ *
+ * @since 0.1.0
+ */
 export interface WriterHistory {
   readonly node: string
   readonly samples: ReadonlyArray<WriterSample>
 }
 
-/** How many samples a history keeps: a replica behind all of them has a lag that cannot be told. */
+/**
+ * How many samples a history keeps: a replica behind all of them has a lag that cannot be told.
+ *
+ * @since 0.1.0
+ */
 export const HISTORY_LIMIT = 1024
 
 /**
@@ -274,6 +362,8 @@ export const HISTORY_LIMIT = 1024
  * whose position went back, starts a new history; an older sample than the
  * newest (probes that overlapped) adds nothing; the same position seen again
  * moves the newest sample's time forward, so an idle writer keeps one.
+ *
+ * @since 0.1.0
  */
 export const recordWriter = (
   history: WriterHistory | undefined,
@@ -290,7 +380,11 @@ export const recordWriter = (
   return { node, samples: samples.length > limit ? samples.slice(samples.length - limit) : samples }
 }
 
-/** The time of the newest sample at or before `replayLsn`: everything acknowledged before it is replayed. */
+/**
+ * The time of the newest sample at or before `replayLsn`: everything acknowledged before it is replayed.
+ *
+ * @since 0.1.0
+ */
 export const replayedAt = (history: WriterHistory, replayLsn: bigint): number | undefined => {
   const { samples } = history
   let lo = 0
@@ -313,6 +407,8 @@ export const replayedAt = (history: WriterHistory, replayLsn: bigint): number | 
  * `now`, at most; undefined when that cannot be told: no writer history, no
  * writer sample within `staleMs` (the writer went unreachable), no replay
  * position, or a replica behind every sample kept.
+ *
+ * @since 0.1.0
  */
 export const lagOf = (
   history: WriterHistory | undefined,
@@ -327,13 +423,27 @@ export const lagOf = (
   return at === undefined ? undefined : Math.max(0, now - at)
 }
 
-/** Whether a replica `lagMs` behind may serve reads: `unknown` counts as too far behind. */
+/**
+ * Whether a replica `lagMs` behind may serve reads: `unknown` counts as too far behind.
+ *
+ * @since 0.1.0
+ */
 export type LagState = "within" | "over" | "unknown"
 
+/**
+ * The `LagState` of a replica `lagMs` behind (undefined: cannot be told)
+ * under a limit of `maxLagMs`.
+ *
+ * @since 0.1.0
+ */
 export const lagState = (lagMs: number | undefined, maxLagMs: number): LagState =>
   lagMs === undefined ? "unknown" : lagMs <= maxLagMs ? "within" : "over"
 
-/** The shortest node check interval the lag limit may ask for. */
+/**
+ * The shortest node check interval the lag limit may ask for.
+ *
+ * @since 0.1.0
+ */
 export const MIN_CHECK_INTERVAL_MS = 50
 
 /**
@@ -343,6 +453,8 @@ export const MIN_CHECK_INTERVAL_MS = 50
  * replay trails the writer's newest sample by a moment under write load, is
  * matched to the sample of the check before: up to two intervals behind
  * before the next check catches it up.
+ *
+ * @since 0.1.0
  */
 export const checkIntervalMs = (config: { readonly nodeCheckIntervalMs: number; readonly replicaMaxLagMs: number }, replicas: number): number =>
   replicas === 0
