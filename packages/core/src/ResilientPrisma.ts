@@ -36,6 +36,7 @@ import {
   WarmupError
 } from "./Errors.js"
 import { health, type HealthReport } from "./Health.js"
+import { classificationOf as classificationOfError, toCallerError } from "./internal/adapterErrors.js"
 import { ONE_CALL } from "@prisma-resilience/kernel/recording"
 import { checkConnectionStrings, type ConnectionStrings, missingUrl } from "./internal/connection.js"
 import { kindOfCall, kindOfMethod } from "@prisma-resilience/kernel/safety"
@@ -102,6 +103,27 @@ const reason = (cause: Cause.Cause<unknown>): unknown =>
   Option.getOrElse(Cause.failureOption(cause), () => Cause.squash(cause))
 
 /**
+ * The layer's classification of an error a `createResilientPrisma` call
+ * rejected with: the `DatabaseError` itself, or, for Prisma's own error (P2002,
+ * P2025, a validation error, which reach the caller unchanged), the
+ * `QueryError` the layer classified it as (`safety`, `attempt`, `operation`).
+ * `undefined` for anything else.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await db.user.create({ data })
+ * } catch (e) {
+ *   if (e instanceof Prisma.PrismaClientKnownRequestError && e.code === "P2002") return conflict()
+ *   log(classificationOf(e)?.safety)
+ * }
+ * ```
+ *
+ * @since 0.2.0
+ */
+export const classificationOf: (error: unknown) => DatabaseError | undefined = classificationOfError
+
+/**
  * Resumes a fiber on the spot when the driver's promise settles, instead of
  * queueing it for a later microtask: Effect's default scheduler gives every
  * resumed fiber a task queue of its own, which costs more allocation than the
@@ -129,7 +151,9 @@ class ResumeInPlace implements Scheduler.Scheduler {
 const runner = (runtime: Runtime.Runtime<Database>) => {
   const runFork = Runtime.runFork(Runtime.setFiberRef(runtime, FiberRef.currentScheduler, new ResumeInPlace()))
   return <A, E>(effect: Effect.Effect<A, E, Database>, resolve: (value: A) => void, reject: (reason: unknown) => void) =>
-    runFork(effect).addObserver((exit) => Exit.isSuccess(exit) ? resolve(exit.value) : reject(reason(exit.cause)))
+    runFork(effect).addObserver((exit) =>
+      Exit.isSuccess(exit) ? resolve(exit.value) : reject(toCallerError(reason(exit.cause)))
+    )
 }
 
 // Effect's own tracer: while it is in place nobody collects spans.
