@@ -38,6 +38,31 @@ describe("createResilientPrisma: the client's own API", () => {
     await expect(db.$connect()).resolves.toBeUndefined()
   })
 
+  it("model calls of every kind keep their types: createMany(AndReturn), upsert, updateMany, aggregate, groupBy, deleteMany", async () => {
+    const [a, b] = [unique(), unique()]
+    const many = await db.purchaseOrder.createMany({ data: [{ reference: a, totalCents: 1 }] })
+    expectTypeOf(many).toEqualTypeOf<Prisma.BatchPayload>()
+    expect(many.count).toBe(1)
+    const returned = await db.purchaseOrder.createManyAndReturn({ data: [{ reference: b, totalCents: 2 }] })
+    expectTypeOf(returned).toEqualTypeOf<Array<PurchaseOrder>>()
+    expect(returned[0]?.reference).toBe(b)
+    const upserted = await db.purchaseOrder.upsert({
+      where: { reference: a },
+      create: { reference: a, totalCents: 0 },
+      update: { totalCents: 5 }
+    })
+    expect(upserted.totalCents).toBe(5)
+    const updated = await db.purchaseOrder.updateMany({ where: { reference: { in: [a, b] } }, data: { note: "n" } })
+    expect(updated.count).toBe(2)
+    const sum = await db.purchaseOrder.aggregate({ where: { reference: { in: [a, b] } }, _sum: { totalCents: true } })
+    expectTypeOf(sum._sum.totalCents).toEqualTypeOf<number | null>()
+    expect(sum._sum.totalCents).toBe(7)
+    const groups = await db.purchaseOrder.groupBy({ by: ["note"], where: { reference: { in: [a, b] } }, _count: true })
+    expect(groups).toEqual([{ note: "n", _count: 2 }])
+    const deleted = await db.purchaseOrder.deleteMany({ where: { reference: { in: [a, b] } } })
+    expect(deleted.count).toBe(2)
+  })
+
   it("batch $transaction([…]) runs the calls as one transaction, with their tuple type", async () => {
     const reference = unique()
     const result = await db.$transaction([
