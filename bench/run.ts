@@ -11,6 +11,7 @@ const benchmarks = [
   "query-overhead.ts",
   "success-path.ts",
   "adapter-overhead.ts",
+  "cold-start-import.ts",
   "http.ts",
   "overload.ts",
   "warmup.ts",

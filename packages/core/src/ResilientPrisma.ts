@@ -36,7 +36,9 @@ import {
   WarmupError
 } from "./Errors.js"
 import { health, type HealthReport } from "./Health.js"
+import { classificationOf as classificationOfError, toCallerError } from "./internal/adapterErrors.js"
 import { ONE_CALL } from "@prisma-resilience/kernel/recording"
+import { batchOf, fluent, isFluent, LazyRequest } from "./internal/adapterRequest.js"
 import { checkConnectionStrings, type ConnectionStrings, missingUrl } from "./internal/connection.js"
 import { kindOfCall, kindOfMethod } from "@prisma-resilience/kernel/safety"
 import { redact } from "@prisma-resilience/kernel/redact"
@@ -46,15 +48,39 @@ import * as RetryPolicy from "./RetryPolicy.js"
 /** `Database.layer`'s options; settings not given are read from the `DB_*` variables. */
 export type ResilientPrismaOptions<C extends PrismaClientLike> = LayerOptions<C>
 
+/** Prisma's own options of `$transaction`, batch or interactive. */
+interface PrismaTransactionOptions {
+  readonly maxWait?: number
+  readonly timeout?: number
+  readonly isolationLevel?: TransactionOptions["isolationLevel"]
+}
+
+// The client's `$` methods the adapter serves with the client's own types.
+type ClientMethod =
+  | "$transaction"
+  | "$queryRaw"
+  | "$executeRaw"
+  | "$queryRawUnsafe"
+  | "$executeRawUnsafe"
+  | "$queryRawTyped"
+  | "$extends"
+  | "$on"
+  | "$connect"
+
 /**
- * The client's model delegates with their own signatures, each call one
- * `Database.query`, plus the `$` methods below. A model call is lazy like
- * Prisma's: nothing is sent until it is awaited. Field references (`fields`)
- * and the fluent relation API (`findUnique(…).posts()`) need the client
- * itself: use `$query`.
+ * The client's own type, every call going through the layer: its model
+ * delegates (calls lazy like Prisma's, with the fluent relation API) and its
+ * `$transaction` (batch and interactive, with `timeout`, `maxWait`,
+ * `isolationLevel`), raw queries, `$extends`, `$on`, `$connect`, plus the
+ * layer's `$ready`, `$query`, `$health`. Not served: a model's `fields`
+ * (field references need a client before warm-up). See the README's
+ * compatibility table.
+ *
+ * @since 0.1.0
  */
 export type ResilientPrisma<C extends PrismaClientLike> =
   & { readonly [K in keyof C as K extends `$${string}` ? never : K extends string ? K : never]: Omit<C[K], "fields"> }
+  & Pick<C, Extract<keyof C, ClientMethod>>
   & {
     /**
      * Resolves once warm-up has finished; rejects with its `WarmupError`. After
@@ -63,9 +89,15 @@ export type ResilientPrisma<C extends PrismaClientLike> =
     readonly $ready: () => Promise<WarmupInfo>
     /** `Database.query`: `f` receives the client and returns a Prisma promise. */
     readonly $query: <A>(f: (client: C) => PromiseLike<A>, options?: QueryOptions) => Promise<A>
-    /** `Database.transaction`: run again whole on transaction conflicts. */
-    readonly $transaction: <A>(f: (tx: TransactionClient<C>) => Promise<A>, options?: TransactionOptions) => Promise<A>
-    readonly $queryRaw: C["$queryRaw"]
+    /**
+     * `Database.transaction` with the layer's own options (`idempotent`,
+     * `retry`, `operation`, `replica`) besides Prisma's: run again whole when
+     * the layer knows the attempt was rolled back.
+     */
+    readonly $transaction: <A>(
+      f: (tx: TransactionClient<C>) => Promise<A>,
+      options?: TransactionOptions & PrismaTransactionOptions
+    ) => Promise<A>
     /** `health`, without waiting: rejects with `warming` until warm-up has finished. */
     readonly $health: () => Promise<HealthReport>
     /** Closes the layer's scope: disconnects within `warmup.shutdownTimeoutMs`; every later call rejects. */
@@ -102,6 +134,27 @@ const reason = (cause: Cause.Cause<unknown>): unknown =>
   Option.getOrElse(Cause.failureOption(cause), () => Cause.squash(cause))
 
 /**
+ * The layer's classification of an error a `createResilientPrisma` call
+ * rejected with: the `DatabaseError` itself, or, for Prisma's own error (P2002,
+ * P2025, a validation error, which reach the caller unchanged), the
+ * `QueryError` the layer classified it as (`safety`, `attempt`, `operation`).
+ * `undefined` for anything else.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await db.user.create({ data })
+ * } catch (e) {
+ *   if (e instanceof Prisma.PrismaClientKnownRequestError && e.code === "P2002") return conflict()
+ *   log(classificationOf(e)?.safety)
+ * }
+ * ```
+ *
+ * @since 0.2.0
+ */
+export const classificationOf: (error: unknown) => DatabaseError | undefined = classificationOfError
+
+/**
  * Resumes a fiber on the spot when the driver's promise settles, instead of
  * queueing it for a later microtask: Effect's default scheduler gives every
  * resumed fiber a task queue of its own, which costs more allocation than the
@@ -129,7 +182,9 @@ class ResumeInPlace implements Scheduler.Scheduler {
 const runner = (runtime: Runtime.Runtime<Database>) => {
   const runFork = Runtime.runFork(Runtime.setFiberRef(runtime, FiberRef.currentScheduler, new ResumeInPlace()))
   return <A, E>(effect: Effect.Effect<A, E, Database>, resolve: (value: A) => void, reject: (reason: unknown) => void) =>
-    runFork(effect).addObserver((exit) => Exit.isSuccess(exit) ? resolve(exit.value) : reject(reason(exit.cause)))
+    runFork(effect).addObserver((exit) =>
+      Exit.isSuccess(exit) ? resolve(exit.value) : reject(toCallerError(reason(exit.cause)))
+    )
 }
 
 // Effect's own tracer: while it is in place nobody collects spans.
@@ -215,41 +270,6 @@ const healthFailure = (reason: HealthFailureReason, message: string, cause?: Dat
 }
 
 /**
- * A Prisma-style promise: the request starts on the first `then`, so a model
- * call that is never awaited sends nothing and cannot reject unobserved. It
- * holds the query and sends it itself rather than through a closure: one
- * allocation fewer on every call.
- */
-class LazyRequest<C, A> implements PromiseLike<A> {
-  get [Symbol.toStringTag]() {
-    return "PrismaPromise" as const
-  }
-  #started: Promise<A> | undefined
-  constructor(
-    private readonly send: <B>(f: (client: C) => PromiseLike<B>, options: QueryOptions) => Promise<B>,
-    private readonly f: (client: C) => PromiseLike<A>,
-    private readonly options: QueryOptions
-  ) {}
-  #start(): Promise<A> {
-    return this.#started ??= this.send(this.f, this.options)
-  }
-  then<R1 = A, R2 = never>(
-    onfulfilled?: ((value: A) => R1 | PromiseLike<R1>) | null,
-    onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null
-  ): Promise<R1 | R2> {
-    return this.#start().then(onfulfilled, onrejected)
-  }
-  catch<R = never>(onrejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<A | R> {
-    return this.then(undefined, onrejected)
-  }
-  finally(onfinally?: (() => void) | null): Promise<A> {
-    return this.#start().finally(onfinally)
-  }
-}
-
-type Method = (...args: Array<unknown>) => PromiseLike<unknown>
-
-/**
  * The layer's life for Promise callers: warm-up generations (a failed one is
  * replaced by the next call, at most once per `backoffMaxMs`), the wait for
  * warm-up within a call's budget, and closing.
@@ -260,9 +280,19 @@ class Lifecycle<C extends PrismaClientLike> {
   current: Generation<C>
   constructor(
     private readonly layer: Layer.Layer<Database, WarmupError | RetryConfigError>,
-    readonly settings: Settings
+    readonly settings: Settings,
+    readonly on: (event: string, listener: (event: unknown) => void) => void
   ) {
     this.current = this.start()
+  }
+
+  ready(): Promise<WarmupInfo> {
+    if (this.closed) return Promise.reject(disconnected("$ready"))
+    return this.generation().settled.then((outcome) => {
+      if (this.closed) throw disconnected("$ready")
+      if (outcome._tag === "Failed") throw outcome.error
+      return outcome.service.warmup
+    })
   }
 
   start(): Generation<C> {
@@ -370,9 +400,12 @@ class Lifecycle<C extends PrismaClientLike> {
   }
 }
 
+/** How a view reaches its client: the base client, or one `$extends` chain over it. */
+type MapClient = ((client: any) => any) | undefined
+
 /** A model's delegate: each method call one lazy request of exactly one call, built once per method. */
-const modelView = <C extends PrismaClientLike>(life: Lifecycle<C>, model: string) => {
-  const methods = new Map<string, Method>()
+const modelView = <C extends PrismaClientLike>(life: Lifecycle<C>, model: string, map: MapClient) => {
+  const methods = new Map<string, (...args: Array<unknown>) => LazyRequest<unknown>>()
   return new Proxy({}, {
     get(_, method) {
       if (typeof method !== "string" || method === "then" || method === "fields") return undefined
@@ -381,12 +414,11 @@ const modelView = <C extends PrismaClientLike>(life: Lifecycle<C>, model: string
         // Built once per model and method: a call allocates only its request.
         const name = `${model}.${method}`
         const queryOptions = { operation: name, [ONE_CALL]: kindOfMethod(name) } as QueryOptions
-        call = (...args) =>
-          new LazyRequest(
-            life.query,
-            (client: C) => (client as unknown as Record<string, Record<string, Method>>)[model]![method]!(...args),
-            queryOptions
-          )
+        const withFluent = isFluent(method)
+        call = (...args) => {
+          const request = new LazyRequest(life.query, (client) => client[model][method](...args), queryOptions, map)
+          return withFluent ? fluent(request) : request
+        }
         methods.set(method, call)
       }
       return call
@@ -394,50 +426,97 @@ const modelView = <C extends PrismaClientLike>(life: Lifecycle<C>, model: string
   })
 }
 
-/** The `$` methods of the adapter. */
-const methodsOf = <C extends PrismaClientLike>(life: Lifecycle<C>) => ({
-  $ready: (): Promise<WarmupInfo> => {
-    if (life.closed) return Promise.reject(disconnected("$ready"))
-    return life.generation().settled.then((outcome) => {
-      if (life.closed) throw disconnected("$ready")
-      if (outcome._tag === "Failed") throw outcome.error
-      return outcome.service.warmup
-    })
-  },
-  $query: <A>(f: (client: C) => PromiseLike<A>, queryOptions?: QueryOptions) => life.query(f, queryOptions),
-  $transaction: <A>(f: (tx: TransactionClient<C>) => Promise<A>, txOptions?: TransactionOptions) =>
-    life.request(txOptions?.operation ?? "$transaction", txOptions?.retry, (warm, deadlineMs) =>
-      warm.run(within(warm.service.transaction(f, txOptions), deadlineMs))),
-  $queryRaw: (...args: Array<unknown>) =>
-    new LazyRequest(life.query, (client: C) => (client.$queryRaw as unknown as Method)(...args), {
-      operation: "$queryRaw",
-      [ONE_CALL]: kindOfCall("$queryRaw", args) ?? "write"
-    } as QueryOptions),
+/** A raw query method (`$queryRaw`, `$executeRawUnsafe`, …): a read only when its SQL is one. */
+const rawMethod = (life: Lifecycle<any>, name: string, map: MapClient) => (...args: Array<unknown>) =>
+  new LazyRequest(life.query, (client) => client[name](...args), {
+    operation: name,
+    [ONE_CALL]: kindOfCall(name, args) ?? "write"
+  } as QueryOptions, map)
+
+/**
+ * Prisma's `$transaction` options as the layer's: `timeout` bounds each
+ * attempt (`retry.attemptTimeoutMs`) and, when longer than the request budget,
+ * raises the budget to it, so that one attempt of the length asked for fits;
+ * `maxWait` and `isolationLevel` pass to Prisma unchanged.
+ */
+const transactionOptions = (
+  settings: Settings,
+  options: (TransactionOptions & PrismaTransactionOptions) | undefined
+): TransactionOptions | undefined => {
+  const timeout = options?.timeout
+  if (timeout === undefined) return options
+  const budget = options?.retry?.requestBudgetMs ?? settings.retry.requestBudgetMs
+  return {
+    ...options,
+    retry: { ...options?.retry, attemptTimeoutMs: timeout, requestBudgetMs: Math.max(budget, timeout) }
+  }
+}
+
+/** `$transaction`: a batch of this client's calls as one transaction, or an interactive one. */
+const transactionOf = <C extends PrismaClientLike>(life: Lifecycle<C>) =>
+(
+  f: ((tx: any) => Promise<unknown>) | ReadonlyArray<unknown>,
+  given?: TransactionOptions & PrismaTransactionOptions
+): Promise<unknown> => {
+  let options = transactionOptions(life.settings, given)
+  let run: (tx: any) => Promise<unknown>
+  if (Array.isArray(f)) {
+    let batch: ReturnType<typeof batchOf>
+    try {
+      batch = batchOf(f)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    run = batch.run
+    // All reads: running them again can change nothing.
+    options = { operation: "$transaction([…])", ...options, idempotent: options?.idempotent ?? batch.reads }
+  } else {
+    run = f as (tx: any) => Promise<unknown>
+  }
+  return life.request(options?.operation ?? "$transaction", options?.retry, (warm, deadlineMs) =>
+    warm.run(within(warm.service.transaction(run, options), deadlineMs)))
+}
+
+/** The `$` methods of one view of the adapter: the base client's, or an `$extends` chain's. */
+const methodsOf = <C extends PrismaClientLike>(life: Lifecycle<C>, map: MapClient) => ({
+  $ready: (): Promise<WarmupInfo> => life.ready(),
+  $connect: (): Promise<void> => life.ready().then(() => undefined),
+  $query: <A>(f: (client: C) => PromiseLike<A>, queryOptions?: QueryOptions) =>
+    life.query(map === undefined ? f : (client) => f(map(client)), queryOptions),
+  // The layer runs transactions on its base client: on an `$extends` view,
+  // the transaction client is the base client's (see the README's table).
+  $transaction: transactionOf(life),
+  $queryRaw: rawMethod(life, "$queryRaw", map),
+  $executeRaw: rawMethod(life, "$executeRaw", map),
+  $queryRawUnsafe: rawMethod(life, "$queryRawUnsafe", map),
+  $executeRawUnsafe: rawMethod(life, "$executeRawUnsafe", map),
+  $queryRawTyped: rawMethod(life, "$queryRawTyped", map),
+  $on: (event: string, listener: (event: unknown) => void): void => life.on(event, listener),
+  $extends: (extension: unknown) => viewOf(life, extended(map, extension)),
   $health: (): Promise<HealthReport> => life.health(),
   $disconnect: (): Promise<void> => life.disconnect()
 })
 
 /**
- * The `Database` layer for Promise code: model calls with Prisma's shape (lazy,
- * each one request through the layer), `$query`, `$transaction`, `$queryRaw`,
- * `$ready`, `$health` and `$disconnect`. Settings not given are read as
- * `layerConfig` reads them (DATABASE_URL, DATABASE_REPLICA_URLS, `DB_*`) and
- * checked now: a bad one throws here.
- *
- * @example
- * ```ts
- * const db = createResilientPrisma({ client: (pool) => new PrismaClient({ adapter: new PrismaPg(pool) }) })
- * const order = await db.purchaseOrder.findUnique({ where: { id } })
- * ```
- *
- * @since 0.1.0
+ * `map` followed by `$extends(extension)`, built once per client: Prisma's
+ * `$extends` makes a new client object each time, and a call should not.
  */
-export const createResilientPrisma = <C extends PrismaClientLike>(
-  options: ResilientPrismaOptions<C>
-): ResilientPrisma<C> => {
-  const settings = settingsOf(options)
-  const life = new Lifecycle<C>(Database.layer({ ...options, ...settings }), settings)
-  const methods = methodsOf(life)
+const extended = (map: MapClient, extension: unknown): MapClient => {
+  const clients = new WeakMap<object, unknown>()
+  return (client) => {
+    const base = map === undefined ? client : map(client)
+    let result = clients.get(base)
+    if (result === undefined) {
+      result = base.$extends(extension)
+      clients.set(base, result)
+    }
+    return result
+  }
+}
+
+/** The adapter's client object: the `$` methods, and a model view for every other name. */
+const viewOf = <C extends PrismaClientLike>(life: Lifecycle<C>, map: MapClient): ResilientPrisma<C> => {
+  const methods = methodsOf(life, map)
   const models = new Map<string, object>()
   return new Proxy(methods, {
     get(target, key) {
@@ -446,10 +525,55 @@ export const createResilientPrisma = <C extends PrismaClientLike>(
       }
       let model = models.get(key)
       if (model === undefined) {
-        model = modelView(life, key)
+        model = modelView(life, key, map)
         models.set(key, model)
       }
       return model
     }
   }) as unknown as ResilientPrisma<C>
+}
+
+/**
+ * The `Database` layer for Promise code, with the client's own API: model
+ * calls (lazy, each one request through the layer, with the fluent relation
+ * API), batch and interactive `$transaction`, raw queries, `$extends`, `$on`,
+ * `$connect`, plus `$query`, `$ready`, `$health` and `$disconnect`. Prisma's
+ * own answers (P2002, P2025, validation) reject with Prisma's error object
+ * (see `classificationOf`). Settings not given are read as `layerConfig`
+ * reads them (DATABASE_URL, DATABASE_REPLICA_URLS, `DB_*`) and checked now: a
+ * bad one throws here.
+ *
+ * @example
+ * ```ts
+ * const db = createResilientPrisma({ client: (pool) => new PrismaClient({ adapter: new PrismaPg(pool) }) })
+ * const order = await db.purchaseOrder.findUnique({ where: { id } })
+ * const [a, b] = await db.$transaction([db.user.count(), db.post.count()])
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const createResilientPrisma = <C extends PrismaClientLike>(
+  options: ResilientPrismaOptions<C>
+): ResilientPrisma<C> => {
+  const settings = settingsOf(options)
+  const listeners: Array<readonly [string, (event: unknown) => void]> = []
+  const clients = new Set<C>()
+  // Every client the layer builds gets the `$on` listeners registered so far;
+  // one registered later is added to the clients already built.
+  const client = (pool: Parameters<typeof options.client>[0]): C => {
+    const built = options.client(pool)
+    for (const [event, listener] of listeners) onOf(built)?.(event, listener)
+    clients.add(built)
+    return built
+  }
+  const life = new Lifecycle<C>(Database.layer({ ...options, ...settings, client }), settings, (event, listener) => {
+    listeners.push([event, listener])
+    for (const built of clients) onOf(built)?.(event, listener)
+  })
+  return viewOf(life, undefined)
+}
+
+const onOf = (client: unknown) => {
+  const on = (client as { $on?: (event: string, listener: (event: unknown) => void) => void }).$on
+  return typeof on === "function" ? on.bind(client) : undefined
 }

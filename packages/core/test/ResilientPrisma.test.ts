@@ -5,6 +5,7 @@ import {
   ConnectionError,
   createResilientPrisma,
   type PrismaClientLike,
+  classificationOf,
   QueryError,
   RetryConfigError,
   TimeoutError
@@ -168,6 +169,22 @@ describe("createResilientPrisma calls", () => {
     expect(error).toBeInstanceOf(QueryError)
     expect(error).toMatchObject({ code: "P2002", attempt: 1 })
     expect(calls).toBe(1)
+    await db.$disconnect()
+  })
+
+  it("a non-retryable Prisma error rejects as itself, its QueryError readable through classificationOf", async () => {
+    class PrismaClientKnownRequestError extends Error {
+      override name = "PrismaClientKnownRequestError"
+      code = "P2002"
+      meta = { target: ["reference"] }
+      clientVersion = "7"
+    }
+    const unique = new PrismaClientKnownRequestError("Unique constraint failed")
+    const db = createResilientPrisma({ url: fakeUrl, client: clientWith(() => Promise.reject(unique)), ...options })
+    const error = await db.order.findUnique().then(() => undefined, (e: unknown) => e)
+    expect(error).toBe(unique)
+    expect(classificationOf(error)).toBeInstanceOf(QueryError)
+    expect(classificationOf(error)).toMatchObject({ code: "P2002", attempt: 1, safety: "never", cause: unique })
     await db.$disconnect()
   })
 

@@ -1,6 +1,7 @@
 // The Promise adapter against a real PostgreSQL: the same layer as the Effect
 // API, reached from ordinary async code.
 import {
+  classificationOf,
   ConnectionError,
   createResilientPrisma,
   HealthError,
@@ -11,7 +12,7 @@ import {
   WarmupError
 } from "@prisma-resilience/core"
 import { freePort, startProxy, type TcpProxy } from "@prisma-resilience/devdb"
-import { makePrismaClient, poolStats, type PrismaClient, type PurchaseOrder } from "../fixture/client.js"
+import { makePrismaClient, poolStats, Prisma, type PrismaClient, type PurchaseOrder } from "../fixture/client.js"
 import { Effect, Metric, MetricLabel } from "effect"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, expectTypeOf, inject, it } from "vitest"
@@ -121,8 +122,9 @@ describe("createResilientPrisma against a real PostgreSQL", () => {
     expect(db.purchaseOrder.findMany).toBe(db.purchaseOrder.findMany)
     // @ts-expect-error field references need the client itself ($query)
     expect(db.purchaseOrder.fields).toBeUndefined()
-    // @ts-expect-error only the adapter's own $ methods exist
-    expect(db.$connect).toBeUndefined()
+    // A `$` name the client does not have is not invented.
+    // @ts-expect-error not a Prisma Client method
+    expect(db.$nothing).toBeUndefined()
   })
 
   it("model calls are lazy like Prisma's: nothing is sent until the call is awaited", async () => {
@@ -150,21 +152,45 @@ describe("createResilientPrisma against a real PostgreSQL", () => {
     expect(attempts("it.list", 1, "success") - listBefore).toBe(1)
   })
 
-  it("a unique violation rejects with the QueryError itself: P2002 on attempt 1, never a second attempt", async () => {
+  it("a unique violation rejects with Prisma's own error (instanceof, code, meta), classified as QueryError on attempt 1, never retried", async () => {
     const reference = unique()
     await db.purchaseOrder.create({ data: { reference, totalCents: 1 } })
     const secondBefore = attempts("purchaseOrder.create", 2, "QueryError")
     const error = await rejection(db.purchaseOrder.create({ data: { reference, totalCents: 1 } }))
-    expect(error).toBeInstanceOf(QueryError)
-    expect(error).toBeInstanceOf(Error)
-    expect(error).toMatchObject({
+    expect(error).toBeInstanceOf(Prisma.PrismaClientKnownRequestError)
+    expect(error).toMatchObject({ code: "P2002" })
+    expect((error as Prisma.PrismaClientKnownRequestError).meta).toBeDefined()
+    const classified = classificationOf(error)
+    expect(classified).toBeInstanceOf(QueryError)
+    expect(classified).toMatchObject({
       _tag: "QueryError",
       code: "P2002",
       safety: "never",
       operation: "purchaseOrder.create",
-      attempt: 1
+      attempt: 1,
+      cause: error
     })
     expect(attempts("purchaseOrder.create", 2, "QueryError") - secondBefore).toBe(0)
+  })
+
+  it("a missing row (P2025) and a validation error reject with Prisma's own error classes", async () => {
+    const missing = await rejection(db.purchaseOrder.update({ where: { reference: unique() }, data: { totalCents: 2 } }))
+    expect(missing).toBeInstanceOf(Prisma.PrismaClientKnownRequestError)
+    expect(missing).toMatchObject({ code: "P2025" })
+    expect(classificationOf(missing)).toMatchObject({ _tag: "QueryError", code: "P2025", safety: "never" })
+    const invalid = await rejection(
+      db.purchaseOrder.create({ data: { reference: unique(), totalCents: "x" } } as never)
+    )
+    expect(invalid).toBeInstanceOf(Prisma.PrismaClientValidationError)
+    expect(classificationOf(invalid)).toMatchObject({ _tag: "QueryError", safety: "never" })
+  })
+
+  it("a failure the layer creates stays its typed error: classificationOf returns it", async () => {
+    const closed = resilient(url)
+    await closed.$disconnect()
+    const error = await rejection(closed.purchaseOrder.count())
+    expect(error).toBeInstanceOf(ConnectionError)
+    expect(classificationOf(error)).toBe(error)
   })
 
   it("a before-send failure is retried: a query function that fails once succeeds on attempt 2", async () => {
