@@ -435,21 +435,17 @@ const rawMethod = (life: Lifecycle<any>, name: string, map: MapClient) => (...ar
 
 /**
  * Prisma's `$transaction` options as the layer's: `timeout` bounds each
- * attempt (`retry.attemptTimeoutMs`) and, when longer than the request budget,
- * raises the budget to it, so that one attempt of the length asked for fits;
+ * attempt (`retry.attemptTimeoutMs`), never past the request's budget (a
+ * request ends within its budget whatever a call asks: give
+ * `retry.requestBudgetMs` too for a transaction that needs longer);
  * `maxWait` and `isolationLevel` pass to Prisma unchanged.
  */
 const transactionOptions = (
-  settings: Settings,
   options: (TransactionOptions & PrismaTransactionOptions) | undefined
 ): TransactionOptions | undefined => {
   const timeout = options?.timeout
   if (timeout === undefined) return options
-  const budget = options?.retry?.requestBudgetMs ?? settings.retry.requestBudgetMs
-  return {
-    ...options,
-    retry: { ...options?.retry, attemptTimeoutMs: timeout, requestBudgetMs: Math.max(budget, timeout) }
-  }
+  return { ...options, retry: { ...options?.retry, attemptTimeoutMs: timeout } }
 }
 
 /** `$transaction`: a batch of this client's calls as one transaction, or an interactive one. */
@@ -458,7 +454,7 @@ const transactionOf = <C extends PrismaClientLike>(life: Lifecycle<C>) =>
   f: ((tx: any) => Promise<unknown>) | ReadonlyArray<unknown>,
   given?: TransactionOptions & PrismaTransactionOptions
 ): Promise<unknown> => {
-  let options = transactionOptions(life.settings, given)
+  let options = transactionOptions(given)
   let run: (tx: any) => Promise<unknown>
   if (Array.isArray(f)) {
     let batch: ReturnType<typeof batchOf>

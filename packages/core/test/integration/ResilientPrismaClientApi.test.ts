@@ -115,6 +115,11 @@ describe("createResilientPrisma: the client's own API", () => {
     await expect(db.$transaction(slow, { timeout: 4000 })).resolves.toBe("done")
     const cut = await rejection(db.$transaction(slow, { ...once, timeout: 300 }))
     expect(cut).toBeInstanceOf(TimeoutError)
+    // a timeout longer than the request's budget does not stretch the budget
+    const started = performance.now()
+    const overBudget = await rejection(db.$transaction(slow, { retry: { delaysMs: [], requestBudgetMs: 800 }, timeout: 4000 }))
+    expect(overBudget).toBeInstanceOf(TimeoutError)
+    expect(performance.now() - started).toBeLessThan(800 + 300)
   })
 
   it("$executeRaw, $queryRawUnsafe and $executeRawUnsafe run through the layer, each one named request", async () => {
