@@ -25,8 +25,8 @@ import {
 } from "effect"
 import type * as CircuitBreaker from "@prisma-resilience/kernel/circuitBreaker"
 import { meteredBreaker } from "./internal/meteredGuards.js"
-import { serverLimits } from "@prisma-resilience/kernel/settings"
-import { config, connectionConfig, defaults, resolveSettings } from "./DatabaseConfig.js"
+import { overlay, serverLimits } from "@prisma-resilience/kernel/settings"
+import { config, connectionConfig, defaults } from "./DatabaseConfig.js"
 import type {
   DatabaseService,
   DatabaseState,
@@ -266,7 +266,7 @@ const makeWith = <C extends PrismaClientLike>(
 const make = <C extends PrismaClientLike>(
   options: LayerOptions<C>
 ): Effect.Effect<DatabaseService<C>, WarmupError | RetryConfigError, Scope.Scope> =>
-  makeWith(options, resolveSettings(options, defaults), options.name ?? defaultName)
+  makeWith(options, overlay(defaults, options), options.name ?? defaultName)
 
 // `make`, with the settings not given read through `Config` (the `DB_*` variables).
 const makeConfig = <C extends PrismaClientLike>(
@@ -279,7 +279,7 @@ const makeConfig = <C extends PrismaClientLike>(
       replicaUrls: options.replicaUrls ?? Option.toArray(connection.replicaUrls)
     }
     if (withUrls.url === undefined) return Effect.fail(missingUrl())
-    return makeWith(withUrls, resolveSettings(withUrls, base), options.name ?? defaultName)
+    return makeWith(withUrls, overlay(base, withUrls), options.name ?? defaultName)
   })
 
 type QueryIn = <C, A>(

@@ -2,13 +2,13 @@
  * A `Database`'s settings as Effect `Config`: each group read from its `DB_*`
  * variables (the kernel's table, `@prisma-resilience/kernel/variables`, holds
  * the names, ranges and documented defaults), DATABASE_URL and
- * DATABASE_REPLICA_URLS, and how options given in code are laid over them.
+ * DATABASE_REPLICA_URLS (options given in code are laid over them with the
+ * kernel's `overlay`).
  *
  * @since 0.2.0
  */
 import * as Kernel from "@prisma-resilience/kernel/settings"
 import { Config, type Option, type Redacted } from "effect"
-import type { LayerOptions, PrismaClientLike } from "./DatabaseService.js"
 import * as Setting from "./internal/settingConfig.js"
 
 /**
@@ -49,7 +49,3 @@ export const connectionConfig: Config.Config<{
   url: Config.option(Config.redacted("DATABASE_URL")),
   replicaUrls: Config.option(Config.redacted("DATABASE_REPLICA_URLS"))
 })
-
-/** The settings of `options`, with `base` for every one not given. */
-export const resolveSettings = <C extends PrismaClientLike>(options: LayerOptions<C>, base: Kernel.Settings): Kernel.Settings =>
-  Kernel.overlay(base, options)

@@ -21,7 +21,6 @@ import {
   type PrismaClientLike,
   type QueryOptions,
   queryNowOf,
-  resolveSettings,
   type Settings,
   type TransactionClient,
   type TransactionOptions,
@@ -38,6 +37,7 @@ import {
 import { health, type HealthReport } from "./Health.js"
 import { classificationOf as classificationOfError, toCallerError } from "./internal/adapterErrors.js"
 import { ONE_CALL } from "@prisma-resilience/kernel/recording"
+import { overlay } from "@prisma-resilience/kernel/settings"
 import { batchOf, fluent, isFluent, LazyRequest } from "./internal/adapterRequest.js"
 import { checkConnectionStrings, type ConnectionStrings, missingUrl } from "./internal/connection.js"
 import { kindOfCall, kindOfMethod } from "@prisma-resilience/kernel/safety"
@@ -230,7 +230,7 @@ const warm = <C>(runtime: Runtime.Runtime<Database>): Warm<C> => {
  */
 const settingsOf = <C extends PrismaClientLike>(options: LayerOptions<C>): Settings & ConnectionStrings => {
   const exit = Effect.runSyncExit(Effect.flatMap(Effect.all([databaseConfig, connectionConfig]), ([base, connection]) => {
-    const settings = resolveSettings(options, base)
+    const settings = overlay(base, options)
     return Effect.flatMap(RetryPolicy.validate(settings.retry), () =>
       Effect.try({
         try: () => {

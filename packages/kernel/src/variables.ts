@@ -203,9 +203,21 @@ export const variables: Variables = {
  */
 export class SettingError extends Error {
   override readonly name = "SettingError"
-  constructor(readonly variable: string, readonly range: string, readonly given: string) {
-    super(`${variable} must be ${range}; got ${JSON.stringify(given)}`)
+  constructor(readonly variable: string, readonly problem: string) {
+    super(`${variable} ${problem}`)
   }
+}
+
+/**
+ * The value of `raw` (trimmed) for `variable`, or why it is not one (`must
+ * be a positive integer number of milliseconds; got "0"`): the one wording
+ * of a bad setting, for `SettingError` and for core's `ConfigError`.
+ *
+ * @since 0.2.0
+ */
+export const check = <A>(variable: Variable<A>, raw: string): { readonly value: A } | { readonly problem: string } => {
+  const value = variable.parser.read(raw.trim())
+  return value === undefined ? { problem: `must be ${variable.parser.range}; got ${JSON.stringify(raw)}` } : { value }
 }
 
 /**
@@ -215,9 +227,9 @@ export class SettingError extends Error {
  * @since 0.2.0
  */
 export const parse = <A>(variable: Variable<A>, raw: string): A => {
-  const value = variable.parser.read(raw.trim())
-  if (value === undefined) throw new SettingError(variable.name, variable.parser.range, raw)
-  return value
+  const checked = check(variable, raw)
+  if ("problem" in checked) throw new SettingError(variable.name, checked.problem)
+  return checked.value
 }
 
 /**

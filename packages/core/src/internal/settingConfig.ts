@@ -14,10 +14,8 @@ import { Config, ConfigError, Either } from "effect"
 export const variable = <A>(variable: Variables.Variable<A>, fallback: A): Config.Config<A> =>
   Config.string(variable.name).pipe(
     Config.mapOrFail((raw) => {
-      const value = variable.parser.read(raw.trim())
-      return value === undefined
-        ? Either.left(ConfigError.InvalidData([], `must be ${variable.parser.range}; got ${JSON.stringify(raw)}`))
-        : Either.right(value)
+      const checked = Variables.check(variable, raw)
+      return "problem" in checked ? Either.left(ConfigError.InvalidData([], checked.problem)) : Either.right(checked.value)
     }),
     Config.withDefault(fallback)
   )
