@@ -5,7 +5,7 @@
 // interface only, so every binding runs it unchanged.
 import type { RetryConfig } from "@prisma-resilience/kernel/retryPolicy"
 import type { PartialSettings } from "@prisma-resilience/kernel/settings"
-import type { Prisma, PrismaClient } from "../packages/core/test/fixture/client.js"
+import type { Prisma, PrismaClient } from "../packages/core-effect3/test/fixture/client.js"
 
 /** The client the query functions receive: the fixture's generated Prisma client. */
 export type Client = PrismaClient

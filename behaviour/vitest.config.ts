@@ -10,7 +10,7 @@ export default defineProject({
     name: "behaviour",
     include: ["*.test.ts"],
     setupFiles: ["../vitest.setup.ts"],
-    globalSetup: ["../packages/core/test/support/globalSetup.ts"],
+    globalSetup: ["../packages/core-effect3/test/support/globalSetup.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000
   }

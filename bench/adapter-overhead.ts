@@ -6,7 +6,7 @@
 // rounds; they do not include what real round trips add (cold caches).
 //
 //   npx tsx bench/adapter-overhead.ts [calls=100000] [rounds=5]
-import type { PrismaClientLike } from "@prisma-resilience/core"
+import type { PrismaClientLike } from "@prisma-resilience/core-effect3"
 import { summary } from "./support.js"
 
 const calls = Number(process.argv[2] ?? 100_000)
@@ -23,8 +23,8 @@ const client = {
 }
 // The compiled library, as users run it: under tsx the import would resolve
 // to the sources, transformed with a name helper call per closure.
-const { createResilientPrisma }: typeof import("@prisma-resilience/core") = await import(
-  new URL("../packages/core/dist/index.js", import.meta.url).href
+const { createResilientPrisma }: typeof import("@prisma-resilience/core-effect3") = await import(
+  new URL("../packages/core-effect3/dist/index.js", import.meta.url).href
 )
 // Nothing connects: the URL only satisfies the check a real app passes with DATABASE_URL.
 const db = createResilientPrisma({ url: "postgresql://bench@127.0.0.1:5432/bench", client: () => client as typeof client & PrismaClientLike })

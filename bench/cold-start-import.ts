@@ -1,5 +1,5 @@
 // Cold start of the Promise adapter's import, each sample a fresh Node
-// process: the time to import the compiled `@prisma-resilience/core` (what
+// process: the time to import the compiled `@prisma-resilience/core-effect3` (what
 // `createResilientPrisma` costs before its first query, over an app that
 // already loads Prisma) and the resident memory it adds. The first query's
 // own cost is not included: it needs a database (see the issue's goals: the
@@ -9,7 +9,7 @@
 import { execFileSync } from "node:child_process"
 
 const samples = Number(process.argv[2] ?? 7)
-const core = new URL("../packages/core/dist/index.js", import.meta.url).href
+const core = new URL("../packages/core-effect3/dist/index.js", import.meta.url).href
 const prisma = import.meta.resolve("@prisma/client/runtime/client")
 
 // One process: Prisma's runtime first (an app has it anyway), then the adapter.
@@ -30,4 +30,4 @@ for (let i = 0; i < samples; i++) {
 }
 console.log(`Adapter import in a fresh process, median of ${samples}; Node ${process.version}`)
 console.log(`import @prisma/client runtime   ${median(rows.map((r) => r.prismaMs)).toFixed(0)} ms`)
-console.log(`import @prisma-resilience/core  +${median(rows.map((r) => r.coreMs)).toFixed(0)} ms, +${median(rows.map((r) => r.rssMiB)).toFixed(1)} MiB RSS`)
+console.log(`import @prisma-resilience/core-effect3  +${median(rows.map((r) => r.coreMs)).toFixed(0)} ms, +${median(rows.map((r) => r.rssMiB)).toFixed(1)} MiB RSS`)

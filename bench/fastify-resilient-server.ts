@@ -7,7 +7,7 @@
 // route, `select`, JSON — is the same, so the difference is the layer.
 //
 //   DATABASE_URL=... PORT=0 HOST=127.0.0.1 node --import tsx bench/fastify-resilient-server.ts
-import { createResilientPrisma } from "@prisma-resilience/core"
+import { createResilientPrisma } from "@prisma-resilience/core-effect3"
 import { makePrismaClient } from "@prisma-resilience/http/db"
 import Fastify from "fastify"
 import { databaseUrl, orderColumns as columns } from "./server-env.js"

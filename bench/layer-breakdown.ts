@@ -3,7 +3,7 @@
 // two Effect context operations the HTTP service performs per request.
 //
 //   npx tsx bench/layer-breakdown.ts [calls=4000]
-import { Database, type DatabaseTag, RetryPolicy } from "@prisma-resilience/core"
+import { Database, type DatabaseTag, RetryPolicy } from "@prisma-resilience/core-effect3"
 import { makeTimer, QueryHealth } from "@prisma-resilience/kernel"
 import { startCluster } from "@prisma-resilience/devdb"
 import { applyMigrations, makePrismaClient, type PrismaClient } from "@prisma-resilience/http/db"
@@ -11,8 +11,8 @@ import { Clock, Effect, Logger, LogLevel } from "effect"
 import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
-import { awaitWithTimeout, guardedAttempt } from "../packages/core/src/internal/attempt.js"
-import { meteredBreaker, meteredBudget } from "../packages/core/src/internal/meteredGuards.js"
+import { awaitWithTimeout, guardedAttempt } from "../packages/core-effect3/src/internal/attempt.js"
+import { meteredBreaker, meteredBudget } from "../packages/core-effect3/src/internal/meteredGuards.js"
 
 const calls = Number(process.argv[2] ?? 4000)
 const warmupCalls = 500
@@ -24,7 +24,7 @@ const main = async () => {
     const prisma = makePrismaClient(cluster.url, { max: 1 })
     const order = await prisma.purchaseOrder.create({ data: { reference: "breakdown", totalCents: 1 } })
     // The default `Database`, its accessors typed for this client.
-    const Db = Database as unknown as DatabaseTag<Database, "@prisma-resilience/core/Database", PrismaClient>
+    const Db = Database as unknown as DatabaseTag<Database, "@prisma-resilience/core-effect3/Database", PrismaClient>
     const layer = Db.layer({ client: () => prisma, retry: RetryPolicy.defaults })
     const guard = { budget: meteredBudget(), breaker: meteredBreaker(), clock: Clock.make(), timer: makeTimer(() => performance.now()), overloaded: () => false, queryHealth: QueryHealth.make(), generation: 0 }
     const find = () => prisma.purchaseOrder.findUnique({ where: { id: order.id } })

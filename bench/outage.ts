@@ -1,12 +1,12 @@
 // Database attempts per request while PostgreSQL is down, with the plain retry
 // policy and with the retry budget + circuit breaker (the defaults): the
-// driver of the Outage integration test (packages/core/test/support/outage.ts)
+// driver of the Outage integration test (packages/core-effect3/test/support/outage.ts)
 // run once per policy against a PostgreSQL of this benchmark's own.
 //
 //   npx tsx bench/outage.ts
-import { CircuitBreaker, RetryBudget } from "@prisma-resilience/core"
+import { CircuitBreaker, RetryBudget } from "@prisma-resilience/core-effect3"
 import { Effect, Logger, LogLevel } from "effect"
-import { type OutageFigures, runOutage } from "../packages/core/test/support/outage.js"
+import { type OutageFigures, runOutage } from "../packages/core-effect3/test/support/outage.js"
 import { machine, withCluster } from "./support.js"
 
 const clients = 4

@@ -5,7 +5,7 @@
 // 10 rounds. Prints medians, p99 and ratios.
 //
 //   npx tsx bench/query-overhead.ts [calls=5000]
-import { Database, type DatabaseTag, RetryPolicy } from "@prisma-resilience/core"
+import { Database, type DatabaseTag, RetryPolicy } from "@prisma-resilience/core-effect3"
 import { startCluster } from "@prisma-resilience/devdb"
 import { applyMigrations, makePrismaClient, poolStats, type PrismaClient } from "@prisma-resilience/http/db"
 import { Effect, Layer, Logger, LogLevel, ManagedRuntime } from "effect"
@@ -30,7 +30,7 @@ const main = async () => {
     const prisma = makePrismaClient(cluster.url, { max: 1 })
     const order = await prisma.purchaseOrder.create({ data: { reference: "bench", totalCents: 1 } })
     // The default `Database`, its accessors typed for this client.
-    const Db = Database as unknown as DatabaseTag<Database, "@prisma-resilience/core/Database", PrismaClient>
+    const Db = Database as unknown as DatabaseTag<Database, "@prisma-resilience/core-effect3/Database", PrismaClient>
     // Every Prisma path shares one client (one pool, one query cache), so the
     // differences are the layer and Effect alone.
     const layer = Database.layer({

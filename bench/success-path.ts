@@ -2,7 +2,7 @@
 // already-resolved promise, 20 000 calls in one fiber, two measured rounds.
 //
 //   npx tsx bench/success-path.ts
-import { Database, type PrismaClientLike, RetryPolicy } from "@prisma-resilience/core"
+import { Database, type PrismaClientLike, RetryPolicy } from "@prisma-resilience/core-effect3"
 import { Effect, Logger, LogLevel } from "effect"
 
 const N = 20_000

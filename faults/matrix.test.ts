@@ -2,7 +2,7 @@
 // under steady HTTP load on loopback, against a real PostgreSQL that is broken
 // on purpose. Every scenario records what the clients saw and what the
 // database holds, prints one table at the end, and fails on a broken invariant.
-import { CircuitBreaker, Database, type DatabaseTag, RetryBudget, RetryPolicy } from "@prisma-resilience/core"
+import { CircuitBreaker, Database, type DatabaseTag, RetryBudget, RetryPolicy } from "@prisma-resilience/core-effect3"
 import { type Cluster, createCluster, freePort, startCluster, startProxy } from "@prisma-resilience/devdb"
 import { applyMigrations, makePrismaClient, type PrismaClient } from "@prisma-resilience/http/db"
 import { Duration, Effect, Logger, LogLevel } from "effect"
@@ -484,7 +484,7 @@ describe("fault matrix", () => {
     await applyMigrations(cluster.url)
     const [id] = await seed(cluster, "f6", 1)
     // The default `Database`, its accessors typed for this client.
-    const Db = Database as unknown as DatabaseTag<Database, "@prisma-resilience/core/Database", PrismaClient>
+    const Db = Database as unknown as DatabaseTag<Database, "@prisma-resilience/core-effect3/Database", PrismaClient>
     let failures = 0
     // the transactions' own budget: 40 quick retries of a conflict need more than the default 9 s
     const budgetMs = 60_000

@@ -9,7 +9,7 @@ import path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const schemas = ["prisma/schema.prisma", "packages/core/test/fixture/schema.prisma"]
+const schemas = ["prisma/schema.prisma", "packages/core-effect3/test/fixture/schema.prisma"]
 
 const require = createRequire(import.meta.url)
 const cli = path.join(path.dirname(require.resolve("prisma/package.json")), "build", "index.js")

@@ -16,7 +16,7 @@ import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
-const packages = { kernel: path.join(repo, "packages", "kernel"), core: path.join(repo, "packages", "core") }
+const packages = { kernel: path.join(repo, "packages", "kernel"), core: path.join(repo, "packages", "core-effect3") }
 const example = path.join(repo, "examples", "basic")
 
 let work: string
@@ -123,12 +123,12 @@ const effectOfCore = async () => {
       walk(dep)
     }
   }
-  walk(tree.dependencies?.["@prisma-resilience/core"])
+  walk(tree.dependencies?.["@prisma-resilience/core-effect3"])
   const resolveFrom = (file: string) => createRequire(file).resolve("effect")
   return {
     app: tree.dependencies?.effect?.version,
     core: [...versions],
-    sameFile: resolveFrom(path.join(app, "node_modules/@prisma-resilience/core/package.json")) ===
+    sameFile: resolveFrom(path.join(app, "node_modules/@prisma-resilience/core-effect3/package.json")) ===
       resolveFrom(path.join(app, "package.json"))
   }
 }
@@ -199,7 +199,7 @@ describe("@prisma-resilience/kernel and core as installed from their tarballs", 
     })
     const manifestPath = path.join(app, "package.json")
     const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
-    manifest.dependencies["@prisma-resilience/core"] = `file:${tarballs.core}`
+    manifest.dependencies["@prisma-resilience/core-effect3"] = `file:${tarballs.core}`
     // Not on the registry yet: core's dependency on it is met by this tarball.
     manifest.dependencies["@prisma-resilience/kernel"] = `file:${tarballs.kernel}`
     await fsp.writeFile(manifestPath, JSON.stringify(manifest, null, 2))
@@ -258,7 +258,7 @@ describe("@prisma-resilience/kernel and core as installed from their tarballs", 
   })
 
   it("keeps internals out of reach", async () => {
-    for (const specifier of ["@prisma-resilience/core/internal/attempt.js", "@prisma-resilience/core/dist/index.js"]) {
+    for (const specifier of ["@prisma-resilience/core-effect3/internal/attempt.js", "@prisma-resilience/core-effect3/dist/index.js"]) {
       const probe = `import(${JSON.stringify(specifier)}).then(() => console.log("resolved"), (e) => console.log(e.code))`
       const { stdout } = await run(process.execPath, ["--input-type=module", "-e", probe], { cwd: app, timeoutMs: 15_000 })
       expect(stdout.trim(), specifier).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED")

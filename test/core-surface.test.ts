@@ -1,11 +1,11 @@
-// The public surface of @prisma-resilience/core as DESIGN.md promises it,
+// The public surface of @prisma-resilience/core-effect3 as DESIGN.md promises it,
 // imported the way a consumer does: by package name, through its `exports`.
-import * as Core from "@prisma-resilience/core"
-import type { DatabaseError, HealthError, HealthReport } from "@prisma-resilience/core"
+import * as Core from "@prisma-resilience/core-effect3"
+import type { DatabaseError, HealthError, HealthReport } from "@prisma-resilience/core-effect3"
 import { Context, Effect, Metric, Schedule } from "effect"
 import { describe, expect, expectTypeOf, it } from "vitest"
 
-describe("@prisma-resilience/core public surface", () => {
+describe("@prisma-resilience/core-effect3 public surface", () => {
   it("exports every promised value", () => {
     const promised = [
       "ConnectionError",

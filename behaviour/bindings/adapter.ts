@@ -2,8 +2,8 @@
 // are read for their tag: the error's own `_tag` (core's DatabaseError), or,
 // for an error without one (Prisma's own error objects), the tag that
 // `classify` gives it.
-import { classify, createResilientPrisma, type HealthError } from "@prisma-resilience/core"
-import { makePrismaClient, poolStats } from "../../packages/core/test/fixture/client.js"
+import { classify, createResilientPrisma, type HealthError } from "@prisma-resilience/core-effect3"
+import { makePrismaClient, poolStats } from "../../packages/core-effect3/test/fixture/client.js"
 import type { Binding, BoundDatabase, Health, OpenOptions } from "../binding.js"
 
 const tagged = (error: unknown): unknown =>

@@ -8,9 +8,9 @@ import {
   type DatabaseService,
   health,
   RetryPolicy
-} from "@prisma-resilience/core"
+} from "@prisma-resilience/core-effect3"
 import { Cause, Effect, Exit, ManagedRuntime, Option } from "effect"
-import { makePrismaClient, poolStats, type PrismaClient } from "../../packages/core/test/fixture/client.js"
+import { makePrismaClient, poolStats, type PrismaClient } from "../../packages/core-effect3/test/fixture/client.js"
 import type { Binding, BoundDatabase, Health, OpenOptions } from "../binding.js"
 
 type Db = DatabaseService<PrismaClient>

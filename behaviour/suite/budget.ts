@@ -2,8 +2,8 @@
 // any fault, and no retry starts past the deadline. The database does not
 // answer: the fault proxy in front of it stalls every connection (accepted,
 // nothing forwarded, nothing closed). (The hanging transaction was
-// packages/core/test/integration/TransactionBudget.test.ts; its start-up
-// arithmetic check is in packages/core/test/RetryPolicy.test.ts.)
+// packages/core-effect3/test/integration/TransactionBudget.test.ts; its start-up
+// arithmetic check is in packages/core-effect3/test/RetryPolicy.test.ts.)
 import { beforeAll, describe, expect, it } from "vitest"
 import { type Binding, type BoundDatabase, type Client, settle } from "../binding.js"
 import { resources, settings, sharedUrl, whenReady } from "./support.js"

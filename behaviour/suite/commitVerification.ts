@@ -1,7 +1,7 @@
 // An ambiguous COMMIT gets a definite answer: the fault proxy cuts the
 // connection exactly when COMMIT is sent (before the server got it, or
 // after), and the layer asks txid_status what happened before anything runs
-// again (see packages/core/test/integration/CommitVerification.test.ts for
+// again (see packages/core-effect3/test/integration/CommitVerification.test.ts for
 // the proxy's own checks and the metrics and logs of each outcome).
 import { beforeAll, describe, expect, it } from "vitest"
 import type { TcpProxy } from "@prisma-resilience/devdb"

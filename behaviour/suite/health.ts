@@ -2,7 +2,7 @@
 // again once they would succeed, with no other traffic (behind a readiness
 // gate an instance whose health fails gets no query at all, so health's own
 // probe must close the breaker and end a spell of failed queries).
-// (The Promise adapter's case was in packages/core/test/integration/HealthRecovery.test.ts.)
+// (The Promise adapter's case was in packages/core-effect3/test/integration/HealthRecovery.test.ts.)
 import { describe, expect, it } from "vitest"
 import { type Binding, type Client, settle } from "../binding.js"
 import { pollHealth, reasonsFor, resources, settings, sharedUrl, sql, unique, verdict, whenReady } from "./support.js"

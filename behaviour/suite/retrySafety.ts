@@ -6,7 +6,7 @@
 // holds the replies). What may run again is decided by the most dangerous
 // call the query function made, and an attempt that timed out is fenced: a
 // call it makes afterwards (an async function still running) sends nothing.
-// (The timed-out cases were packages/core/test/integration/NoDuplicateWrites.test.ts.)
+// (The timed-out cases were packages/core-effect3/test/integration/NoDuplicateWrites.test.ts.)
 import { beforeAll, describe, expect, it } from "vitest"
 import { type Binding, type Client, settle } from "../binding.js"
 import { ordersLike, resources, settings, sharedUrl, sleep, sql, unique } from "./support.js"

@@ -14,7 +14,7 @@ import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
 import { afterAll, inject } from "vitest"
-import { createSchema } from "../../packages/core/test/fixture/client.js"
+import { createSchema } from "../../packages/core-effect3/test/fixture/client.js"
 import type { Binding, BoundDatabase, OpenOptions } from "../binding.js"
 
 /** The run's shared server (globalSetup): for tests that do not stop or restart it. */

@@ -7,7 +7,7 @@
 import type { Cluster, StreamingReplica } from "@prisma-resilience/devdb"
 import { startStreamingReplica } from "@prisma-resilience/devdb"
 import { beforeAll, describe, expect, it } from "vitest"
-import { multiHostUrl, setReadOnly, sharePassword } from "../../packages/core/test/support/nodes.js"
+import { multiHostUrl, setReadOnly, sharePassword } from "../../packages/core-effect3/test/support/nodes.js"
 import { type Binding, type BoundDatabase, type Client, settle } from "../binding.js"
 import { ordersLike, resources, settings, sleep, sql, unique, verdict } from "./support.js"
 

@@ -1,7 +1,7 @@
 // The fault matrix's tools: the real service as a child process (what `npm
 // start` runs), bounded steady HTTP load on loopback, and the checks of what
 // the database holds afterwards.
-import { RetryPolicy } from "@prisma-resilience/core"
+import { RetryPolicy } from "@prisma-resilience/core-effect3"
 import { type Cluster, freePort, withConnection } from "@prisma-resilience/devdb"
 import { type ChildProcess, spawn } from "node:child_process"
 import path from "node:path"

@@ -16,7 +16,7 @@ import {
   type NodeHealth,
   isDatabaseError,
   RetryPolicy
-} from "@prisma-resilience/core"
+} from "@prisma-resilience/core-effect3"
 import { DateTime, Duration, Effect, Layer } from "effect"
 import {
   Api,

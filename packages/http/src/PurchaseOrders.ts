@@ -4,7 +4,7 @@
  * policy; these functions only say what each statement is and how safe it is
  * to run again.
  */
-import { Database, type DatabaseError } from "@prisma-resilience/core"
+import { Database, type DatabaseError } from "@prisma-resilience/core-effect3"
 import type { PrismaClient } from "./db/index.js"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"

@@ -25,7 +25,7 @@ import {
   type WarmupError,
   type WarmupConfig,
   type WarmupInfo
-} from "@prisma-resilience/core"
+} from "@prisma-resilience/core-effect3"
 import { applyMigrations, makePrismaClient, poolStats } from "./db/index.js"
 import {
   Clock,

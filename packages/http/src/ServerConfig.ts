@@ -3,7 +3,7 @@
  * (retries, budget, warm-up, pool) are core's: see `RetryPolicy.config`,
  * `warmupConfig` and `poolConfig`.
  */
-import { Setting } from "@prisma-resilience/core"
+import { Setting } from "@prisma-resilience/core-effect3"
 import { Config } from "effect"
 
 export interface ServerConfig {

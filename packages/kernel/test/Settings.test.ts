@@ -83,9 +83,10 @@ describe("settings", () => {
 })
 
 describe("the configuration reference", () => {
-  it("core's README lists every DB_* variable once, with the kernel's default", async () => {
+  // Each core package (Effect 4 and Effect 3) documents the same table.
+  it.each(["core", "core-effect3"])("%s's README lists every DB_* variable once, with the kernel's default", async (pkg) => {
     const fs = await import("node:fs/promises")
-    const readme = await fs.readFile(new URL("../../core/README.md", import.meta.url), "utf8")
+    const readme = await fs.readFile(new URL(`../../${pkg}/README.md`, import.meta.url), "utf8")
     const section = readme.slice(readme.indexOf("## Configuration"), readme.indexOf("## Metrics"))
     const documented = new Map<string, string>()
     for (const row of section.split("\n").filter((line) => line.startsWith("| `DB_"))) {
