@@ -265,14 +265,41 @@ describe("@prisma-resilience/kernel and core as installed from their tarballs", 
     }
   })
 
-  it("works with the oldest effect minor the peer range admits", async () => {
+  // An existing Prisma 7 app already has an effect 3: prisma's own
+  // (@prisma/config pins 3.20.0), hoisted to the top of node_modules. The
+  // Effect 3 line's peer range admits it, so `npm install
+  // @prisma-resilience/core-effect3` (the README's command) changes nothing
+  // else in the app, and core runs on that copy.
+  it("works with the effect a Prisma 7 app already has (prisma's, the oldest the peer range admits)", async () => {
     expect(cluster, "started by an earlier test").toBeDefined()
-    await timed("npm install effect@3.21.5", () =>
-      npm(["install", "effect@3.21.5", "--save-exact", "--no-audit", "--no-fund", "--prefer-offline"], 90_000))
-    expect(await effectOfCore()).toEqual({ app: "3.21.5", core: ["3.21.5"], sameFile: true })
-    await timed("tsc (effect 3.21.5)", () => npx(["tsc", "-p", "."], 120_000))
-    const { stdout } = await timed("node dist/main.js (effect 3.21.5)", () => node("dist/main.js"))
-    const result = jsonLine("main.js (effect 3.21.5)", stdout)
+    // The app as it was before core: prisma and its client, no effect of its own.
+    const manifestPath = path.join(app, "package.json")
+    const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
+    delete manifest.dependencies.effect
+    delete manifest.dependencies["@prisma-resilience/core-effect3"]
+    delete manifest.dependencies["@prisma-resilience/kernel"]
+    await fsp.writeFile(manifestPath, JSON.stringify(manifest, null, 2))
+    await fsp.rm(path.join(app, "node_modules"), { recursive: true, force: true })
+    await fsp.rm(path.join(app, "package-lock.json"), { force: true })
+    await timed("npm install (the Prisma 7 app alone)", () =>
+      npm(["install", "--no-audit", "--no-fund", "--prefer-offline"], 150_000))
+    // The README's command, with the tarballs standing in for the registry.
+    await timed("npm install @prisma-resilience/core-effect3", () =>
+      npm(["install", tarballs.kernel!, tarballs.core!, "--no-audit", "--no-fund", "--prefer-offline"], 150_000))
+    await timed("prisma generate", () =>
+      npx(["prisma", "generate"], 60_000, {
+        ...childEnv,
+        PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath
+      }))
+    const prismas = JSON.parse(await fsp.readFile(path.join(app, "node_modules/@prisma/config/package.json"), "utf8"))
+    const pinned: string = prismas.dependencies.effect
+    expect(pinned, "what @prisma/config depends on").toMatch(/^3\.\d+\.\d+$/)
+    const effect = await effectOfCore()
+    console.info(`[artifact] effect without a dependency of the app's own: ${JSON.stringify(effect)}`)
+    expect(effect).toMatchObject({ core: [pinned], sameFile: true })
+    await timed(`tsc (effect ${pinned})`, () => npx(["tsc", "-p", "."], 120_000))
+    const { stdout } = await timed(`node dist/main.js (effect ${pinned})`, () => node("dist/main.js"))
+    const result = jsonLine(`main.js (effect ${pinned})`, stdout)
     expect(result.health).toMatchObject({ status: "pass" })
     expect(result.transfer.balanceCents).toBe(7_500)
   }, 240_000)
