@@ -304,6 +304,73 @@ describe("@prisma-resilience/kernel and core as installed from their tarballs", 
     expect(result.transfer.balanceCents).toBe(7_500)
   }, 240_000)
 
+  // The Effect 3 path end to end: an @effect/platform HTTP app, as an
+  // existing Effect 3 + Prisma 7 team has it, on core-effect3's layer.
+  it("runs examples/effect3-http: an Effect 3 HTTP server on core-effect3", async () => {
+    expect(cluster, "started by an earlier test").toBeDefined()
+    const dir = path.join(work, "effect3-http")
+    await fsp.cp(path.join(repo, "examples", "effect3-http"), dir, {
+      recursive: true,
+      filter: (source) => !/[/\\](node_modules|dist|generated)$|package-lock\.json$/.test(source)
+    })
+    const manifestPath = path.join(dir, "package.json")
+    const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
+    manifest.dependencies["@prisma-resilience/core-effect3"] = `file:${tarballs.core}`
+    manifest.dependencies["@prisma-resilience/kernel"] = `file:${tarballs.kernel}`
+    await fsp.writeFile(manifestPath, JSON.stringify(manifest, null, 2))
+    const inDir = (command: string, args: ReadonlyArray<string>, timeoutMs: number, env = childEnv) =>
+      run(command, args, { cwd: dir, timeoutMs, env })
+    await timed("npm install (effect3-http)", () => inDir("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline"], 150_000))
+    await timed("prisma generate (effect3-http)", () =>
+      inDir("npx", ["--no", "--", "prisma", "generate"], 60_000, {
+        ...childEnv,
+        PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath
+      }))
+    await timed("tsc (effect3-http)", () => inDir("npx", ["--no", "--", "tsc", "-p", "."], 120_000))
+
+    const server = spawn(process.execPath, ["dist/main.js"], {
+      cwd: dir,
+      env: { ...childEnv, DATABASE_URL: cluster!.url, PORT: "0" },
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    children.add(server)
+    let output = ""
+    server.stdout!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+    server.stderr!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+    const exited = new Promise<number | null>((resolve) => server.on("exit", (code) => resolve(code)))
+    try {
+      const deadline = Date.now() + 30_000
+      let base: string | undefined
+      while (!base && Date.now() < deadline) {
+        base = /Listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
+        if (!base) await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      expect(base, `the server's address in\n${tail(output)}`).toBeDefined()
+      const call = async (method: string, route: string, body?: unknown) => {
+        const response = await fetch(`${base}${route}`, {
+          method,
+          signal: AbortSignal.timeout(10_000),
+          ...(body !== undefined && { body: JSON.stringify(body), headers: { "content-type": "application/json" } })
+        })
+        return { status: response.status, body: await response.json() }
+      }
+      expect(await call("GET", "/health")).toMatchObject({ status: 200, body: { status: "pass" } })
+      const email = `effect3-${process.pid}@example.com`
+      const created = await call("POST", "/accounts", { email, balanceCents: 100 })
+      expect(created).toMatchObject({ status: 201, body: { email, balanceCents: 100 } })
+      expect(await call("POST", "/accounts", { email, balanceCents: 1 })).toEqual({ status: 409, body: { error: "email taken" } })
+      expect(await call("GET", `/accounts/${created.body.id}`)).toEqual({ status: 200, body: created.body })
+      expect(await call("GET", "/accounts/999999999")).toEqual({ status: 404, body: { error: "not found" } })
+    } finally {
+      server.kill("SIGTERM")
+    }
+    const code = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve("no exit in 10 s"), 10_000))])
+    children.delete(server)
+    expect(output.includes(cluster!.password), "password in the output").toBe(false)
+    expect(code, tail(output)).toBe(0)
+  }, 300_000)
+
   it("the kernel installs alone and runs under plain node, with nothing else in its tree", async () => {
     expect(tarballs.kernel, "packed by an earlier test").toBeDefined()
     const alone = path.join(work, "kernel-app")
