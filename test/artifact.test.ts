@@ -1,7 +1,7 @@
 // What outside teams install is the packed tarball, not this repository's
 // sources: the incident behind this project was a stale export that only
 // production saw. So the kernel and core are packed with npm, installed from
-// the tarballs into examples/basic copied outside the repository (no
+// the tarballs into examples/basic-effect3 copied outside the repository (no
 // workspace node_modules, no source alias can stand in for a missing file),
 // type-checked against the shipped declarations and run against a real
 // PostgreSQL; the kernel is also installed alone and run under plain node.
@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
 const packages = { kernel: path.join(repo, "packages", "kernel"), core: path.join(repo, "packages", "core-effect3") }
-const example = path.join(repo, "examples", "basic")
+const example = path.join(repo, "examples", "basic-effect3")
 
 let work: string
 let app: string
