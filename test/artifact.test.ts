@@ -347,7 +347,7 @@ describe("@prisma-resilience/kernel and core as installed from their tarballs", 
         if (!base) await new Promise((resolve) => setTimeout(resolve, 100))
       }
       expect(base, `the server's address in\n${tail(output)}`).toBeDefined()
-      const call = async (method: string, route: string, body?: unknown) => {
+      const call = async (method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> => {
         const response = await fetch(`${base}${route}`, {
           method,
           signal: AbortSignal.timeout(10_000),
