@@ -9,8 +9,9 @@ import {
   RetryBudget,
   RetryPolicy
 } from "@prisma-resilience/core"
-import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Metric, TestClock } from "effect"
+import { describe, expect, it } from "./support/vitest.js"
+import { Effect, Result, Fiber, Metric } from "effect"
+import * as TestClock from "effect/testing/TestClock"
 import { meteredBreaker, meteredBudget } from "../src/internal/meteredGuards.js"
 
 const connectionError = new ConnectionError({
@@ -68,7 +69,7 @@ describe("RetryBudget", () => {
                 return Effect.fail(connectionError)
               }),
             { config: RetryPolicy.defaults, operation: "budget", kind: "read", budget: { allowsRetry: () => allows } }
-          ).pipe(Effect.either, Effect.fork)
+          ).pipe(Effect.result, Effect.forkChild)
           yield* TestClock.adjust(5000)
           yield* Fiber.join(fiber)
           return attempts
@@ -184,7 +185,7 @@ describe("budget and breaker inside Database (TestClock, stand-in client)", () =
       })
       const result = yield* Effect.gen(function*() {
         const db = yield* Database
-        const fiber = yield* read(db).pipe(Effect.fork)
+        const fiber = yield* read(db).pipe(Effect.forkChild)
         yield* TestClock.adjust(500)
         return yield* Fiber.join(fiber)
       }).pipe(Effect.provide(layerFor(s.client)))
@@ -211,35 +212,35 @@ describe("budget and breaker inside Database (TestClock, stand-in client)", () =
         let requests = 0
         while ((yield* db.circuit).state === "closed" && requests < 10) {
           requests++
-          const fiber = yield* read(db).pipe(Effect.either, Effect.fork)
+          const fiber = yield* read(db).pipe(Effect.result, Effect.forkChild)
           yield* TestClock.adjust(1500)
           yield* Fiber.join(fiber)
         }
         expect(requests).toBe(2)
         expect(s.sent()).toBe(5)
         expect((yield* db.circuit).state).toBe("open")
-        const unhealthy = yield* Effect.either(Effect.provideService(health, Database, db))
-        expect(Either.isLeft(unhealthy) && unhealthy.left.reason).toBe("circuit_open")
+        const unhealthy = yield* Effect.result(Effect.provideService(health, Database, db))
+        expect(Result.isFailure(unhealthy) && unhealthy.failure.reason).toBe("circuit_open")
         const callsWhileOpen = s.sent()
-        const fastFail = yield* read(db).pipe(Effect.either)
-        expect(Either.isLeft(fastFail) && fastFail.left._tag).toBe("CircuitOpenError")
+        const fastFail = yield* read(db).pipe(Effect.result)
+        expect(Result.isFailure(fastFail) && fastFail.failure._tag).toBe("CircuitOpenError")
         expect(s.sent()).toBe(callsWhileOpen)
 
         down = false
         yield* TestClock.adjust(2000)
         expect((yield* db.circuit).state).toBe("half-open")
-        const fibers = yield* Effect.forEach(Array.from({ length: 20 }), () => read(db).pipe(Effect.either, Effect.fork))
-        yield* Effect.yieldNow()
+        const fibers = yield* Effect.forEach(Array.from({ length: 20 }), () => read(db).pipe(Effect.result, Effect.forkChild))
+        yield* Effect.yieldNow
         expect(s.sent()).toBe(callsWhileOpen + 1)
         release?.()
-        const results = yield* Effect.forEach(fibers, Fiber.join)
-        const succeeded = results.filter(Either.isRight)
-        const rejected = results.filter((r) => Either.isLeft(r) && r.left._tag === "CircuitOpenError")
+        const results = yield* Effect.forEach(fibers, (f) => Fiber.join(f))
+        const succeeded = results.filter(Result.isSuccess)
+        const rejected = results.filter((r) => Result.isFailure(r) && r.failure._tag === "CircuitOpenError")
         expect(succeeded.length).toBe(1)
         expect(rejected.length).toBe(19)
         expect((yield* db.circuit).state).toBe("closed")
         expect(yield* read(db)).toBe("ok")
-        expect((yield* Metric.value(Metric.tagged(Metrics.circuitState, "database", "default"))).value).toBe(0)
+        expect((yield* Metric.value(Metric.withAttributes(Metrics.circuitState, [["database", "default"]]))).value).toBe(0)
       }).pipe(Effect.provide(layerFor(s.client)))
     }))
 })

@@ -4,8 +4,8 @@
 import { makeTimer, QueryHealth } from "@prisma-resilience/kernel"
 import * as Breaker from "@prisma-resilience/kernel/circuitBreaker"
 import * as Budget from "@prisma-resilience/kernel/retryBudget"
-import { describe, expect, it } from "@effect/vitest"
-import { Clock, Effect } from "effect"
+import { describe, expect, it } from "./support/vitest.js"
+import { Clock, Effect, Fiber } from "effect"
 import type { Guard } from "../src/internal/attempt.js"
 import { healthProbe } from "../src/internal/healthProbe.js"
 
@@ -19,7 +19,7 @@ const failingGuard = () => {
   const guard: Guard = {
     budget: Budget.make(Budget.defaults),
     breaker: Breaker.make({ failureThreshold: 0, resetTimeoutMs: 1000 }),
-    clock: Clock.make(),
+    clock: Effect.runSync(Clock.Clock),
     timer: makeTimer(() => performance.now()),
     overloaded: () => false,
     queryHealth,
@@ -37,11 +37,11 @@ describe("health probe", () => {
     Effect.gen(function*() {
       const { guard, release, sent } = failingGuard()
       const probe = healthProbe(guard, () => Effect.succeed(1), { timeoutMs: 5000, quietMs: 1000 })
-      const checks = yield* Effect.fork(Effect.all([probe, probe, probe], { concurrency: "unbounded" }))
+      const checks = yield* Effect.forkChild(Effect.all([probe, probe, probe], { concurrency: "unbounded" }))
       yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
       expect(sent()).toBe(1)
       release()
-      yield* checks.await
+      yield* Fiber.await(checks)
       expect(guard.queryHealth.degraded(1)).toBeUndefined()
       expect(guard.canary).toBeUndefined()
     }), { timeout: 10_000 })

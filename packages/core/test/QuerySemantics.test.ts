@@ -2,8 +2,9 @@
 // is called, and every attempt settles with the breaker whatever its query
 // function does (TestClock, a stand-in client: no database involved).
 import { Database, health, type PoolSettings, type PrismaClientLike, RetryBudget, RetryPolicy } from "@prisma-resilience/core"
-import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Fiber, TestClock } from "effect"
+import { describe, expect, it } from "./support/vitest.js"
+import { Effect, Result, Fiber } from "effect"
+import * as TestClock from "effect/testing/TestClock"
 
 const pool: PoolSettings = { max: 1, connectionTimeoutMillis: 100, idleTimeoutMillis: 100 }
 const warmup = { timeoutMs: 1000, attemptTimeoutMs: 1000, backoffMs: 10, backoffMaxMs: 10, healthTimeoutMs: 100, shutdownTimeoutMs: 100 }
@@ -49,7 +50,7 @@ describe("Database.query semantics", () => {
       const s = stand(1, terminated)
       const result = yield* Effect.gen(function*() {
         const fiber = yield* Database.query((c: Stand) => c.order.findUnique(), { operation: "orders.byId" }).pipe(
-          Effect.fork
+          Effect.forkChild
         )
         yield* TestClock.adjust(500)
         return yield* Fiber.join(fiber)
@@ -63,9 +64,9 @@ describe("Database.query semantics", () => {
       const s = stand(1, terminated)
       const result = yield* Database.query((c: Stand) => c.order.create(), { operation: "orders.findOne" }).pipe(
         Effect.provide(layerFor(s.client)),
-        Effect.either
+        Effect.result
       )
-      expect(Either.isLeft(result) && result.left._tag).toBe("ConnectionError")
+      expect(Result.isFailure(result) && result.failure._tag).toBe("ConnectionError")
       expect(s.sent()).toBe(1)
     }))
 
@@ -81,10 +82,10 @@ describe("Database.query semantics", () => {
         return c.order.findUnique()
       }
       yield* Effect.gen(function*() {
-        const fiber = yield* Database.query(flaky).pipe(Effect.either, Effect.fork)
+        const fiber = yield* Database.query(flaky).pipe(Effect.result, Effect.forkChild)
         yield* TestClock.adjust(500)
         const result = yield* Fiber.join(fiber)
-        expect(Either.isLeft(result) && result.left._tag).toBe("QueryError")
+        expect(Result.isFailure(result) && result.failure._tag).toBe("QueryError")
         // Not stuck half-open: the next query is let through and answered.
         expect(yield* Database.query((c: Stand) => c.order.findUnique())).toBe("row")
         expect((yield* health).status).toBe("pass")
@@ -98,12 +99,12 @@ describe("Database.query semantics", () => {
       const s = stand(1, refused)
       const hanging = (): PromiseLike<string> => new Promise<string>((resolve) => (release = resolve))
       yield* Effect.gen(function*() {
-        yield* Database.query((c: Stand) => c.order.findUnique(), { retry: { delaysMs: [] } }).pipe(Effect.either)
+        yield* Database.query((c: Stand) => c.order.findUnique(), { retry: { delaysMs: [] } }).pipe(Effect.result)
         yield* TestClock.adjust(100)
-        const probe = yield* Database.query((_: Stand) => hanging()).pipe(Effect.fork)
-        yield* Effect.yieldNow()
-        const during = yield* health.pipe(Effect.either)
-        expect(Either.isLeft(during) && during.left.reason).toBe("circuit_open")
+        const probe = yield* Database.query((_: Stand) => hanging()).pipe(Effect.forkChild)
+        yield* Effect.yieldNow
+        const during = yield* health.pipe(Effect.result)
+        expect(Result.isFailure(during) && during.failure.reason).toBe("circuit_open")
         release?.("row")
         expect(yield* Fiber.join(probe)).toBe("row")
         expect((yield* health).status).toBe("pass")

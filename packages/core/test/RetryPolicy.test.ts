@@ -1,6 +1,7 @@
 import { ConnectionError, type DatabaseError, QueryError, RetryPolicy, type RetrySafety, TimeoutError } from "@prisma-resilience/core"
-import { describe, expect, it } from "@effect/vitest"
-import { Clock, ConfigProvider, Effect, Either, Fiber, Option, TestClock } from "effect"
+import { describe, expect, it } from "./support/vitest.js"
+import { Clock, ConfigProvider, Duration, Effect, Fiber, Option, Pull, Result, Schedule } from "effect"
+import * as TestClock from "effect/testing/TestClock"
 
 const error = (safety: RetrySafety, tag: "ConnectionError" | "QueryError" = "ConnectionError"): DatabaseError => {
   const fields = { operation: "test", attempt: 1, safety, code: undefined, message: `${safety} failure`, cause: undefined }
@@ -31,7 +32,7 @@ const attemptTimes = (options: {
           return yield* Effect.fail(options.failure)
         }),
       { config, operation: "test.op", kind: options.kind ?? "read" }
-    ).pipe(Effect.either, Effect.fork)
+    ).pipe(Effect.result, Effect.forkChild)
     yield* TestClock.adjust(options.advanceMs ?? 60_000)
     const result = yield* Fiber.join(fiber)
     return { times, timeouts, result }
@@ -42,21 +43,21 @@ describe("RetryPolicy", () => {
     Effect.gen(function*() {
       const { result, times } = yield* attemptTimes({ failure: error("before-send") })
       expect(times).toEqual([0, 500, 1500])
-      expect(Either.isLeft(result)).toBe(true)
+      expect(Result.isFailure(result)).toBe(true)
     }))
 
   it.effect("succeeds on the attempt after the failures", () =>
     Effect.gen(function*() {
       const { result, times } = yield* attemptTimes({ failure: error("before-send"), failures: 1 })
       expect(times).toEqual([0, 500])
-      expect(result).toEqual(Either.right(2))
+      expect(result).toEqual(Result.succeed(2))
     }))
 
   it.effect("a non-retryable error makes exactly one attempt", () =>
     Effect.gen(function*() {
       const { result, times } = yield* attemptTimes({ failure: error("never", "QueryError") })
       expect(times).toEqual([0])
-      expect(Either.isLeft(result) && result.left._tag).toBe("QueryError")
+      expect(Result.isFailure(result) && result.failure._tag).toBe("QueryError")
     }))
 
   it.effect("an ambiguous error on a non-idempotent write makes exactly one attempt", () =>
@@ -91,7 +92,7 @@ describe("RetryPolicy", () => {
     Effect.gen(function*() {
       const { result, times } = yield* attemptTimes({ failure: error("before-send"), config: { requestBudgetMs: 1200 } })
       expect(times).toEqual([0, 500])
-      expect(Either.isLeft(result)).toBe(true)
+      expect(Result.isFailure(result)).toBe(true)
     }))
 
   it.effect("the request deadline set by withBudget wins over the configured budget", () =>
@@ -124,19 +125,19 @@ describe("RetryPolicy", () => {
       const fiber = yield* RetryPolicy.retry(
         ({ timeoutMs }) =>
           Clock.currentTimeMillis.pipe(
-            Effect.tap((now) => starts.push(now)),
-            Effect.zipRight(Effect.sleep(timeoutMs)),
-            Effect.zipRight(Effect.fail(timeout))
+            Effect.tap((now) => Effect.sync(() => starts.push(now))),
+            Effect.andThen(Effect.sleep(timeoutMs)),
+            Effect.andThen(Effect.fail(timeout))
           ),
         { config: RetryPolicy.defaults, operation: "slow", kind: "read" }
-      ).pipe(Effect.either, Effect.fork)
+      ).pipe(Effect.result, Effect.forkChild)
       // 3 attempts × 2000 ms + 500 + 1000 ms of delays = 7500 ms, which with
       // the 1500 ms warm-up wait is the 9000 ms budget exactly.
       yield* TestClock.adjust(7499)
-      expect(Option.isNone(yield* Fiber.poll(fiber))).toBe(true)
+      expect(Option.isNone(yield* Effect.sync(() => Option.fromUndefinedOr(fiber.pollUnsafe())))).toBe(true)
       yield* TestClock.adjust(1)
       const result = yield* Fiber.join(fiber)
-      expect(Either.isLeft(result) && result.left._tag).toBe("TimeoutError")
+      expect(Result.isFailure(result) && result.failure._tag).toBe("TimeoutError")
       expect(starts).toEqual([0, 2500, 5500])
     }))
 
@@ -151,13 +152,12 @@ describe("RetryPolicy", () => {
     const outputs = Effect.runSync(
       Effect.gen(function*() {
         const schedule = RetryPolicy.schedule(config, { kind: "read", deadlineMs: Number.MAX_SAFE_INTEGER })
-        let state = schedule.initial
+        const step = yield* Schedule.toStep(schedule)
         const delays: Array<number> = []
         for (let i = 0; i < 4; i++) {
-          const [next, out, decision] = yield* schedule.step(0, error("before-send"), state)
-          if (decision._tag === "Done") break
-          delays.push(out.value._tag === "Millis" ? out.value.millis : NaN)
-          state = next
+          const out = yield* Pull.catchDone(Effect.map(step(0, error("before-send")), ([, delay]) => delay), () => Effect.succeed(undefined))
+          if (out === undefined) break
+          delays.push(Duration.toMillis(out))
         }
         return delays
       })
@@ -168,35 +168,35 @@ describe("RetryPolicy", () => {
   describe("configuration", () => {
     const load = (env: Record<string, string>) =>
       Effect.runSync(
-        Effect.either(
+        Effect.result(
           Effect.flatMap(RetryPolicy.config, RetryPolicy.validate).pipe(
-            Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+            Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(Object.fromEntries(Object.entries(env))))
           )
         )
       )
 
     it("defaults: 500,1000 ms, 9 s budget, and they pass the start-up check", () => {
-      expect(load({})).toEqual(Either.right(RetryPolicy.defaults))
+      expect(load({})).toEqual(Result.succeed(RetryPolicy.defaults))
       expect(RetryPolicy.worstCase(RetryPolicy.defaults).totalMs).toBeLessThanOrEqual(9000)
     })
 
     it("reads the environment", () => {
       const result = load({ DB_RETRY_DELAYS_MS: "100, 200,400", DB_ATTEMPT_TIMEOUT_MS: "1000", DB_REQUEST_BUDGET_MS: "8000" })
-      expect(Either.isRight(result) && result.right.delaysMs).toEqual([100, 200, 400])
+      expect(Result.isSuccess(result) && result.success.delaysMs).toEqual([100, 200, 400])
     })
 
     it("rejects a policy whose worst case exceeds the budget, showing the arithmetic", () => {
       const result = load({ DB_ATTEMPT_TIMEOUT_MS: "3000" })
-      expect(Either.isLeft(result)).toBe(true)
-      const message = Either.isLeft(result) ? String((result.left as { message: string }).message) : ""
+      expect(Result.isFailure(result)).toBe(true)
+      const message = Result.isFailure(result) ? String((result.failure as { message: string }).message) : ""
       expect(message).toContain("1500 ms warm-up wait + 3 attempts × 3000 ms + delays 500 + 1000 ms = 12000 ms")
       expect(message).toContain("> DB_REQUEST_BUDGET_MS 9000 ms")
     })
 
     it("rejects malformed delays with a clear message", () => {
       const result = load({ DB_RETRY_DELAYS_MS: "500,abc" })
-      expect(Either.isLeft(result)).toBe(true)
-      expect(String(Either.isLeft(result) ? result.left : "")).toContain("DB_RETRY_DELAYS_MS")
+      expect(Result.isFailure(result)).toBe(true)
+      expect(String(Result.isFailure(result) ? result.failure : "")).toContain("DB_RETRY_DELAYS_MS")
     })
   })
 })
@@ -204,11 +204,11 @@ describe("RetryPolicy", () => {
 describe("the start-up check", () => {
   it("the start-up check refuses a policy whose attempts and delays exceed the budget, showing the arithmetic", async () => {
     const refused = await Effect.runPromise(
-      Effect.either(RetryPolicy.validate({ ...RetryPolicy.defaults, attemptTimeoutMs: 2500 }))
+      Effect.result(RetryPolicy.validate({ ...RetryPolicy.defaults, attemptTimeoutMs: 2500 }))
     )
-    expect(Either.isLeft(refused) && refused.left.message).toMatch(
+    expect(Result.isFailure(refused) && refused.failure.message).toMatch(
       /1500 ms warm-up wait \+ 3 attempts × 2500 ms \+ delays 500 \+ 1000 ms = 10500 ms > DB_REQUEST_BUDGET_MS 9000 ms/
     )
-    expect(Either.isRight(await Effect.runPromise(Effect.either(RetryPolicy.validate(RetryPolicy.defaults))))).toBe(true)
+    expect(Result.isSuccess(await Effect.runPromise(Effect.result(RetryPolicy.validate(RetryPolicy.defaults))))).toBe(true)
   })
 })

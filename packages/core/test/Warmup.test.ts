@@ -9,8 +9,9 @@ import {
   RetryPolicy,
   type WarmupConfig
 } from "@prisma-resilience/core"
-import { describe, expect, it } from "@effect/vitest"
-import { Clock, ConfigProvider, Effect, Either, Exit, Fiber, Layer, Logger, Metric, Option, Scope, TestClock } from "effect"
+import { describe, expect, it } from "./support/vitest.js"
+import { Clock, ConfigProvider, Effect, Result, Exit, Fiber, Layer, Logger, Metric, Option, Scope } from "effect"
+import * as TestClock from "effect/testing/TestClock"
 
 const warmup: WarmupConfig = {
   timeoutMs: 10_000,
@@ -64,7 +65,7 @@ const captureLogs = () => {
   const logger = Logger.make(({ message }) => {
     lines.push(Array.isArray(message) ? message.join(" ") : String(message))
   })
-  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
+  return { lines, layer: Logger.layer([logger]) }
 }
 
 describe("Database.layer warm-up", () => {
@@ -72,9 +73,9 @@ describe("Database.layer warm-up", () => {
   it.effect("a health check requested at t=0 completes only after a 2.5 s warm-up, and passes then", () =>
     Effect.gen(function*() {
       const fake = fakeClients(5)
-      const fiber = yield* health.pipe(Effect.provide(Database.layer(options(fake.client))), Effect.fork)
+      const fiber = yield* health.pipe(Effect.provide(Database.layer(options(fake.client))), Effect.forkChild)
       yield* TestClock.adjust(2499)
-      expect(Option.isNone(yield* Fiber.poll(fiber))).toBe(true)
+      expect(Option.isNone(yield* Effect.sync(() => Option.fromUndefinedOr(fiber.pollUnsafe())))).toBe(true)
       yield* TestClock.adjust(1)
       const report = yield* Fiber.join(fiber)
       expect(report.status).toBe("pass")
@@ -86,7 +87,7 @@ describe("Database.layer warm-up", () => {
     Effect.gen(function*() {
       const fake = fakeClients(2)
       const scope = yield* Scope.make()
-      const fiber = yield* Layer.buildWithScope(Database.layer(options(fake.client)), scope).pipe(Effect.fork)
+      const fiber = yield* Layer.buildWithScope(Database.layer(options(fake.client)), scope).pipe(Effect.forkChild)
       yield* TestClock.adjust(1000)
       yield* Fiber.join(fiber)
       expect(fake.built.length).toBe(3)
@@ -102,13 +103,13 @@ describe("Database.layer warm-up", () => {
       const scope = yield* Scope.make()
       const fiber = yield* Layer.buildWithScope(Database.layer(options(fake.client)), scope).pipe(
         Effect.provide(logs.layer),
-        Effect.fork
+        Effect.forkChild
       )
       yield* TestClock.adjust(100)
       yield* Fiber.join(fiber)
       expect(logs.lines.some((l) => l.startsWith("Warmup started"))).toBe(true)
       expect(logs.lines).toContain("Warmup complete in 100 ms (2 attempt(s))")
-      const labelled = <M extends Metric.Metric.Gauge<number>>(metric: M) => Metric.tagged(metric, "database", "default")
+      const labelled = <M extends Metric.Gauge<number>>(metric: M) => Metric.withAttributes(metric, [["database", "default"]])
       expect((yield* Metric.value(labelled(Metrics.warmupDuration))).value).toBe(0.1)
       expect((yield* Metric.value(labelled(Metrics.ready))).value).toBe(1)
       yield* Scope.close(scope, Exit.void)
@@ -119,7 +120,7 @@ describe("Database.layer warm-up", () => {
     Effect.gen(function*() {
       class Orders extends Database.Tag("WarmupTest/Orders")<Orders, PrismaClientLike>() {}
       class Audit extends Database.Tag("WarmupTest/Audit")<Audit, PrismaClientLike>() {}
-      const ready = (name: string) => Metric.value(Metric.tagged(Metrics.ready, "database", name))
+      const ready = (name: string) => Metric.value(Metric.withAttributes(Metrics.ready, [["database", name]]))
       const ordersScope = yield* Scope.make()
       const auditScope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(Orders.layer(options(fakeClients(0).client)), ordersScope)
@@ -136,12 +137,12 @@ describe("Database.layer warm-up", () => {
   it.effect("fails with a typed WarmupError carrying the last cause once the warm-up timeout passes", () =>
     Effect.gen(function*() {
       const fake = fakeClients(Infinity)
-      const fiber = yield* Layer.build(Database.layer(options(fake.client))).pipe(Effect.scoped, Effect.either, Effect.fork)
+      const fiber = yield* Layer.build(Database.layer(options(fake.client))).pipe(Effect.scoped, Effect.result, Effect.forkChild)
       yield* TestClock.adjust(warmup.timeoutMs)
       const result = yield* Fiber.join(fiber)
-      expect(Either.isLeft(result)).toBe(true)
-      if (Either.isLeft(result)) {
-        const error = result.left
+      expect(Result.isFailure(result)).toBe(true)
+      if (Result.isFailure(result)) {
+        const error = result.failure
         expect(error._tag).toBe("WarmupError")
         if (error._tag === "WarmupError") {
           expect(error.elapsedMs).toBe(warmup.timeoutMs)
@@ -157,8 +158,8 @@ describe("Database.layer warm-up", () => {
     Effect.gen(function*() {
       const auth = () => Object.assign(new Error("password authentication failed for user \"app\""), { code: "28P01" })
       const fake = fakeClients(Infinity, auth)
-      const result = yield* Layer.build(Database.layer(options(fake.client))).pipe(Effect.scoped, Effect.either)
-      expect(Either.isLeft(result) && result.left._tag).toBe("WarmupError")
+      const result = yield* Layer.build(Database.layer(options(fake.client))).pipe(Effect.scoped, Effect.result)
+      expect(Result.isFailure(result) && result.failure._tag).toBe("WarmupError")
       expect(fake.connects()).toBe(1)
     }))
 
@@ -167,8 +168,8 @@ describe("Database.layer warm-up", () => {
       const fake = fakeClients(0)
       const result = yield* Layer.build(
         Database.layer({ ...options(fake.client), retry: { ...RetryPolicy.defaults, attemptTimeoutMs: 4000 } })
-      ).pipe(Effect.scoped, Effect.either)
-      expect(Either.isLeft(result) && result.left._tag).toBe("RetryConfigError")
+      ).pipe(Effect.scoped, Effect.result)
+      expect(Result.isFailure(result) && result.failure._tag).toBe("RetryConfigError")
       expect(fake.built.length).toBe(0)
     }))
 
@@ -176,20 +177,20 @@ describe("Database.layer warm-up", () => {
     Effect.gen(function*() {
       const fake = fakeClients(0)
       const result = yield* Layer.build(Database.layerConfig({ client: fake.client })).pipe(
-        Effect.withConfigProvider(ConfigProvider.fromMap(new Map())),
+        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord({})),
         Effect.scoped,
-        Effect.either
+        Effect.result
       )
-      expect(Either.isLeft(result) && result.left._tag).toBe("RetryConfigError")
-      expect(Either.isLeft(result) && (result.left as Error).message).toMatch(/DATABASE_URL is not set/)
+      expect(Result.isFailure(result) && result.failure._tag).toBe("RetryConfigError")
+      expect(Result.isFailure(result) && (result.failure as Error).message).toMatch(/DATABASE_URL is not set/)
       expect(fake.built.length).toBe(0)
       // With it, the same layer warms up and hands it to the factory.
       const withUrl = yield* Layer.build(Database.layerConfig({ client: fake.client })).pipe(
-        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["DATABASE_URL", "postgresql://app@127.0.0.1:5432/app"]]))),
+        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(Object.fromEntries([["DATABASE_URL", "postgresql://app@127.0.0.1:5432/app"]]))),
         Effect.scoped,
-        Effect.either
+        Effect.result
       )
-      expect(Either.isRight(withUrl)).toBe(true)
+      expect(Result.isSuccess(withUrl)).toBe(true)
       expect(fake.built.length).toBe(1)
     }))
 
@@ -199,8 +200,8 @@ describe("Database.layer warm-up", () => {
       const result = yield* Effect.gen(function*() {
         const db: DatabaseService = yield* Database
         yield* db.beginShutdown
-        return yield* Effect.either(health)
+        return yield* Effect.result(health)
       }).pipe(Effect.provide(Database.layer(options(fake.client))))
-      expect(Either.isLeft(result) && result.left.reason).toBe("shutting_down")
+      expect(Result.isFailure(result) && result.failure.reason).toBe("shutting_down")
     }))
 })

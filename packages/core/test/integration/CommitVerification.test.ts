@@ -3,8 +3,8 @@
 // happened (real PostgreSQL behind the proxy).
 import { Database, type DatabaseError, Metrics, RetryPolicy } from "@prisma-resilience/core"
 import { startProxy, type TcpProxy } from "@prisma-resilience/devdb"
-import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Metric, MetricLabel } from "effect"
+import { describe, expect, it } from "../support/vitest.js"
+import { Effect, Result, Metric } from "effect"
 import pg from "pg"
 import { afterAll, beforeAll, inject } from "vitest"
 import { makePrismaClient, poolStats } from "../../../core-effect3/test/fixture/client.js"
@@ -55,7 +55,7 @@ const layer = (retry: Partial<RetryPolicy.RetryConfig> = {}, max = 2) =>
 const verifications = (operation: string, outcome: string) =>
   Metric.value(
     Metrics.commitVerifications.pipe(
-      Metric.taggedWithLabels([MetricLabel.make("operation", operation), MetricLabel.make("outcome", outcome)])
+      Metric.withAttributes([["operation", operation], ["outcome", outcome]])
     )
   ).pipe(Effect.map((state) => state.count))
 
@@ -178,12 +178,12 @@ describe("commit verification on a real PostgreSQL", () => {
       let runs = 0
       const cut = proxy.cutOnCommit("after")
       const started = Date.now()
-      const result = yield* Effect.either(Db.transaction(async (tx) => {
+      const result = yield* Effect.result(Db.transaction(async (tx) => {
         runs++
         return tx.purchaseOrder.create({ data: { reference, totalCents: 1 } })
       }, { operation })).pipe(Effect.provide(captureLogs().layer), Effect.ensuring(Effect.sync(() => proxy.refuse(false))))
       yield* Effect.promise(() => cutDone(cut))
-      const error: DatabaseError | undefined = Either.isLeft(result) ? result.left : undefined
+      const error: DatabaseError | undefined = Result.isFailure(result) ? result.failure : undefined
       console.info(`[core] commit outcome unknown after ${Date.now() - started} ms: ${error?._tag}: ${error?.message}`)
       expect(error?.safety).toBe("ambiguous")
       expect(error?.message).toMatch(/commit outcome unknown/)

@@ -1,7 +1,7 @@
 import { Database, health, Metrics } from "@prisma-resilience/core"
 import type { PrismaClient, PurchaseOrder } from "../../../core-effect3/test/fixture/client.js"
-import { expect, expectTypeOf, layer } from "@effect/vitest"
-import { Effect, Either, Logger, LogLevel, Metric, MetricLabel, Tracer } from "effect"
+import { expect, expectTypeOf, layer } from "../support/vitest.js"
+import { Effect, Metric, References, Result, Tracer } from "effect"
 import { inject } from "vitest"
 import { captureLogs, databaseLayer, Db, warmup } from "../support/helpers.js"
 
@@ -10,10 +10,10 @@ const url = inject("databaseUrl")
 const attemptsCount = (operation: string, attempt: number, outcome: string) =>
   Metric.value(
     Metrics.queryAttempts.pipe(
-      Metric.taggedWithLabels([
-        MetricLabel.make("operation", operation),
-        MetricLabel.make("attempt", String(attempt)),
-        MetricLabel.make("outcome", outcome)
+      Metric.withAttributes([
+        ["operation", operation],
+        ["attempt", String(attempt)],
+        ["outcome", outcome]
       ])
     )
   ).pipe(Effect.map((state) => state.count))
@@ -35,7 +35,7 @@ layer(databaseLayer(url), { excludeTestServices: true })("Database against a rea
       expect(found?.reference).toBe(reference)
       expect((yield* attemptsCount("purchaseOrder.create", 1, "success")) - before).toBe(1)
       const histogram = yield* Metric.value(
-        Metrics.queryDuration.pipe(Metric.taggedWithLabels([MetricLabel.make("operation", "purchaseOrder.findUnique")]))
+        Metrics.queryDuration.pipe(Metric.withAttributes([["operation", "purchaseOrder.findUnique"]]))
       )
       expect(histogram.count).toBeGreaterThanOrEqual(1)
     }))
@@ -47,13 +47,13 @@ layer(databaseLayer(url), { excludeTestServices: true })("Database against a rea
       const before = yield* attemptsCount("purchaseOrder.create", 2, "QueryError")
       const logs = captureLogs()
       const result = yield* Db.query((c) => c.purchaseOrder.create({ data: { reference, totalCents: 1 } })).pipe(
-        Effect.either,
+        Effect.result,
         Effect.provide(logs.layer),
-        Logger.withMinimumLogLevel(LogLevel.Debug)
+        Effect.provideService(References.MinimumLogLevel, "Debug")
       )
-      expect(Either.isLeft(result) && result.left._tag).toBe("QueryError")
-      expect(Either.isLeft(result) && result.left.code).toBe("P2002")
-      expect(Either.isLeft(result) && result.left.attempt).toBe(1)
+      expect(Result.isFailure(result) && result.failure._tag).toBe("QueryError")
+      expect(Result.isFailure(result) && result.failure.code).toBe("P2002")
+      expect(Result.isFailure(result) && result.failure.attempt).toBe(1)
       expect((yield* attemptsCount("purchaseOrder.create", 2, "QueryError")) - before).toBe(0)
       expect(logs.lines).toEqual([
         expect.stringMatching(/^purchaseOrder\.create attempt 1\/3: QueryError \(P2002\): .*, not retryable$/)
@@ -66,10 +66,10 @@ layer(databaseLayer(url), { excludeTestServices: true })("Database against a rea
     Effect.gen(function*() {
       const reference = unique()
       const row = yield* Db.query((c) => c.purchaseOrder.create({ data: { reference, totalCents: 0 } }))
-      const retryLabel = [MetricLabel.make("operation", "counter.increment")]
-      const retriesBefore = yield* Metric.value(Metrics.queryRetries.pipe(Metric.taggedWithLabels([
+      const retryLabel: Array<[string, string]> = [["operation", "counter.increment"]]
+      const retriesBefore = yield* Metric.value(Metrics.queryRetries.pipe(Metric.withAttributes([
         ...retryLabel,
-        MetricLabel.make("error", "TransactionError")
+        ["error", "TransactionError"]
       ])))
       const logs = captureLogs()
       const increment = Db.transaction(
@@ -90,9 +90,9 @@ layer(databaseLayer(url), { excludeTestServices: true })("Database against a rea
       )
       const final = yield* Db.query((c) => c.purchaseOrder.findUniqueOrThrow({ where: { id: row.id } }))
       expect(final.totalCents).toBe(50)
-      const retriesAfter = yield* Metric.value(Metrics.queryRetries.pipe(Metric.taggedWithLabels([
+      const retriesAfter = yield* Metric.value(Metrics.queryRetries.pipe(Metric.withAttributes([
         ...retryLabel,
-        MetricLabel.make("error", "TransactionError")
+        ["error", "TransactionError"]
       ])))
       const conflicts = retriesAfter.count - retriesBefore.count
       console.info(`[core] 50 serializable increments: ${conflicts} transaction conflicts retried`)
@@ -105,9 +105,9 @@ layer(databaseLayer(url), { excludeTestServices: true })("Database against a rea
       const base = yield* Effect.tracer
       const spans: Array<{ name: string; attributes: Record<string, unknown> }> = []
       const tracer = Tracer.make({
-        span: (name, parent, context, links, startTime, kind, options) => {
-          const span = base.span(name, parent, context, links, startTime, kind, options)
-          const entry = { name, attributes: {} as Record<string, unknown> }
+        span: (options) => {
+          const span = base.span(options)
+          const entry = { name: options.name, attributes: {} as Record<string, unknown> }
           spans.push(entry)
           const attribute = span.attribute.bind(span)
           span.attribute = (key, value) => {
@@ -131,7 +131,7 @@ layer(databaseLayer(url), { excludeTestServices: true })("Database against a rea
       // A real connect and probe take time, never more than the warm-up's timeout, and the gauge says the same.
       expect(report.warmupMs).toBeGreaterThan(0)
       expect(report.warmupMs).toBeLessThan(warmup.timeoutMs)
-      const gauge = yield* Metric.value(Metric.tagged(Metrics.warmupDuration, "database", "default"))
+      const gauge = yield* Metric.value(Metric.withAttributes(Metrics.warmupDuration, [["database", "default"]]))
       expect(gauge.value).toBeCloseTo(report.warmupMs / 1000, 3)
     }))
 
@@ -142,6 +142,6 @@ layer(databaseLayer(url), { excludeTestServices: true })("Database against a rea
       const stats = yield* db.poolStats
       expect(stats?.totalCount).toBeGreaterThanOrEqual(1)
       yield* Effect.sleep("1100 millis")
-      expect((yield* Metric.value(Metric.tagged(Metrics.poolTotal, "database", "default"))).value).toBeGreaterThanOrEqual(1)
+      expect((yield* Metric.value(Metric.withAttributes(Metrics.poolTotal, [["database", "default"]]))).value).toBeGreaterThanOrEqual(1)
     }))
 })

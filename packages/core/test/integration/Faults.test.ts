@@ -1,9 +1,9 @@
 // Faults on servers these tests own: stopped, started late, restarted.
-import { Database, health, RetryPolicy, WarmupError } from "@prisma-resilience/core"
+import { Database, type DatabaseService, health, RetryPolicy, WarmupError } from "@prisma-resilience/core"
 import { type Cluster, createCluster, startCluster } from "@prisma-resilience/devdb"
 import { createSchema } from "../../../core-effect3/test/fixture/client.js"
-import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Either, Exit, Fiber, Layer, Scope } from "effect"
+import { describe, expect, it } from "../support/vitest.js"
+import { Cause, Context, Effect, Exit, Fiber, Layer, Result, Scope } from "effect"
 import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
@@ -29,13 +29,13 @@ describe("faults on a real PostgreSQL", () => {
       const started = Date.now()
       const result = yield* Layer.build(databaseLayer(cluster.url, { warmup: { timeoutMs: 1500 } })).pipe(
         Effect.scoped,
-        Effect.either,
+        Effect.result,
         Effect.provide(logs.layer)
       )
       const elapsed = Date.now() - started
       console.info(`[core] warm-up against a stopped server gave up after ${elapsed} ms`)
-      expect(Either.isLeft(result)).toBe(true)
-      const error = Either.isLeft(result) ? result.left : undefined
+      expect(Result.isFailure(result)).toBe(true)
+      const error = Result.isFailure(result) ? result.failure : undefined
       expect(error).toBeInstanceOf(WarmupError)
       if (error instanceof WarmupError) {
         expect(error.message).toContain("timed out after 1500 ms")
@@ -54,7 +54,7 @@ describe("faults on a real PostgreSQL", () => {
       const began = Date.now()
       const building = yield* Layer.buildWithScope(databaseLayer(cluster.url), scope).pipe(
         Effect.provide(logs.layer),
-        Effect.fork
+        Effect.forkChild
       )
       yield* Effect.sleep("2 seconds")
       yield* Effect.promise(() => cluster.start())
@@ -62,7 +62,7 @@ describe("faults on a real PostgreSQL", () => {
       const logsBeforeAccepting = logs.lines.length
       const context = yield* Fiber.join(building)
       const readyAt = Date.now()
-      const db = context.unsafeMap.get(Database.key) as Database["Type"]
+      const db = Context.getUnsafe(context, Database) as DatabaseService
       console.info(
         `[core] late server: accepting at +${acceptingAt - began} ms, warmed up at +${readyAt - began} ms ` +
           `(${readyAt - acceptingAt} ms later, ${db.warmup.attempts} attempts)`
@@ -87,7 +87,7 @@ describe("faults on a real PostgreSQL", () => {
         const count = yield* Db.query((c) => c.purchaseOrder.count())
         expect(count).toBe(0)
         yield* Effect.promise(() => cluster.stop("immediate"))
-        const restarted = Effect.promise(() => cluster.start()).pipe(Effect.delay("300 millis"), Effect.fork)
+        const restarted = Effect.promise(() => cluster.start()).pipe(Effect.delay("300 millis"), Effect.forkChild)
         const fiber = yield* restarted
         // The server is down when this starts; the retries (500 ms, 1000 ms) reach it once it is back.
         const during = yield* Db.query((c) => c.purchaseOrder.count())

@@ -8,8 +8,8 @@
 // breaker case included: behaviour/suite/health.ts.
 import { Database, health } from "@prisma-resilience/core"
 import { type Cluster, startCluster } from "@prisma-resilience/devdb"
-import { describe, expect, it } from "@effect/vitest"
-import { Clock, Duration, Effect, Either, Layer, Logger, LogLevel, Scope, Exit } from "effect"
+import { describe, expect, it } from "../support/vitest.js"
+import { Clock, Duration, Effect, Exit, Layer, References, Result, Scope } from "effect"
 import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
@@ -33,7 +33,7 @@ const RESET_MS = 1000
 const HEALTH_TIMEOUT_MS = 1000
 const POLL_MS = 200
 
-const reason = Effect.map(Effect.either(health), (result) => (Either.isLeft(result) ? result.left.reason : "pass"))
+const reason = Effect.map(Effect.result(health), (result) => (Result.isFailure(result) ? result.failure.reason : "pass"))
 
 /**
  * Polls health every POLL_MS (the only traffic) until it passes or `limitMs`
@@ -80,7 +80,7 @@ const build = <E>(layer: Layer.Layer<Database, E>) =>
     return { context, close: Scope.close(scope, Exit.void) }
   })
 
-const quietly = Logger.withMinimumLogLevel(LogLevel.Error)
+const quietly = Effect.provideService(References.MinimumLogLevel, "Error")
 
 describe("health recovers by itself once queries would succeed", () => {
   it.live("breaker open after an outage: health closes it with its own probe, no query sent", () =>
@@ -91,8 +91,8 @@ describe("health recovers by itself once queries would succeed", () => {
       yield* Effect.promise(() => cluster.stop("fast"))
       // Two failed requests open the breaker (threshold 2).
       for (let i = 0; i < 2; i++) {
-        const failed = yield* run(Effect.either(Db.query((c: PrismaClient) => c.purchaseOrder.count())))
-        expect(Either.isLeft(failed)).toBe(true)
+        const failed = yield* run(Effect.result(Db.query((c: PrismaClient) => c.purchaseOrder.count())))
+        expect(Result.isFailure(failed)).toBe(true)
       }
       expect(yield* run(reason)).toBe("circuit_open")
       yield* Effect.promise(() => cluster.start())
@@ -114,8 +114,8 @@ describe("health recovers by itself once queries would succeed", () => {
       const run = <A, E>(self: Effect.Effect<A, E, Database>) => Effect.provide(self, context)
       yield* Effect.promise(() => cluster.stop("fast"))
       // One request, three failed attempts: degraded, the breaker stays closed (disabled).
-      const failed = yield* run(Effect.either(Db.query((c: PrismaClient) => c.purchaseOrder.count())))
-      expect(Either.isLeft(failed) && failed.left._tag).toBe("ConnectionError")
+      const failed = yield* run(Effect.result(Db.query((c: PrismaClient) => c.purchaseOrder.count())))
+      expect(Result.isFailure(failed) && failed.failure._tag).toBe("ConnectionError")
       yield* Effect.promise(() => cluster.start())
       // The probe no longer fails once the server is back; the spell of
       // connection failures is what SELECT 1 sees too, so it ends at once.
@@ -138,8 +138,8 @@ describe("health recovers by itself once queries would succeed", () => {
       yield* Effect.promise(() => locker.query("BEGIN"))
       yield* Effect.promise(() => locker.query("LOCK TABLE purchase_order IN ACCESS EXCLUSIVE MODE"))
       // One request whose three attempts time out on the lock: degraded.
-      const failed = yield* run(Effect.either(Db.query((c: PrismaClient) => c.purchaseOrder.findMany({ take: 1 }))))
-      expect(Either.isLeft(failed) && failed.left._tag).toBe("TimeoutError")
+      const failed = yield* run(Effect.result(Db.query((c: PrismaClient) => c.purchaseOrder.findMany({ take: 1 }))))
+      expect(Result.isFailure(failed) && failed.failure._tag).toBe("TimeoutError")
       // With the lock still held and only health polling for well over a
       // breaker reset, health never passes: SELECT 1 would.
       const during = yield* run(reasonsFor(3 * RESET_MS))

@@ -3,8 +3,8 @@
 // three.
 import { CircuitBreaker, RetryBudget } from "@prisma-resilience/core"
 import { type Cluster, startCluster } from "@prisma-resilience/devdb"
-import { describe, expect, it } from "@effect/vitest"
-import { Effect, Logger, LogLevel } from "effect"
+import { describe, expect, it } from "../support/vitest.js"
+import { Effect, References } from "effect"
 import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
@@ -39,7 +39,7 @@ describe("outage amplification on a real PostgreSQL", () => {
       expect(figures.failed).toBe(figures.requests)
       expect(figures.attemptsPerRequest).toBeLessThanOrEqual(1.2)
       expect(figures.recoveryMs).toBeDefined()
-    }).pipe(Logger.withMinimumLogLevel(LogLevel.Error)), 60_000)
+    }).pipe(Effect.provideService(References.MinimumLogLevel, "Error")), 60_000)
 
   it.live("the plain policy (budget and breaker off) makes about three attempts per request", () =>
     Effect.gen(function*() {
@@ -55,5 +55,5 @@ describe("outage amplification on a real PostgreSQL", () => {
       console.info(`[core] outage with the plain policy: ${JSON.stringify(figures)}`)
       expect(figures.otherFailures).toEqual([])
       expect(figures.attemptsPerRequest).toBeGreaterThan(2.5)
-    }).pipe(Logger.withMinimumLogLevel(LogLevel.Error)), 60_000)
+    }).pipe(Effect.provideService(References.MinimumLogLevel, "Error")), 60_000)
 })

@@ -3,8 +3,8 @@
 // retry budget, and is not retried into the same full queue (real PostgreSQL,
 // a pool of one connection held by a slow query).
 import { Database } from "@prisma-resilience/core"
-import { expect, layer } from "@effect/vitest"
-import { Duration, Effect, Either, Fiber } from "effect"
+import { expect, layer } from "../support/vitest.js"
+import { Duration, Effect, Result, Fiber } from "effect"
 import { inject } from "vitest"
 import { captureLogs, databaseLayer, Db } from "../support/helpers.js"
 
@@ -23,18 +23,18 @@ layer(
       const db = yield* Database
       const tokens = yield* db.retryBudgetTokens
       // Holds the pool's only connection for a second and a half.
-      const hog = yield* Db.query((c) => c.$queryRaw`SELECT 1 AS held FROM pg_sleep(1.5)`).pipe(Effect.fork)
+      const hog = yield* Db.query((c) => c.$queryRaw`SELECT 1 AS held FROM pg_sleep(1.5)`).pipe(Effect.forkChild)
       yield* Effect.sleep(Duration.millis(100))
       const logs = captureLogs()
       const waits = yield* Effect.forEach(
         Array.from({ length: 5 }),
-        () => Db.query((c) => c.purchaseOrder.findMany({ take: 1 })).pipe(Effect.either),
+        () => Db.query((c) => c.purchaseOrder.findMany({ take: 1 })).pipe(Effect.result),
         { concurrency: 5 }
       ).pipe(Effect.provide(logs.layer))
       for (const result of waits) {
-        expect(Either.isLeft(result) && result.left._tag).toBe("TimeoutError")
-        expect(Either.isLeft(result) && result.left.code).toBe("POOL_ACQUIRE_TIMEOUT")
-        expect(Either.isLeft(result) && result.left.attempt).toBe(1)
+        expect(Result.isFailure(result) && result.failure._tag).toBe("TimeoutError")
+        expect(Result.isFailure(result) && result.failure.code).toBe("POOL_ACQUIRE_TIMEOUT")
+        expect(Result.isFailure(result) && result.failure.attempt).toBe(1)
       }
       expect(logs.lines.every((line) => line.endsWith("not retried: the connection pool is full; another attempt would queue behind the same connections")))
         .toBe(true)

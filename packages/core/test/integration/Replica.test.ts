@@ -5,8 +5,8 @@
 // an opted-in read as the Effect API does.
 import { createResilientPrisma, Database, type LayerOptions, Metrics } from "@prisma-resilience/core"
 import { findPrimary, missingPatroniTools, type PatroniCluster, startPatroniCluster } from "@prisma-resilience/devdb"
-import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Metric, MetricLabel } from "effect"
+import { describe, expect, it } from "../support/vitest.js"
+import { Effect, Fiber, Layer, Metric } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import { createSchema, makePrismaClient } from "../../../core-effect3/test/fixture/client.js"
 import { Db, pool, warmup } from "../support/helpers.js"
@@ -19,10 +19,10 @@ if (missing.length > 0 && !ci) {
 
 const routed = (target: string, reason: string) =>
   Effect.map(
-    Metric.value(Metric.taggedWithLabels(Metrics.replicaRouting, [
-      MetricLabel.make("database", "default"),
-      MetricLabel.make("target", target),
-      MetricLabel.make("reason", reason)
+    Metric.value(Metric.withAttributes(Metrics.replicaRouting, [
+      ["database", "default"],
+      ["target", target],
+      ["reason", reason]
     ])),
     (state) => state.count
   )
@@ -71,9 +71,9 @@ describe.skipIf(missing.length > 0 && !ci)("opted-in reads on a real replica", (
       yield* Effect.sleep("600 millis")
       // Written by another fiber (awaited, not joined: its fiber-local
       // state does not come back), so this fiber still reads from the replica.
-      const created = yield* Effect.fork(
+      const created = yield* Effect.forkChild(
         Db.query((c) => c.purchaseOrder.create({ data: { reference, totalCents: 1 } }))
-      ).pipe(Effect.flatMap((fiber) => fiber.await), Effect.flatten)
+      ).pipe(Effect.flatMap((fiber) => Fiber.await(fiber)), Effect.flatten)
       // replication is asynchronous to this read: ask until the replica has the row
       const seen = yield* routing(
         Db.query((c) => c.purchaseOrder.findUnique({ where: { id: created.id } }), { replica: true }).pipe(

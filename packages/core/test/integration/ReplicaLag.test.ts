@@ -16,8 +16,8 @@ import {
   type StreamingReplica,
   type TcpProxy
 } from "@prisma-resilience/devdb"
-import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Metric, MetricLabel } from "effect"
+import { describe, expect, it } from "../support/vitest.js"
+import { Effect, Layer, Metric } from "effect"
 import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
@@ -34,10 +34,10 @@ const READ_EVERY_MS = 100
 
 const routed = (target: string, reason: string) =>
   Effect.map(
-    Metric.value(Metric.taggedWithLabels(Metrics.replicaRouting, [
-      MetricLabel.make("database", "default"),
-      MetricLabel.make("target", target),
-      MetricLabel.make("reason", reason)
+    Metric.value(Metric.withAttributes(Metrics.replicaRouting, [
+      ["database", "default"],
+      ["target", target],
+      ["reason", reason]
     ])),
     (state) => state.count
   )
@@ -134,7 +134,7 @@ describe("opted-in reads on a replica cut off from its primary", () => {
 
   const lagGauge = (node = replicaNode) =>
     Effect.map(
-      Metric.value(Metric.taggedWithLabels(Metrics.nodeReplayLag, [MetricLabel.make("database", "default"), MetricLabel.make("node", node)])),
+      Metric.value(Metric.withAttributes(Metrics.nodeReplayLag, [["database", "default"], ["node", node]])),
       (state) => state.value
     )
 
@@ -171,7 +171,7 @@ describe("opted-in reads on a replica cut off from its primary", () => {
 
       // Used when fresh: with the link up the replica takes the reads.
       yield* Effect.promise(() => insert(`${prefix}-before`)).pipe(
-        Effect.tap(() => acks.push({ reference: `${prefix}-before`, at: Date.now() }))
+        Effect.tap(() => Effect.sync(() => acks.push({ reference: `${prefix}-before`, at: Date.now() })))
       )
       const fresh = yield* waitForReplica(read("effect", Date.now()), 15_000)
       expect(fresh.movedAfterMs, "the replica takes opted-in reads while its link is up").toBeDefined()
@@ -290,7 +290,7 @@ describe("opted-in reads on a replica cut off from its primary", () => {
         const lagBefore = yield* routed("primary", "lag")
         const replicaBefore = yield* routedToReplica
         // the read goes to the writer, which is down: it fails, and that is the point
-        yield* Effect.either(Db.query((c) => c.purchaseOrder.count(), { replica: true, retry: { delaysMs: [] } }))
+        yield* Effect.result(Db.query((c) => c.purchaseOrder.count(), { replica: true, retry: { delaysMs: [] } }))
         const lagRouted = (yield* routed("primary", "lag")) - lagBefore
         const replicaRouted = (yield* routedToReplica) - replicaBefore
         const entry = (yield* Database.pipe(Effect.flatMap((db) => db.nodes)))?.find((node) => node.name === replicaNode)

@@ -13,7 +13,7 @@ import {
 } from "@prisma-resilience/core"
 import { freePort, startProxy, type TcpProxy } from "@prisma-resilience/devdb"
 import { makePrismaClient, poolStats, Prisma, type PrismaClient, type PurchaseOrder } from "../../../core-effect3/test/fixture/client.js"
-import { Effect, Metric, MetricLabel } from "effect"
+import { Effect, Metric } from "effect"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, expectTypeOf, inject, it } from "vitest"
 import { pool, warmup } from "../support/helpers.js"
@@ -27,7 +27,7 @@ const viaPort = (port: number) => {
 
 const counter = (metric: typeof Metrics.queryAttempts, labels: Record<string, string>) =>
   Effect.runSync(
-    Metric.value(metric.pipe(Metric.taggedWithLabels(Object.entries(labels).map(([k, v]) => MetricLabel.make(k, v)))))
+    Metric.value(metric.pipe(Metric.withAttributes(Object.entries(labels).map(([k, v]): [string, string] => [k, v]))))
   ).count
 const attempts = (operation: string, attempt: number, outcome: string) =>
   counter(Metrics.queryAttempts, { operation, attempt: String(attempt), outcome })

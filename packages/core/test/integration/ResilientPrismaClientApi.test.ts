@@ -4,7 +4,7 @@
 import { classificationOf, createResilientPrisma, Metrics, QueryError, TimeoutError } from "@prisma-resilience/core"
 import { PrismaPg } from "@prisma/adapter-pg"
 import { makeTypedQueryFactory, type TypedSql } from "@prisma/client/runtime/client"
-import { Effect, Metric, MetricLabel } from "effect"
+import { Effect, Metric } from "effect"
 import { afterAll, describe, expect, expectTypeOf, inject, it } from "vitest"
 import { makePrismaClient, type OrderLine, Prisma, PrismaClient, poolStats, type PurchaseOrder } from "../../../core-effect3/test/fixture/client.js"
 import { pool, warmup } from "../support/helpers.js"
@@ -16,8 +16,8 @@ const attempts = (operation: string, outcome: string) =>
   Effect.runSync(
     Metric.value(
       Metrics.queryAttempts.pipe(
-        Metric.taggedWithLabels(
-          Object.entries({ operation, attempt: "1", outcome }).map(([k, v]) => MetricLabel.make(k, v))
+        Metric.withAttributes(
+          Object.entries({ operation, attempt: "1", outcome }).map(([k, v]) => [k, v])
         )
       )
     )

@@ -11,8 +11,8 @@ import {
   RetryPolicy,
   type ServerTimeoutConfig
 } from "@prisma-resilience/core"
-import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Metric, MetricLabel } from "effect"
+import { describe, expect, it } from "../support/vitest.js"
+import { Effect, Result, Fiber, Metric } from "effect"
 import pg from "pg"
 import { afterAll, beforeAll, inject } from "vitest"
 import { makePrismaClient, poolStats, type PrismaClient } from "../../../core-effect3/test/fixture/client.js"
@@ -85,14 +85,14 @@ const backends = (app: string) =>
 const waitingOnLock = (app: string) =>
   Effect.map(backends(app), (rows) => rows.filter((row) => row.wait_event_type === "Lock").length)
 
-const counter = (metric: Metric.Metric.Counter<number>, labels: Record<string, string>) =>
-  Metric.value(metric.pipe(Metric.taggedWithLabels(Object.entries(labels).map(([k, v]) => MetricLabel.make(k, v))))).pipe(
+const counter = (metric: Metric.Counter<number>, labels: Record<string, string>) =>
+  Metric.value(metric.pipe(Metric.withAttributes(Object.entries(labels).map(([k, v]): [string, string] => [k, v])))).pipe(
     Effect.map((state) => state.count)
   )
 
 const failure = <A>(effect: Effect.Effect<A, DatabaseError, Database>) =>
-  Effect.flatMap(Effect.either(effect), (result) =>
-    Either.isLeft(result) ? Effect.succeed(result.left) : Effect.dieMessage("expected the query to fail"))
+  Effect.flatMap(Effect.result(effect), (result) =>
+    Result.isFailure(result) ? Effect.succeed(result.failure) : Effect.die(new Error("expected the query to fail")))
 
 describe("server-side deadlines on a real PostgreSQL", () => {
   it.live("the client factory gets the limits with the pool settings, and the server applies them", () => {
@@ -136,7 +136,7 @@ describe("server-side deadlines on a real PostgreSQL", () => {
       const started = Date.now()
       const blocked = yield* Db.query((c) => c.$executeRawUnsafe(`UPDATE ${table} SET n = n + 1 WHERE id = 1`), {
         operation
-      }).pipe(Effect.either, Effect.fork)
+      }).pipe(Effect.result, Effect.forkChild)
       yield* Effect.sleep("300 millis")
       const during = yield* Effect.promise(() =>
         sql<{ locks: number; waiting: number }>(
@@ -147,7 +147,7 @@ describe("server-side deadlines on a real PostgreSQL", () => {
       expect(during[0]!.waiting).toBe(1)
       const result = yield* Fiber.join(blocked)
       const elapsed = Date.now() - started
-      const error = Either.isLeft(result) ? result.left : undefined
+      const error = Result.isFailure(result) ? result.failure : undefined
       // The server's answer at 700 ms, before the client's own timer (1000 ms) fired.
       expect(error?._tag).toBe("TimeoutError")
       expect(error?.code).toBe("57014")
@@ -186,13 +186,13 @@ describe("server-side deadlines on a real PostgreSQL", () => {
       yield* holdRowLock
       const logs = captureLogs()
       const query = yield* Db.query((c) => c.$queryRawUnsafe(lockedRow), { operation: `deadline.retried.${app}` }).pipe(
-        Effect.either,
+        Effect.result,
         Effect.provide(logs.layer),
-        Effect.fork
+        Effect.forkChild
       )
       let most = 0
       const samples: Array<number> = []
-      while (query.unsafePoll() === null) {
+      while (query.pollUnsafe() === undefined) {
         const waiting = yield* waitingOnLock(app)
         samples.push(waiting)
         most = Math.max(most, waiting)
@@ -200,7 +200,7 @@ describe("server-side deadlines on a real PostgreSQL", () => {
       }
       const result = yield* Fiber.join(query)
       const retries = logs.lines.filter((line) => line.includes("retrying in")).length
-      return { error: Either.isLeft(result) ? result.left : undefined, most, retries, samples: samples.length }
+      return { error: Result.isFailure(result) ? result.failure : undefined, most, retries, samples: samples.length }
     }).pipe(Effect.scoped, Effect.provide(layer))
   }
 
@@ -248,7 +248,7 @@ describe("server-side deadlines on a real PostgreSQL", () => {
             Array.from({ length: 100 }),
             () =>
               Effect.map(failure(Db.query((c) => c.$queryRawUnsafe(lockedRow), { operation })), (e) => e.code).pipe(
-                Effect.zipLeft(Effect.flatMap(backends(app), (rows) => Effect.sync(() => (most = Math.max(most, rows.length)))))
+                Effect.tap(() => Effect.flatMap(backends(app), (rows) => Effect.sync(() => (most = Math.max(most, rows.length)))))
               ),
             { concurrency: 5 }
           )
@@ -337,10 +337,10 @@ describe("server-side deadlines on a real PostgreSQL", () => {
     const { layer } = deadlineLayer({ retry: { attemptTimeoutMs: 800, delaysMs: [] }, serverTimeouts: { marginMs: 300 } })
     return Effect.gen(function*() {
       // The connection's limit is 500 ms; this call allows 1500 ms.
-      const slow = yield* Effect.either(
+      const slow = yield* Effect.result(
         Db.query((c) => c.$queryRaw`SELECT 1 AS one FROM pg_sleep(0.6)`, { retry: { attemptTimeoutMs: 1500 } })
       )
-      expect(Either.isRight(slow)).toBe(true)
+      expect(Result.isSuccess(slow)).toBe(true)
       yield* holdRowLock
       const started = Date.now()
       const error = yield* failure(Db.query((c) => c.$queryRawUnsafe(lockedRow)).pipe(RetryPolicy.withBudget("400 millis")))

@@ -6,8 +6,8 @@
 // (the Patroni scenarios of the fault matrix have the real one).
 import { Database, health, Metrics } from "@prisma-resilience/core"
 import { type Cluster, startCluster, withConnection } from "@prisma-resilience/devdb"
-import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Layer, Metric, MetricLabel, Schedule } from "effect"
+import { describe, expect, it } from "../support/vitest.js"
+import { Effect, Result, Layer, Metric, Schedule } from "effect"
 import fsp from "node:fs/promises"
 import os from "node:os"
 import path from "node:path"
@@ -57,9 +57,9 @@ const layerFor = (url: string) =>
   })
 
 const discoveries = (result: string) =>
-  Metric.value(Metric.taggedWithLabels(Metrics.writerDiscoveries, [
-    MetricLabel.make("database", "default"),
-    MetricLabel.make("result", result)
+  Metric.value(Metric.withAttributes(Metrics.writerDiscoveries, [
+    ["database", "default"],
+    ["result", result]
   ]))
 
 const create = (reference: string) =>
@@ -88,10 +88,10 @@ describe("a multi-host DATABASE_URL on real servers", () => {
         yield* readOnly(a, false)
         yield* readOnly(b, true)
         const results = yield* Effect.all(
-          Array.from({ length: 6 }, (_, i) => Effect.either(create(`${prefix}moved-${i}`))),
+          Array.from({ length: 6 }, (_, i) => Effect.result(create(`${prefix}moved-${i}`))),
           { concurrency: "unbounded" }
         )
-        expect(results.filter(Either.isLeft).map((r) => (r as Either.Left<any, any>).left.message)).toEqual([])
+        expect(results.filter(Result.isFailure).map((r) => (r as Result.Failure<any, any>).failure.message)).toEqual([])
         expect(yield* count(a, `${prefix}moved-`)).toBe(6)
         expect(yield* count(b, `${prefix}moved-`)).toBe(0)
         expect((yield* discoveries("changed")).count - changedBefore).toBe(1)
@@ -103,7 +103,7 @@ describe("a multi-host DATABASE_URL on real servers", () => {
         // next reads its configuration, so health is asked until it can tell.
         yield* readOnly(a, true)
         const failed = yield* Effect.flip(health).pipe(
-          Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("3 seconds")))
+          Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo({ duration: "3 seconds" })))
         )
         expect(failed.reason).toBe("read_only")
         yield* readOnly(a, false)

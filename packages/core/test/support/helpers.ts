@@ -39,9 +39,10 @@ export const captureLogs = () => {
   const levels: Array<string> = []
   const logger = Logger.make(({ logLevel, message }) => {
     lines.push(Array.isArray(message) ? message.map(String).join(" ") : String(message))
-    levels.push(logLevel.label)
+    // Effect 3 labels (WARN, INFO, …), which the tests were written against
+    levels.push(logLevel.toUpperCase())
   })
-  return { lines, levels, layer: Logger.replace(Logger.defaultLogger, logger) }
+  return { lines, levels, layer: Logger.layer([logger]) }
 }
 
 // The default `Database`, its accessors typed for the fixture client.

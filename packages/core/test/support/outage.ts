@@ -33,10 +33,9 @@ const attemptsSoFar = (operation: string) =>
   Effect.map(Metric.snapshot, (pairs) =>
     pairs
       .filter((pair) =>
-        pair.metricKey.name === "db_query_attempts_total" &&
-        pair.metricKey.tags.some((tag) => tag.key === "operation" && tag.value === operation)
+        pair.id === "db_query_attempts_total" && pair.attributes?.operation === operation
       )
-      .reduce((sum, pair) => sum + Number((pair.metricState as { count?: number }).count ?? 0), 0))
+      .reduce((sum, pair) => sum + Number((pair.state as { count?: number }).count ?? 0), 0))
 
 /**
  * Warms up against the running cluster, stops it (fast shutdown) under steady
@@ -54,11 +53,11 @@ export const runOutage = (options: OutageOptions) =>
     const client = Effect.gen(function*() {
       while (running) {
         requests++
-        const exit = yield* Effect.either(request)
-        if (exit._tag === "Left") {
+        const exit = yield* Effect.result(request)
+        if (exit._tag === "Failure") {
           failed++
-          if (!["ConnectionError", "TimeoutError", "CircuitOpenError"].includes(exit.left._tag)) {
-            otherFailures.push(`${exit.left._tag}: ${exit.left.message}`)
+          if (!["ConnectionError", "TimeoutError", "CircuitOpenError"].includes(exit.failure._tag)) {
+            otherFailures.push(`${exit.failure._tag}: ${exit.failure.message}`)
           }
         } else {
           firstSuccessAt ??= Date.now()
@@ -66,7 +65,7 @@ export const runOutage = (options: OutageOptions) =>
         yield* Effect.sleep(options.pauseMs)
       }
     })
-    const load = Effect.forEach(Array.from({ length: options.clients }), () => Effect.fork(client))
+    const load = Effect.forEach(Array.from({ length: options.clients }), () => Effect.forkChild(client))
 
     yield* request
     yield* Effect.promise(() => cluster.stop("fast"))
