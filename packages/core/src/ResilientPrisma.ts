@@ -12,6 +12,7 @@
  * ```
  */
 import * as Cause from "effect/Cause"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -225,7 +226,11 @@ const settingsOf = <C extends PrismaClientLike>(options: LayerOptions<C>): Setti
         },
         catch: (error) => error as RetryConfigError
       }))
-  }))
+  }).pipe(
+    // Effect 4's default provider keeps the environment it first saw; the
+    // adapter reads the environment as it is when the client is created.
+    Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord({ ...process.env }))
+  ))
   if (Exit.isSuccess(exit)) return exit.value
   const error = reason(exit.cause)
   // RetryConfigError is an Error; a ConfigError is not: give it a stack and a message.

@@ -19,7 +19,7 @@ export const variable = <A>(variable: Variables.Variable<A>, fallback: A): Confi
       const checked = Variables.check(variable, raw)
       // Effect 4 has no ConfigError.InvalidData: a SourceError carries the kernel's wording.
       return "problem" in checked
-        ? Effect.fail(new Config.ConfigError(new SourceError({ message: checked.problem })))
+        ? Effect.fail(new Config.ConfigError(new SourceError({ message: `${variable.name} ${checked.problem}` })))
         : Effect.succeed(checked.value)
     }),
     Config.withDefault(fallback)
