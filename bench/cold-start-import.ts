@@ -11,6 +11,7 @@ import { execFileSync } from "node:child_process"
 
 const samples = Number(process.argv[2] ?? 7)
 const targets = {
+  "@prisma-resilience/core/prisma (Effect 4, the adapter alone)": new URL("../packages/core/dist/prisma.js", import.meta.url).href,
   "@prisma-resilience/core (Effect 4)": new URL("../packages/core/dist/index.js", import.meta.url).href,
   "@prisma-resilience/core-effect3": new URL("../packages/core-effect3/dist/index.js", import.meta.url).href
 }

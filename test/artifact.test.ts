@@ -137,6 +137,96 @@ const effectOfCore = async () => {
   }
 }
 
+/**
+ * `examples/<name>` copied outside the repository, its dependencies on our
+ * packages replaced by the tarballs (the kernel's too: not on the registry
+ * yet), installed, its Prisma client generated and its code built with plain
+ * `tsc`, as a user would.
+ */
+const buildExample = async (name: string, ours: Record<string, string>) => {
+  const dir = path.join(work, `example-${name}`)
+  await fsp.cp(path.join(repo, "examples", name), dir, {
+    recursive: true,
+    filter: (source) => !/[/\\](node_modules|dist|generated)$|package-lock\.json$/.test(source)
+  })
+  const manifestPath = path.join(dir, "package.json")
+  const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
+  for (const [pkg, tarball] of Object.entries({ ...ours, "@prisma-resilience/kernel": tarballs.kernel! })) {
+    manifest.dependencies[pkg] = `file:${tarball}`
+  }
+  await fsp.writeFile(manifestPath, JSON.stringify(manifest, null, 2))
+  const inDir = (args: ReadonlyArray<string>, timeoutMs: number, env = childEnv) =>
+    run("npx", ["--no", "--", ...args], { cwd: dir, timeoutMs, env })
+  await timed(`npm install (${name})`, () =>
+    run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline"], { cwd: dir, timeoutMs: 150_000 }))
+  await timed(`prisma generate (${name})`, () =>
+    inDir(["prisma", "generate"], 60_000, {
+      ...childEnv,
+      PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath
+    }))
+  await timed(`tsc (${name})`, () => inDir(["tsc", "-p", "."], 120_000))
+  return dir
+}
+
+/** The example's tables, from its prisma/schema.sql. */
+const createTables = async (dir: string) => {
+  const client = new pg.Client({ connectionString: cluster!.url, connectionTimeoutMillis: 5_000 })
+  await client.connect()
+  try {
+    await client.query(await fsp.readFile(path.join(dir, "prisma", "schema.sql"), "utf8"))
+  } finally {
+    await client.end()
+  }
+}
+
+/**
+ * `node <script>` in `dir` on a free loopback port (PORT=0), once it printed
+ * its address; `stop` sends SIGTERM and resolves with the exit code (or a
+ * string when it did not exit in 10 s).
+ */
+const startServer = async (dir: string, script: string, address: RegExp) => {
+  const server = spawn(process.execPath, [script], {
+    cwd: dir,
+    env: { ...childEnv, DATABASE_URL: cluster!.url, PORT: "0" },
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  children.add(server)
+  let output = ""
+  server.stdout!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+  server.stderr!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+  const exited = new Promise<number | null>((resolve) => server.on("exit", (code) => resolve(code)))
+  const stop = async () => {
+    server.kill("SIGTERM")
+    const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve("no exit in 10 s"), 10_000))])
+    children.delete(server)
+    expect(output.includes(cluster!.password), "password in the output").toBe(false)
+    return code
+  }
+  const deadline = Date.now() + 30_000
+  let base: string | undefined
+  while (!base && Date.now() < deadline) {
+    base = address.exec(output)?.[1]
+    if (!base) await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  if (base === undefined) {
+    await stop()
+    throw new Error(`no address from ${script} in 30 s:\n${tail(output)}`)
+  }
+  return { base, stop, output: () => tail(output) }
+}
+
+/** A JSON call to `base`, bounded in time. */
+const caller = (base: string) =>
+async (method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> => {
+  const response = await fetch(`${base}${route}`, {
+    method,
+    signal: AbortSignal.timeout(10_000),
+    ...(body !== undefined && { body: JSON.stringify(body), headers: { "content-type": "application/json" } })
+  })
+  return { status: response.status, body: await response.json() }
+}
+
 /** The machine's own node when it is not the one running the tests (Node 20 here), to check `engines`. */
 const olderSystemNode = async (): Promise<Array<string>> => {
   for (const candidate of ["/usr/bin/node", "/usr/local/bin/node"]) {
@@ -323,53 +413,10 @@ describe("@prisma-resilience/kernel, core and core-effect3 as installed from the
   // existing Effect 3 + Prisma 7 team has it, on core-effect3's layer.
   it("runs examples/effect3-http: an Effect 3 HTTP server on core-effect3", async () => {
     expect(cluster, "started by an earlier test").toBeDefined()
-    const dir = path.join(work, "effect3-http")
-    await fsp.cp(path.join(repo, "examples", "effect3-http"), dir, {
-      recursive: true,
-      filter: (source) => !/[/\\](node_modules|dist|generated)$|package-lock\.json$/.test(source)
-    })
-    const manifestPath = path.join(dir, "package.json")
-    const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
-    manifest.dependencies["@prisma-resilience/core-effect3"] = `file:${tarballs.coreEffect3}`
-    manifest.dependencies["@prisma-resilience/kernel"] = `file:${tarballs.kernel}`
-    await fsp.writeFile(manifestPath, JSON.stringify(manifest, null, 2))
-    const inDir = (command: string, args: ReadonlyArray<string>, timeoutMs: number, env = childEnv) =>
-      run(command, args, { cwd: dir, timeoutMs, env })
-    await timed("npm install (effect3-http)", () => inDir("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline"], 150_000))
-    await timed("prisma generate (effect3-http)", () =>
-      inDir("npx", ["--no", "--", "prisma", "generate"], 60_000, {
-        ...childEnv,
-        PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath
-      }))
-    await timed("tsc (effect3-http)", () => inDir("npx", ["--no", "--", "tsc", "-p", "."], 120_000))
-
-    const server = spawn(process.execPath, ["dist/main.js"], {
-      cwd: dir,
-      env: { ...childEnv, DATABASE_URL: cluster!.url, PORT: "0" },
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    children.add(server)
-    let output = ""
-    server.stdout!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
-    server.stderr!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
-    const exited = new Promise<number | null>((resolve) => server.on("exit", (code) => resolve(code)))
+    const dir = await buildExample("effect3-http", { "@prisma-resilience/core-effect3": tarballs.coreEffect3! })
+    const server = await startServer(dir, "dist/main.js", /Listening on (http:\/\/127\.0\.0\.1:\d+)/)
     try {
-      const deadline = Date.now() + 30_000
-      let base: string | undefined
-      while (!base && Date.now() < deadline) {
-        base = /Listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
-        if (!base) await new Promise((resolve) => setTimeout(resolve, 100))
-      }
-      expect(base, `the server's address in\n${tail(output)}`).toBeDefined()
-      const call = async (method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> => {
-        const response = await fetch(`${base}${route}`, {
-          method,
-          signal: AbortSignal.timeout(10_000),
-          ...(body !== undefined && { body: JSON.stringify(body), headers: { "content-type": "application/json" } })
-        })
-        return { status: response.status, body: await response.json() }
-      }
+      const call = caller(server.base)
       expect(await call("GET", "/health")).toMatchObject({ status: 200, body: { status: "pass" } })
       const email = `effect3-${process.pid}@example.com`
       const created = await call("POST", "/accounts", { email, balanceCents: 100 })
@@ -378,12 +425,51 @@ describe("@prisma-resilience/kernel, core and core-effect3 as installed from the
       expect(await call("GET", `/accounts/${created.body.id}`)).toEqual({ status: 200, body: created.body })
       expect(await call("GET", "/accounts/999999999")).toEqual({ status: 404, body: { error: "not found" } })
     } finally {
-      server.kill("SIGTERM")
+      expect(await server.stop(), server.output()).toBe(0)
     }
-    const code = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve("no exit in 10 s"), 10_000))])
-    children.delete(server)
-    expect(output.includes(cluster!.password), "password in the output").toBe(false)
-    expect(code, tail(output)).toBe(0)
+  }, 300_000)
+
+  // A Fastify app moved to createResilientPrisma (issue 19): Prisma's own
+  // error class still tells a duplicate, and health is the layer's.
+  it("runs examples/fastify: routes, 409 on P2002 through Prisma's own error class, /health", async () => {
+    expect(cluster, "started by an earlier test").toBeDefined()
+    const dir = await buildExample("fastify", { "@prisma-resilience/core": tarballs.core! })
+    await createTables(dir)
+    const server = await startServer(dir, "dist/server.js", /listening on (http:\/\/127\.0\.0\.1:\d+)/)
+    try {
+      const call = caller(server.base)
+      expect(await call("GET", "/health")).toMatchObject({ status: 200, body: { status: "pass" } })
+      const email = `fastify-${process.pid}@example.com`
+      const created = await call("POST", "/users", { email, name: "Ada" })
+      expect(created).toMatchObject({ status: 201, body: { email, name: "Ada", id: expect.any(Number) } })
+      expect(await call("POST", "/users", { email, name: "Bob" })).toEqual({ status: 409, body: { error: "email taken" } })
+      expect(await call("GET", `/users/${created.body.id}`)).toEqual({ status: 200, body: created.body })
+      expect(await call("GET", "/users/999999999")).toEqual({ status: 404, body: { error: "not found" } })
+    } finally {
+      expect(await server.stop(), server.output()).toBe(0)
+    }
+  }, 300_000)
+
+  // A serverless function's cold start: every invocation a fresh process, as
+  // a platform starts one; the resilient handler answers as the raw one does.
+  it("runs examples/serverless: each invocation a fresh process, the same answers as the raw handler", async () => {
+    expect(cluster, "started by an earlier test").toBeDefined()
+    const dir = await buildExample("serverless", { "@prisma-resilience/core": tarballs.core! })
+    await createTables(dir)
+    const invoke = async (handler: string, route: string) => {
+      const { stdout } = await run(process.execPath, ["dist/invoke.js", path.join(dir, "dist", handler), route], {
+        cwd: dir,
+        timeoutMs: 30_000,
+        env: { ...childEnv, DATABASE_URL: cluster!.url }
+      })
+      return jsonLine(`invoke ${handler} ${route}`, stdout)
+    }
+    const resilient = await invoke("handler.js", "/users")
+    const raw = await invoke("handler-raw.js", "/users")
+    expect(resilient).toMatchObject({ status: 200, body: { users: expect.any(Number) } })
+    expect(resilient.body).toEqual(raw.body)
+    expect(await invoke("handler.js", "/health")).toMatchObject({ status: 200, body: { status: "pass" } })
+    console.info(`[artifact] serverless first response: resilient ${Math.round(resilient.firstResponseMs)} ms, raw ${Math.round(raw.firstResponseMs)} ms (one sample each; npm run bench has the medians)`)
   }, 300_000)
 
   // An app begun with `npm install effect` (latest: Effect 4), then core.

@@ -23,7 +23,7 @@ import type * as Scope from "effect/Scope"
 import type * as CircuitBreaker from "@prisma-resilience/kernel/circuitBreaker"
 import { meteredBreaker } from "./internal/meteredGuards.js"
 import { overlay, serverLimits } from "@prisma-resilience/kernel/settings"
-import { config, connectionConfig, defaults } from "./DatabaseConfig.js"
+import { defaults } from "@prisma-resilience/kernel/settings"
 import type {
   DatabaseService,
   DatabaseState,
@@ -54,9 +54,8 @@ import * as Topology from "./internal/topology.js"
 import { transactionIn } from "./internal/transaction.js"
 import { disconnectQuietly, warmUp } from "./internal/warmup.js"
 import * as Metrics from "./internal/metrics.js"
-import * as RetryPolicy from "./RetryPolicy.js"
+import * as RetryPolicy from "./internal/policy.js"
 
-export * from "./DatabaseConfig.js"
 export type * from "./DatabaseService.js"
 
 const validateServerTimeouts = (
@@ -269,15 +268,18 @@ const make = <C extends PrismaClientLike>(
 const makeConfig = <C extends PrismaClientLike>(
   options: LayerOptions<C>
 ): Effect.Effect<DatabaseService<C>, WarmupError | RetryConfigError | Config.ConfigError, Scope.Scope> =>
-  Effect.flatMap(Effect.all([config, connectionConfig]), ([base, connection]) => {
-    const withUrls: LayerOptions<C> = {
-      ...options,
-      url: options.url ?? Option.getOrUndefined(connection.url),
-      replicaUrls: options.replicaUrls ?? Option.toArray(connection.replicaUrls)
-    }
-    if (withUrls.url === undefined) return Effect.fail(missingUrl())
-    return makeWith(withUrls, overlay(base, withUrls), options.name ?? defaultName)
-  })
+  // Loaded when a layer reads its settings: effect/Config brings Effect's
+  // Schema, which nothing else in core needs (a Promise app never loads it).
+  Effect.flatMap(Effect.promise(() => import("./DatabaseConfig.js")), ({ config, connectionConfig }) =>
+    Effect.flatMap(Effect.all([config, connectionConfig]), ([base, connection]) => {
+      const withUrls: LayerOptions<C> = {
+        ...options,
+        url: options.url ?? Option.getOrUndefined(connection.url),
+        replicaUrls: options.replicaUrls ?? Option.toArray(connection.replicaUrls)
+      }
+      if (withUrls.url === undefined) return Effect.fail(missingUrl())
+      return makeWith(withUrls, overlay(base, withUrls), options.name ?? defaultName)
+    }))
 
 type QueryIn = <C, A>(
   fiber: Fiber.Fiber<unknown, unknown>,

@@ -12,7 +12,6 @@
  * ```
  */
 import * as Cause from "effect/Cause"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -21,8 +20,6 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Tracer from "effect/Tracer"
 import * as Option from "effect/Option"
 import {
-  config as databaseConfig,
-  connectionConfig,
   Database,
   type DatabaseService,
   type LayerOptions,
@@ -46,12 +43,13 @@ import { health, type HealthReport } from "./Health.js"
 import { classificationOf as classificationOfError, toCallerError } from "./internal/adapterErrors.js"
 import { ONE_CALL } from "@prisma-resilience/kernel/recording"
 import { overlay } from "@prisma-resilience/kernel/settings"
+import { fromEnv } from "@prisma-resilience/kernel/variables"
 import { batchOf, fluent, isFluent, LazyRequest } from "./internal/adapterRequest.js"
 import { checkConnectionStrings, type ConnectionStrings, missingUrl } from "./internal/connection.js"
 import { kindOfCall, kindOfMethod } from "@prisma-resilience/kernel/safety"
 import { redact } from "@prisma-resilience/kernel/redact"
 import * as Metrics from "./internal/metrics.js"
-import * as RetryPolicy from "./RetryPolicy.js"
+import * as RetryPolicy from "./internal/policy.js"
 
 /** `Database.layer`'s options; settings not given are read from the `DB_*` variables. */
 export type ResilientPrismaOptions<C extends PrismaClientLike> = LayerOptions<C>
@@ -215,27 +213,23 @@ const warm = <C>(context: Context.Context<Database>): Warm<C> => {
  * checked now, so that a bad setting throws from `createResilientPrisma`.
  */
 const settingsOf = <C extends PrismaClientLike>(options: LayerOptions<C>): Settings & ConnectionStrings => {
-  const exit = Effect.runSyncExit(Effect.flatMap(Effect.all([databaseConfig, connectionConfig]), ([base, connection]) => {
-    const settings = overlay(base, options)
-    return Effect.flatMap(RetryPolicy.validate(settings.retry), () =>
-      Effect.try({
-        try: () => {
-          const url = options.url ?? Option.getOrUndefined(connection.url)
-          if (url === undefined) throw missingUrl()
-          return { ...settings, ...checkConnectionStrings(url, options.replicaUrls ?? Option.toArray(connection.replicaUrls)) }
-        },
-        catch: (error) => error as RetryConfigError
-      }))
-  }).pipe(
-    // Effect 4's default provider keeps the environment it first saw; the
-    // adapter reads the environment as it is when the client is created.
-    Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord({ ...process.env }))
-  ))
-  if (Exit.isSuccess(exit)) return exit.value
-  const error = reason(exit.cause)
-  // RetryConfigError is an Error; a ConfigError is not: give it a stack and a message.
-  if (error instanceof Error) throw error
-  throw new Error(`invalid database configuration: ${String(error)}`, { cause: error })
+  let base: Settings
+  try {
+    // The kernel's table, not Effect's Config: Config brings Effect's Schema,
+    // which would more than double what a serverless cold start loads.
+    base = fromEnv(process.env)
+  } catch (error) {
+    throw new Error(`invalid database configuration: ${(error as Error).message}`, { cause: error })
+  }
+  const settings = overlay(base, options)
+  const checked = Effect.runSyncExit(RetryPolicy.validate(settings.retry))
+  if (Exit.isFailure(checked)) throw reason(checked.cause)
+  // As Effect's environment provider reads them: an empty variable is unset.
+  const env = (name: string) => process.env[name] === "" ? undefined : process.env[name]
+  const url = options.url ?? env("DATABASE_URL")
+  if (url === undefined) throw missingUrl()
+  const replicas = env("DATABASE_REPLICA_URLS")
+  return { ...settings, ...checkConnectionStrings(url, options.replicaUrls ?? (replicas === undefined ? [] : [replicas])) }
 }
 
 /** A request that never reached the database: `attempt` 0, no attempt was made. */

@@ -4,14 +4,13 @@
  */
 export * as CircuitBreaker from "./CircuitBreaker.js"
 export { classify, type ClassifyContext } from "./Classify.js"
+export { config as databaseConfig, connectionConfig, defaults as databaseDefaults } from "./DatabaseConfig.js"
 export {
-  config as databaseConfig,
   Database,
   type DatabaseService,
   type DatabaseState,
   type DatabaseTag,
   type HealthConfig,
-  defaults as databaseDefaults,
   type IsolationLevel,
   type LayerOptions,
   type PoolSettings,
@@ -19,7 +18,6 @@ export {
   type PrismaClientLike,
   type QueryOptions,
   type Settings,
-  connectionConfig,
   type TopologyConfig,
   type TransactionClient,
   type TransactionOptions,

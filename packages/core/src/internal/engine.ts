@@ -19,7 +19,7 @@ import type {
 } from "../DatabaseService.js"
 import type { DatabaseError } from "../Errors.js"
 import type { RetryConfig } from "@prisma-resilience/kernel/retryPolicy"
-import * as RetryPolicy from "../RetryPolicy.js"
+import * as RetryPolicy from "./policy.js"
 import type { Guard } from "./attempt.js"
 import type * as Topology from "./topology.js"
 

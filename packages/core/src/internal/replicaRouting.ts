@@ -11,7 +11,7 @@ import type { PrismaClientLike, QueryOptions, TransactionClient, TransactionOpti
 import type { DatabaseError } from "../Errors.js"
 import type { RoutingReason } from "@prisma-resilience/kernel/topology"
 import * as Metrics from "./metrics.js"
-import * as RetryPolicy from "../RetryPolicy.js"
+import * as RetryPolicy from "./policy.js"
 import { newRecording, recordAttempt } from "@prisma-resilience/kernel/recording"
 import { guardedAttempt } from "./attempt.js"
 import { describe } from "@prisma-resilience/kernel/describe"

@@ -19,7 +19,7 @@ import {
   TransactionError
 } from "../Errors.js"
 import * as Metrics from "./metrics.js"
-import * as RetryPolicy from "../RetryPolicy.js"
+import * as RetryPolicy from "./policy.js"
 import type { Timer } from "@prisma-resilience/kernel/timer"
 import { ATTEMPT_TIMEOUT, guardedAttempt, recordDuration } from "./attempt.js"
 import { describe } from "@prisma-resilience/kernel/describe"
