@@ -6,7 +6,7 @@
 // rounds; they do not include what real round trips add (cold caches).
 //
 //   npx tsx bench/adapter-overhead.ts [calls=100000] [rounds=5]
-import type { PrismaClientLike } from "@prisma-resilience/core-effect3"
+import type { PrismaClientLike } from "@prisma-resilience/core"
 import { summary } from "./support.js"
 
 const calls = Number(process.argv[2] ?? 100_000)
@@ -23,15 +23,20 @@ const client = {
 }
 // The compiled library, as users run it: under tsx the import would resolve
 // to the sources, transformed with a name helper call per closure.
-const { createResilientPrisma }: typeof import("@prisma-resilience/core-effect3") = await import(
-  new URL("../packages/core-effect3/dist/index.js", import.meta.url).href
-)
+// Both cores side by side: each resolves its own effect (4 and 3).
+type Adapter = typeof import("@prisma-resilience/core")
+const load = async (dist: string): Promise<Adapter> => await import(new URL(dist, import.meta.url).href)
+const { createResilientPrisma } = await load("../packages/core/dist/prisma.js")
+const { createResilientPrisma: createEffect3 } = await load("../packages/core-effect3/dist/index.js")
 // Nothing connects: the URL only satisfies the check a real app passes with DATABASE_URL.
-const db = createResilientPrisma({ url: "postgresql://bench@127.0.0.1:5432/bench", client: () => client as typeof client & PrismaClientLike })
+const options = { url: "postgresql://bench@127.0.0.1:5432/bench", client: () => client as typeof client & PrismaClientLike }
+const db = createResilientPrisma(options)
+const db3 = createEffect3(options)
 
 const paths: Record<string, () => PromiseLike<unknown>> = {
   "client directly": () => client.purchaseOrder.findUnique({ where: { id: row.id } }),
-  "createResilientPrisma": () => db.purchaseOrder.findUnique({ where: { id: row.id } })
+  "core (Effect 4)": () => db.purchaseOrder.findUnique({ where: { id: row.id } }),
+  "core-effect3": () => db3.purchaseOrder.findUnique({ where: { id: row.id } })
 }
 
 const cpuPerCall = async (call: () => PromiseLike<unknown>) => {
@@ -44,7 +49,7 @@ const cpuPerCall = async (call: () => PromiseLike<unknown>) => {
 }
 
 const main = async () => {
-  await db.$ready()
+  await Promise.all([db.$ready(), db3.$ready()])
   const results = new Map(Object.keys(paths).map((name) => [name, [] as Array<number>]))
   // The first round warms the JIT and is not counted.
   for (let round = 0; round <= rounds; round++) {
@@ -53,7 +58,7 @@ const main = async () => {
       if (round > 0) results.get(name)!.push(us)
     }
   }
-  await db.$disconnect()
+  await Promise.all([db.$disconnect(), db3.$disconnect()])
   console.log(
     `Promise adapter success path, I/O faked (setImmediate), ${inFlight} calls in flight, ${calls} calls × ${rounds} rounds, ` +
       `CPU time per call, median of rounds; Node ${process.version}`

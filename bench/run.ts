@@ -12,6 +12,7 @@ const benchmarks = [
   "success-path.ts",
   "adapter-overhead.ts",
   "cold-start-import.ts",
+  "cold-start-serverless.ts",
   "http.ts",
   "overload.ts",
   "warmup.ts",

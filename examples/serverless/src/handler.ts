@@ -11,6 +11,9 @@ const db = createResilientPrisma({ client: (pool) => new PrismaClient({ adapter:
 export default async function handler(request: Request): Promise<Response> {
   const { pathname } = new URL(request.url)
   if (pathname === "/health") {
+    // A cold instance is still warming up: health would say so (and fail) until
+    // it is done, so wait for it first, as a query would.
+    await db.$ready().catch(() => undefined)
     return db.$health().then(
       (report) => Response.json(report),
       (error: HealthError) => Response.json({ status: "fail", reason: error.reason }, { status: 503 })
