@@ -4,7 +4,7 @@
  * policy; these functions only say what each statement is and how safe it is
  * to run again.
  */
-import { Database, type DatabaseError } from "@prisma-resilience/core-effect3"
+import { Database, type DatabaseError } from "@prisma-resilience/core"
 import type { PrismaClient } from "./db/index.js"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
@@ -27,9 +27,11 @@ export class PurchaseOrderDb extends Database.Tag("PurchaseOrderDb")<PurchaseOrd
 const Db = PurchaseOrderDb
 
 // The idempotency columns stay in the database. Rows are built into the
-// response classes without validation (`new PurchaseOrder(row, true)`): the
+// response classes without validation (`new PurchaseOrder(row, disableChecks)`): the
 // `select` and the generated types already guarantee their shape, and the
 // check cost about 30 µs per request.
+const disableChecks = { disableChecks: true } as const
+
 const columns = { id: true, reference: true, totalCents: true, note: true, createdAt: true } as const
 
 export const defaultPageSize = 20
@@ -39,7 +41,7 @@ export const findById = (id: string): Effect.Effect<PurchaseOrder, PurchaseOrder
     Effect.flatMap((row) =>
       row === null
         ? Effect.fail(new PurchaseOrderNotFound({ id, message: `no purchase order with id ${id}` }))
-        : Effect.succeed(new PurchaseOrder(row, true))
+        : Effect.succeed(new PurchaseOrder(row, disableChecks))
     )
   )
 
@@ -64,8 +66,8 @@ export const list = (options: {
       ...(options.cursor === undefined ? {} : { cursor: { id: options.cursor }, skip: 1 })
     }), { replica: true }).pipe(
     Effect.map((rows) => {
-      const items = rows.slice(0, limit).map((row) => new PurchaseOrder(row, true))
-      return new PurchaseOrderPage({ items, nextCursor: rows.length > limit ? items[items.length - 1]!.id : null }, true)
+      const items = rows.slice(0, limit).map((row) => new PurchaseOrder(row, disableChecks))
+      return new PurchaseOrderPage({ items, nextCursor: rows.length > limit ? items[items.length - 1]!.id : null }, disableChecks)
     })
   )
 }
@@ -102,7 +104,7 @@ export const create = (
   })
   if (idempotencyKey === undefined) {
     return Db.transaction((tx) => tx.purchaseOrder.create({ data, select: columns }), { operation }).pipe(
-      Effect.map((row) => new PurchaseOrder(row, true)),
+      Effect.map((row) => new PurchaseOrder(row, disableChecks)),
       Effect.catchIf(isUniqueViolation, () => Effect.fail(duplicate))
     )
   }
@@ -121,14 +123,14 @@ export const create = (
         )
       }
       const { requestHash: _, ...order } = row
-      return Effect.succeed(new PurchaseOrder(order, true))
+      return Effect.succeed(new PurchaseOrder(order, disableChecks))
     })
   )
   return Db.transaction(
     (tx) => tx.purchaseOrder.create({ data: { ...data, idempotencyKey, requestHash: hash }, select: columns }),
     { operation, idempotent: true }
   ).pipe(
-    Effect.map((row) => new PurchaseOrder(row, true)),
+    Effect.map((row) => new PurchaseOrder(row, disableChecks)),
     Effect.catchIf(isUniqueViolation, () => replay)
   )
 }

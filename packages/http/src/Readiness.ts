@@ -4,6 +4,8 @@
  * with `warming` and requests wait for it within their budget. After a failed
  * warm-up it is built again until it succeeds, so the service recovers when
  * the database appears.
+ *
+ * @since 0.1.0
  */
 import {
   ConnectionError,
@@ -25,26 +27,11 @@ import {
   type WarmupError,
   type WarmupConfig,
   type WarmupInfo
-} from "@prisma-resilience/core-effect3"
+} from "@prisma-resilience/core"
 import { applyMigrations, makePrismaClient, poolStats } from "./db/index.js"
-import {
-  Clock,
-  type ConfigError,
-  Context,
-  Data,
-  Deferred,
-  Duration,
-  Effect,
-  ExecutionStrategy,
-  Exit,
-  FiberRef,
-  Layer,
-  Option,
-  Redacted,
-  Ref,
-  Schedule,
-  Scope
-} from "effect"
+import { Clock, type Config, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, Redacted, Ref, Schedule, Scope } from "effect"
+
+type ConfigError = Config.ConfigError
 
 type State =
   | { readonly _tag: "Warming"; readonly since: number }
@@ -73,7 +60,8 @@ export interface ReadinessService {
 /** The `code` of the `ConnectionError` of a call that waited for warm-up in vain. */
 export const warmupWaitCode = "WARMUP_WAIT"
 
-export class Readiness extends Context.Tag("@prisma-resilience/http/Readiness")<Readiness, ReadinessService>() {}
+/** @since 0.1.0 */
+export class Readiness extends Context.Service<Readiness, ReadinessService>()("@prisma-resilience/http/Readiness") {}
 
 export interface Options<C extends PrismaClientLike> {
   readonly client: (pool: PoolSettings) => C
@@ -94,11 +82,9 @@ export class PrepareError extends Data.TaggedError("PrepareError")<{ readonly me
 // database that comes up late is used within one capped delay. One connection
 // attempt per second at most is no load for a database that is down.
 const rewarm = (warmup: WarmupConfig) =>
-  Schedule.exponential(Duration.millis(warmup.backoffMs)).pipe(
-    Schedule.union(Schedule.spaced(Duration.millis(warmup.backoffMaxMs)))
-  )
+  Schedule.min([Schedule.exponential(Duration.millis(warmup.backoffMs)), Schedule.spaced(Duration.millis(warmup.backoffMaxMs))])
 
-const describe = (error: PrepareError | WarmupError | RetryConfigError | ConfigError.ConfigError): string =>
+const describe = (error: PrepareError | WarmupError | RetryConfigError | ConfigError): string =>
   error._tag === "WarmupError" || error._tag === "RetryConfigError" || error._tag === "PrepareError"
     ? error.message
     : String(error)
@@ -119,7 +105,7 @@ interface Shared {
  * Builds `databaseLayer` in the background until it succeeds, each attempt in
  * a scope of its own so that a failed one leaves nothing behind.
  */
-const warmInBackground = <E extends PrepareError | WarmupError | RetryConfigError | ConfigError.ConfigError>(
+const warmInBackground = <E extends PrepareError | WarmupError | RetryConfigError | ConfigError>(
   shared: Shared,
   scope: Scope.Scope,
   databaseLayer: Layer.Layer<Database, E>,
@@ -127,7 +113,7 @@ const warmInBackground = <E extends PrepareError | WarmupError | RetryConfigErro
 ) =>
   Effect.gen(function*() {
     if (prepare) yield* prepare
-    const attemptScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+    const attemptScope = yield* Scope.fork(scope, "sequential")
     const context = yield* Layer.buildWithScope(databaseLayer, attemptScope).pipe(
       Effect.onError((cause) => Scope.close(attemptScope, Exit.failCause(cause)))
     )
@@ -189,23 +175,23 @@ const afterWarmup = <A>(
 ): Effect.Effect<A, DatabaseError> =>
   shared.warm !== undefined ? use(shared.warm) : Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
-    const deadline = RetryPolicy.deadlineOf(yield* FiberRef.get(RetryPolicy.currentDeadline), shared.retryConfig, now)
+    const deadline = RetryPolicy.deadlineOf(yield* RetryPolicy.currentDeadline, shared.retryConfig, now)
     const waitMs = Math.max(0, Math.min(shared.retryConfig.warmupWaitMs, deadline - now))
     const db = yield* Deferred.await(shared.database).pipe(
-      Effect.timeoutFail({
+      Effect.timeoutOrElse({
         duration: Duration.millis(waitMs),
-        onTimeout: () =>
-          new ConnectionError({
+        orElse: () =>
+          Effect.fail(new ConnectionError({
             operation: operation ?? "unknown",
             attempt: 0,
             safety: "before-send",
             code: warmupWaitCode,
             message: `the database is not ready yet (waited ${waitMs} ms for warm-up)`,
             cause: undefined
-          })
+          }))
       })
     )
-    return yield* Effect.locally(use(db), RetryPolicy.currentDeadline, deadline)
+    return yield* Effect.provideService(use(db), RetryPolicy.currentDeadline, deadline)
   })
 
 /** The `Database` the handlers use: see `ReadinessService.database`. */
@@ -272,7 +258,8 @@ export const make = <C extends PrismaClientLike>(options: Options<C>) =>
     })
   })
 
-export const layer = <C extends PrismaClientLike>(options: Options<C>) => Layer.scoped(Readiness, make(options))
+/** @since 0.1.0 */
+export const layer = <C extends PrismaClientLike>(options: Options<C>) => Layer.effect(Readiness, make(options))
 
 /**
  * Readiness of the purchase-order database at `url`; with `migrate`, pending

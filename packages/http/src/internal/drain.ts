@@ -178,7 +178,7 @@ export const track = (server: Http.Server, options: Options): Drain => {
   })
 
   const drain = (timeoutMs: number, idleGraceMs: number) =>
-    Effect.async<boolean>((resume) => {
+    Effect.callback<boolean>((resume) => {
       draining = true
       // Responses not yet started tell their clients `Connection: close`.
       for (const response of active) {
