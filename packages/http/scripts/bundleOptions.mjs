@@ -16,7 +16,8 @@ import path from "node:path"
 const lazyUndici = {
   name: "lazy-undici",
   setup(build) {
-    build.onLoad({ filter: /@effect[\\/]platform-node[\\/]dist[\\/]esm[\\/]Undici\.js$/ }, (args) => ({
+    // dist/Undici.js in @effect/platform-node 4 (dist/esm/Undici.js in 0.x)
+    build.onLoad({ filter: /@effect[\\/]platform-node[\\/]dist[\\/](?:esm[\\/])?Undici\.js$/ }, (args) => ({
       loader: "js",
       resolveDir: path.dirname(args.path),
       contents: [
@@ -34,7 +35,8 @@ const lazyUndici = {
 export const bundleOptions = {
   bundle: true,
   platform: "node",
-  target: "node20",
+  // @effect/platform-node 4 needs Node >= 22.19 (the service runs on Node 24)
+  target: "node22",
   format: "esm",
   outExtension: { ".js": ".mjs" },
   // Shared code in chunks; modules imported with import() (Prisma's query

@@ -10,6 +10,7 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Clock, Context, Effect, Layer } from "effect"
 import { fileURLToPath } from "node:url"
 import { databaseUrl } from "./internal/database.js"
+import { teardown } from "./internal/teardown.js"
 import * as Prometheus from "./Prometheus.js"
 import * as Readiness from "./Readiness.js"
 import * as Server from "./Server.js"
@@ -47,5 +48,5 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   }
   process.on("SIGINT", repeat)
   process.on("SIGTERM", repeat)
-  NodeRuntime.runMain(main)
+  NodeRuntime.runMain(main, { teardown })
 }
