@@ -10,6 +10,7 @@ import * as OtelMetrics from "@effect/opentelemetry/OtelMetrics"
 import * as Resource from "@effect/opentelemetry/Resource"
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
 import { Context, Effect, Layer } from "effect"
+import * as FiberMetrics from "./internal/fiberMetrics.js"
 
 /** @since 0.1.0 */
 export interface PrometheusService {
@@ -35,7 +36,13 @@ export const make = Effect.gen(function*() {
   return Prometheus.of({ scrape })
 })
 
-/** @since 0.1.0 */
-export const layer: Layer.Layer<Prometheus> = Layer.effect(Prometheus, make).pipe(
-  Layer.provide(Resource.layer({ serviceName: "prisma-resilience-http" }))
+/**
+ * The exporter, and Effect's fiber metrics recorded for every fiber started
+ * under this layer (Effect 4 records none unless asked: `internal/fiberMetrics.ts`).
+ *
+ * @since 0.1.0
+ */
+export const layer: Layer.Layer<Prometheus> = Layer.merge(
+  Layer.effect(Prometheus, make).pipe(Layer.provide(Resource.layer({ serviceName: "prisma-resilience-http" }))),
+  FiberMetrics.layer
 )
