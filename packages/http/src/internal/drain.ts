@@ -153,6 +153,19 @@ const acceptQueued = (server: Net.Server, maxMs: number, watch: (marker: Marker 
     socket.once("error", () => void turn().then(turn).then(done))
   })
 
+type RequestListener = (request: Http.IncomingMessage, response: Http.ServerResponse) => void
+
+/**
+ * The 'checkContinue' listener. Effect 4's server listens for it (it sends
+ * 100 Continue when the body is first read), so those requests never emit
+ * 'request'; the service reads the body itself (`Input.strictText`), past the
+ * platform, so the 100 goes out here, unless the body is refused unread.
+ */
+const continuing = (onRequest: RequestListener, maxBodyBytes: number): RequestListener => (request, response) => {
+  onRequest(request, response)
+  if (!(Number(request.headers["content-length"]) > maxBodyBytes)) response.writeContinue()
+}
+
 export interface Options {
   /** MAX_BODY_BYTES: a request that declares a larger body is answered with `Connection: close` */
   readonly maxBodyBytes: number
@@ -189,14 +202,7 @@ export const track = (server: Http.Server, options: Options): Drain => {
     })
   }
   server.on("request", onRequest)
-  // Effect 4's server listens for `checkContinue` (it sends 100 Continue when
-  // the body is first read), so those requests never emit 'request'.
-  server.on("checkContinue", (request: Http.IncomingMessage, response: Http.ServerResponse) => {
-    onRequest(request, response)
-    // The service reads the body itself (Input.strictText), past the platform
-    // that would send the 100: send it now, unless the body is refused unread.
-    if (!(Number(request.headers["content-length"]) > options.maxBodyBytes)) response.writeContinue()
-  })
+  server.on("checkContinue", continuing(onRequest, options.maxBodyBytes))
 
   const drain = (timeoutMs: number, idleGraceMs: number) =>
     Effect.callback<boolean>((resume) => {
