@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url"
 const source = (file: string) => fileURLToPath(new URL(file, import.meta.url))
 
 export const alias = [
+  { find: /^@prisma-resilience\/core$/, replacement: source("./packages/core/src/index.ts") },
   { find: /^@prisma-resilience\/core-effect3$/, replacement: source("./packages/core-effect3/src/index.ts") },
   { find: /^@prisma-resilience\/core$/, replacement: source("./packages/core/src/index.ts") },
   { find: /^@prisma-resilience\/kernel$/, replacement: source("./packages/kernel/src/index.ts") },

@@ -2,6 +2,7 @@
 // itself, so vitest.config.ts passes it to `test.projects`.
 export default [
   "packages/kernel",
+  "packages/core",
   "packages/core-effect3",
   "packages/devdb",
   "packages/http",

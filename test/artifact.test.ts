@@ -1,7 +1,7 @@
 // What outside teams install is the packed tarball, not this repository's
 // sources: the incident behind this project was a stale export that only
 // production saw. So the kernel and core are packed with npm, installed from
-// the tarballs into examples/basic copied outside the repository (no
+// the tarballs into examples/basic-effect3 copied outside the repository (no
 // workspace node_modules, no source alias can stand in for a missing file),
 // type-checked against the shipped declarations and run against a real
 // PostgreSQL; the kernel is also installed alone and run under plain node.
@@ -16,8 +16,12 @@ import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
-const packages = { kernel: path.join(repo, "packages", "kernel"), core: path.join(repo, "packages", "core-effect3") }
-const example = path.join(repo, "examples", "basic")
+const packages = {
+  kernel: path.join(repo, "packages", "kernel"),
+  core: path.join(repo, "packages", "core"),
+  coreEffect3: path.join(repo, "packages", "core-effect3")
+}
+const example = path.join(repo, "examples", "basic-effect3")
 
 let work: string
 let app: string
@@ -133,6 +137,17 @@ const effectOfCore = async () => {
   }
 }
 
+/** The machine's own node when it is not the one running the tests (Node 20 here), to check `engines`. */
+const olderSystemNode = async (): Promise<Array<string>> => {
+  for (const candidate of ["/usr/bin/node", "/usr/local/bin/node"]) {
+    const real = await fsp.realpath(candidate).catch(() => undefined)
+    if (real === undefined || real === (await fsp.realpath(process.execPath))) continue
+    return [candidate]
+  }
+  console.info("[artifact] no other node on this machine: engines checked on the pinned Node only")
+  return []
+}
+
 beforeAll(async () => {
   work = await fsp.mkdtemp(path.join(os.tmpdir(), "core-artifact-"))
   app = path.join(work, "app")
@@ -144,8 +159,8 @@ afterAll(async () => {
   if (work) await fsp.rm(work, { recursive: true, force: true })
 })
 
-describe("@prisma-resilience/kernel and core as installed from their tarballs", { timeout: 60_000 }, () => {
-  it.each(["kernel", "core"] as const)("%s packs only the build output, README, LICENSE and package.json", async (name) => {
+describe("@prisma-resilience/kernel, core and core-effect3 as installed from their tarballs", { timeout: 60_000 }, () => {
+  it.each(["kernel", "core", "coreEffect3"] as const)("%s packs only the build output, README, LICENSE and package.json", async (name) => {
     const dir = packages[name]
     const packed = await timed(`npm pack ${name} (prepack builds)`, () =>
       run("npm", ["pack", "--json", "--pack-destination", work], { cwd: dir, timeoutMs: 90_000 }))
@@ -192,14 +207,14 @@ describe("@prisma-resilience/kernel and core as installed from their tarballs", 
   }, 120_000)
 
   it("installs into an app outside the repository and type-checks it", async () => {
-    expect(tarballs, "packed by the previous tests").toEqual({ kernel: expect.any(String), core: expect.any(String) })
+    expect(tarballs, "packed by the previous tests").toMatchObject({ kernel: expect.any(String), coreEffect3: expect.any(String) })
     await fsp.cp(example, app, {
       recursive: true,
       filter: (source) => !/[/\\](node_modules|dist|generated)$|package-lock\.json$/.test(source)
     })
     const manifestPath = path.join(app, "package.json")
     const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
-    manifest.dependencies["@prisma-resilience/core-effect3"] = `file:${tarballs.core}`
+    manifest.dependencies["@prisma-resilience/core-effect3"] = `file:${tarballs.coreEffect3}`
     // Not on the registry yet: core's dependency on it is met by this tarball.
     manifest.dependencies["@prisma-resilience/kernel"] = `file:${tarballs.kernel}`
     await fsp.writeFile(manifestPath, JSON.stringify(manifest, null, 2))
@@ -265,17 +280,179 @@ describe("@prisma-resilience/kernel and core as installed from their tarballs", 
     }
   })
 
-  it("works with the oldest effect minor the peer range admits", async () => {
+  // An existing Prisma 7 app already has an effect 3: prisma's own
+  // (@prisma/config pins 3.20.0), hoisted to the top of node_modules. The
+  // Effect 3 line's peer range admits it, so `npm install
+  // @prisma-resilience/core-effect3` (the README's command) changes nothing
+  // else in the app, and core runs on that copy.
+  it("works with the effect a Prisma 7 app already has (prisma's, the oldest the peer range admits)", async () => {
     expect(cluster, "started by an earlier test").toBeDefined()
-    await timed("npm install effect@3.21.5", () =>
-      npm(["install", "effect@3.21.5", "--save-exact", "--no-audit", "--no-fund", "--prefer-offline"], 90_000))
-    expect(await effectOfCore()).toEqual({ app: "3.21.5", core: ["3.21.5"], sameFile: true })
-    await timed("tsc (effect 3.21.5)", () => npx(["tsc", "-p", "."], 120_000))
-    const { stdout } = await timed("node dist/main.js (effect 3.21.5)", () => node("dist/main.js"))
-    const result = jsonLine("main.js (effect 3.21.5)", stdout)
+    // The app as it was before core: prisma and its client, no effect of its own.
+    const manifestPath = path.join(app, "package.json")
+    const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
+    delete manifest.dependencies.effect
+    delete manifest.dependencies["@prisma-resilience/core-effect3"]
+    delete manifest.dependencies["@prisma-resilience/kernel"]
+    await fsp.writeFile(manifestPath, JSON.stringify(manifest, null, 2))
+    await fsp.rm(path.join(app, "node_modules"), { recursive: true, force: true })
+    await fsp.rm(path.join(app, "package-lock.json"), { force: true })
+    await timed("npm install (the Prisma 7 app alone)", () =>
+      npm(["install", "--no-audit", "--no-fund", "--prefer-offline"], 150_000))
+    // The README's command, with the tarballs standing in for the registry.
+    await timed("npm install @prisma-resilience/core-effect3", () =>
+      npm(["install", tarballs.kernel!, tarballs.coreEffect3!, "--no-audit", "--no-fund", "--prefer-offline"], 150_000))
+    await timed("prisma generate", () =>
+      npx(["prisma", "generate"], 60_000, {
+        ...childEnv,
+        PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath
+      }))
+    const prismas = JSON.parse(await fsp.readFile(path.join(app, "node_modules/@prisma/config/package.json"), "utf8"))
+    const pinned: string = prismas.dependencies.effect
+    expect(pinned, "what @prisma/config depends on").toMatch(/^3\.\d+\.\d+$/)
+    const effect = await effectOfCore()
+    console.info(`[artifact] effect without a dependency of the app's own: ${JSON.stringify(effect)}`)
+    expect(effect).toMatchObject({ core: [pinned], sameFile: true })
+    await timed(`tsc (effect ${pinned})`, () => npx(["tsc", "-p", "."], 120_000))
+    const { stdout } = await timed(`node dist/main.js (effect ${pinned})`, () => node("dist/main.js"))
+    const result = jsonLine(`main.js (effect ${pinned})`, stdout)
     expect(result.health).toMatchObject({ status: "pass" })
     expect(result.transfer.balanceCents).toBe(7_500)
   }, 240_000)
+
+  // The Effect 3 path end to end: an @effect/platform HTTP app, as an
+  // existing Effect 3 + Prisma 7 team has it, on core-effect3's layer.
+  it("runs examples/effect3-http: an Effect 3 HTTP server on core-effect3", async () => {
+    expect(cluster, "started by an earlier test").toBeDefined()
+    const dir = path.join(work, "effect3-http")
+    await fsp.cp(path.join(repo, "examples", "effect3-http"), dir, {
+      recursive: true,
+      filter: (source) => !/[/\\](node_modules|dist|generated)$|package-lock\.json$/.test(source)
+    })
+    const manifestPath = path.join(dir, "package.json")
+    const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
+    manifest.dependencies["@prisma-resilience/core-effect3"] = `file:${tarballs.coreEffect3}`
+    manifest.dependencies["@prisma-resilience/kernel"] = `file:${tarballs.kernel}`
+    await fsp.writeFile(manifestPath, JSON.stringify(manifest, null, 2))
+    const inDir = (command: string, args: ReadonlyArray<string>, timeoutMs: number, env = childEnv) =>
+      run(command, args, { cwd: dir, timeoutMs, env })
+    await timed("npm install (effect3-http)", () => inDir("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline"], 150_000))
+    await timed("prisma generate (effect3-http)", () =>
+      inDir("npx", ["--no", "--", "prisma", "generate"], 60_000, {
+        ...childEnv,
+        PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath
+      }))
+    await timed("tsc (effect3-http)", () => inDir("npx", ["--no", "--", "tsc", "-p", "."], 120_000))
+
+    const server = spawn(process.execPath, ["dist/main.js"], {
+      cwd: dir,
+      env: { ...childEnv, DATABASE_URL: cluster!.url, PORT: "0" },
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    children.add(server)
+    let output = ""
+    server.stdout!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+    server.stderr!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+    const exited = new Promise<number | null>((resolve) => server.on("exit", (code) => resolve(code)))
+    try {
+      const deadline = Date.now() + 30_000
+      let base: string | undefined
+      while (!base && Date.now() < deadline) {
+        base = /Listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
+        if (!base) await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      expect(base, `the server's address in\n${tail(output)}`).toBeDefined()
+      const call = async (method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> => {
+        const response = await fetch(`${base}${route}`, {
+          method,
+          signal: AbortSignal.timeout(10_000),
+          ...(body !== undefined && { body: JSON.stringify(body), headers: { "content-type": "application/json" } })
+        })
+        return { status: response.status, body: await response.json() }
+      }
+      expect(await call("GET", "/health")).toMatchObject({ status: 200, body: { status: "pass" } })
+      const email = `effect3-${process.pid}@example.com`
+      const created = await call("POST", "/accounts", { email, balanceCents: 100 })
+      expect(created).toMatchObject({ status: 201, body: { email, balanceCents: 100 } })
+      expect(await call("POST", "/accounts", { email, balanceCents: 1 })).toEqual({ status: 409, body: { error: "email taken" } })
+      expect(await call("GET", `/accounts/${created.body.id}`)).toEqual({ status: 200, body: created.body })
+      expect(await call("GET", "/accounts/999999999")).toEqual({ status: 404, body: { error: "not found" } })
+    } finally {
+      server.kill("SIGTERM")
+    }
+    const code = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve("no exit in 10 s"), 10_000))])
+    children.delete(server)
+    expect(output.includes(cluster!.password), "password in the output").toBe(false)
+    expect(code, tail(output)).toBe(0)
+  }, 300_000)
+
+  // An app begun with `npm install effect` (latest: Effect 4), then core.
+  it("a new app begun with `npm install effect` (latest) installs core next to it", async () => {
+    const dir = path.join(work, "fresh-effect-app")
+    await fsp.mkdir(dir)
+    await fsp.writeFile(path.join(dir, "package.json"), JSON.stringify({ name: "fresh", private: true, type: "module" }))
+    const inDir = (args: ReadonlyArray<string>) => run("npm", args, { cwd: dir, timeoutMs: 150_000 })
+    await timed("npm install effect (fresh app)", () => inDir(["install", "effect", "--no-audit", "--no-fund"]))
+    await timed("npm install @prisma-resilience/core (fresh app)", () =>
+      inDir(["install", tarballs.kernel!, tarballs.core!, "--no-audit", "--no-fund", "--prefer-offline"]))
+    const effect = JSON.parse(await fsp.readFile(path.join(dir, "node_modules/effect/package.json"), "utf8")).version
+    expect(effect, "npm's latest effect").toMatch(/^4\./)
+    const probe = `import("@prisma-resilience/core").then((m) => console.log(JSON.stringify(Object.keys(m).sort())))`
+    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", probe], { cwd: dir, timeoutMs: 30_000 })
+    expect(JSON.parse(stdout)).toEqual(expect.arrayContaining(["Database", "createResilientPrisma", "isRetryable"]))
+  }, 300_000)
+
+  // A Prisma 7 app (prisma brings effect 3.20.0) takes Effect 4 and core with
+  // the README's `npm install "effect@^4.1.5" @prisma-resilience/core`: a
+  // plain `effect` would be met by prisma's 3.20.0 and fail with ERESOLVE.
+  // Also run under the machine's own Node when that is older (core says
+  // Node >= 20.19).
+  it("a Prisma 7 app: the README's command, then plain tsc and node, Promise adapter included", async () => {
+    expect(cluster, "started by an earlier test").toBeDefined()
+    const dir = path.join(work, "effect4-app")
+    await fsp.cp(path.join(repo, "examples", "basic"), dir, {
+      recursive: true,
+      filter: (source) => !/[/\\](node_modules|dist|generated)$|package-lock\.json$/.test(source)
+    })
+    const manifestPath = path.join(dir, "package.json")
+    const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
+    delete manifest.dependencies.effect
+    delete manifest.dependencies["@prisma-resilience/core"]
+    await fsp.writeFile(manifestPath, JSON.stringify(manifest, null, 2))
+    const inDir = (command: string, args: ReadonlyArray<string>, timeoutMs: number, env = childEnv) =>
+      run(command, args, { cwd: dir, timeoutMs, env })
+    await timed("npm install (the app before core)", () => inDir("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline"], 150_000))
+    // `effect` without a version: whatever the registry's latest is, as a user gets it
+    await timed("npm install effect@^4.1.5 @prisma-resilience/core", () =>
+      inDir("npm", ["install", "effect@^4.1.5", tarballs.kernel!, tarballs.core!, "--no-audit", "--no-fund", "--prefer-offline"], 150_000))
+    const installed = JSON.parse(await fsp.readFile(path.join(dir, "node_modules/effect/package.json"), "utf8")).version
+    console.info(`[artifact] the Prisma 7 app got effect ${installed}`)
+    expect(installed).toMatch(/^4\./)
+    const seenByCore = createRequire(path.join(dir, "node_modules/@prisma-resilience/core/package.json")).resolve("effect")
+    expect(seenByCore, "core uses the app's effect").toBe(createRequire(manifestPath).resolve("effect"))
+    await timed("prisma generate (effect4-app)", () =>
+      inDir("npx", ["--no", "--", "prisma", "generate"], 60_000, {
+        ...childEnv,
+        PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath
+      }))
+    await timed("tsc (effect4-app)", () => inDir("npx", ["--no", "--", "tsc", "-p", "."], 120_000))
+    const env = { ...childEnv, DATABASE_URL: cluster!.url }
+    const nodes = [process.execPath, ...(await olderSystemNode())]
+    for (const nodeBinary of nodes) {
+      const version = (await run(nodeBinary, ["--version"], { cwd: dir, timeoutMs: 10_000 })).stdout.trim()
+      const main = await timed(`node ${version} dist/main.js (effect4-app)`, () =>
+        run(nodeBinary, ["dist/main.js"], { cwd: dir, timeoutMs: 30_000, env }))
+      expect((main.stdout + main.stderr).includes(cluster!.password), "password in the output").toBe(false)
+      const result = jsonLine(`main.js on ${version}`, main.stdout)
+      expect(result.health).toMatchObject({ status: "pass" })
+      expect(result.transfer).toEqual({ ...result.account, balanceCents: 7_500 })
+      const promise = await timed(`node ${version} dist/promise.js (effect4-app)`, () =>
+        run(nodeBinary, ["dist/promise.js"], { cwd: dir, timeoutMs: 30_000, env }))
+      const adapter = jsonLine(`promise.js on ${version}`, promise.stdout)
+      expect(adapter.health).toMatchObject({ status: "pass" })
+      expect(adapter.transfer).toEqual({ ...adapter.account, balanceCents: 6_000 })
+    }
+  }, 300_000)
 
   it("the kernel installs alone and runs under plain node, with nothing else in its tree", async () => {
     expect(tarballs.kernel, "packed by an earlier test").toBeDefined()

@@ -4,7 +4,7 @@ import { alias } from "../../vitest.shared.js"
 export default defineProject({
   resolve: { alias },
   test: {
-    name: "core",
+    name: "core-effect3",
     include: ["test/**/*.test.ts"],
     setupFiles: ["../../vitest.setup.ts"],
     globalSetup: ["test/support/globalSetup.ts"],

@@ -1,5 +1,5 @@
 import { PrismaPg } from "@prisma/adapter-pg"
-import { Database } from "@prisma-resilience/core-effect3"
+import { Database } from "@prisma-resilience/core"
 import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
 import { PrismaClient } from "./generated/prisma/client.js"

@@ -1,5 +1,5 @@
 import { PrismaPg } from "@prisma/adapter-pg"
-import { createResilientPrisma } from "@prisma-resilience/core-effect3"
+import { createResilientPrisma } from "@prisma-resilience/core"
 import { randomUUID } from "node:crypto"
 import { PrismaClient } from "./generated/prisma/client.js"
 

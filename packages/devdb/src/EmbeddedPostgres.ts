@@ -312,9 +312,11 @@ const adoptOsUserCluster = async (wanted: string, user: OsUser, note: (line: str
     }
     const staging = await fsp.mkdtemp(`${wanted}.adopt-`)
     try {
-      // a copy made by root belongs to root
       const data = path.join(staging, "data")
       await fsp.cp(target, data, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true })
+      // On Node 20 a copy made by root belonged to root; Node 24's fs.cp keeps
+      // the postgres owner, which is nobody inside the user namespace.
+      await chownTree(data, user)
       await fsp.rm(wanted)
       await fsp.rename(data, wanted)
     } finally {

@@ -3,6 +3,7 @@
 // (expectTypeOf) and its behaviour against a real PostgreSQL.
 import { classificationOf, createResilientPrisma, Metrics, QueryError, TimeoutError } from "@prisma-resilience/core-effect3"
 import { PrismaPg } from "@prisma/adapter-pg"
+import { makeTypedQueryFactory, type TypedSql } from "@prisma/client/runtime/client"
 import { Effect, Metric, MetricLabel } from "effect"
 import { afterAll, describe, expect, expectTypeOf, inject, it } from "vitest"
 import { makePrismaClient, type OrderLine, Prisma, PrismaClient, poolStats, type PurchaseOrder } from "../fixture/client.js"
@@ -29,6 +30,12 @@ const closing: Array<{ $disconnect: () => Promise<void> }> = [db]
 afterAll(async () => {
   await Promise.all(closing.map((c) => c.$disconnect()))
 })
+
+// What `prisma generate --sql` writes for prisma/sql/totalOf.sql, by hand:
+// the generator needs the schema engine, which this machine cannot download.
+const totalOf = makeTypedQueryFactory(
+  "SELECT total_cents AS total FROM purchase_order WHERE reference = $1"
+) as (reference: string) => TypedSql<[string], { total: number }>
 
 const rejection = (p: PromiseLike<unknown>) => Promise.resolve(p).then(() => expect.fail("expected a rejection"), (e: unknown) => e)
 
@@ -137,6 +144,22 @@ describe("createResilientPrisma: the client's own API", () => {
     expect(rows).toEqual([{ total: 2 }])
     const deleted = await db.$executeRawUnsafe("DELETE FROM purchase_order WHERE reference = $1", reference)
     expect(deleted).toBe(1)
+  })
+
+  it("$queryRawTyped (TypedSQL) runs through the layer as one named read, with its row type", async () => {
+    const reference = unique()
+    await db.purchaseOrder.create({ data: { reference, totalCents: 3 } })
+    const before = attempts("$queryRawTyped", "success")
+    const rows = await db.$queryRawTyped(totalOf(reference))
+    expectTypeOf(rows).toEqualTypeOf<Array<{ total: number }>>()
+    expect(rows).toEqual([{ total: 3 }])
+    expect(attempts("$queryRawTyped", "success") - before).toBe(1)
+    // a failing one rejects with Prisma's own error, classified, not retried
+    const missing = makeTypedQueryFactory("SELECT x FROM no_such_table") as () => TypedSql<[], { x: number }>
+    const error = await rejection(db.$queryRawTyped(missing()))
+    expect(error).toBeInstanceOf(Prisma.PrismaClientKnownRequestError)
+    expect(classificationOf(error)).toMatchObject({ _tag: "QueryError", attempt: 1 })
+    expect(attempts("$queryRawTyped", "success") - before).toBe(1)
   })
 
   it("the fluent relation API: findUnique(…).lines() is one request through the layer", async () => {
