@@ -8,7 +8,6 @@ const source = (file: string) => fileURLToPath(new URL(file, import.meta.url))
 export const alias = [
   { find: /^@prisma-resilience\/core$/, replacement: source("./packages/core/src/index.ts") },
   { find: /^@prisma-resilience\/core-effect3$/, replacement: source("./packages/core-effect3/src/index.ts") },
-  { find: /^@prisma-resilience\/core$/, replacement: source("./packages/core/src/index.ts") },
   { find: /^@prisma-resilience\/kernel$/, replacement: source("./packages/kernel/src/index.ts") },
   { find: /^@prisma-resilience\/kernel\/(\w+)$/, replacement: source("./packages/kernel/src/$1.ts") },
   { find: /^@prisma-resilience\/devdb$/, replacement: source("./packages/devdb/src/index.ts") },
