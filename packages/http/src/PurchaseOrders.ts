@@ -21,6 +21,8 @@ import {
  * The service's database, bound to its Prisma client so that no query
  * function needs an annotation. The handlers' layer provides it with the
  * warmed-up `Database` of `Readiness`.
+ *
+ * @since 0.1.0
  */
 export class PurchaseOrderDb extends Database.Tag("PurchaseOrderDb")<PurchaseOrderDb, PrismaClient>() {}
 
@@ -34,8 +36,10 @@ const disableChecks = { disableChecks: true } as const
 
 const columns = { id: true, reference: true, totalCents: true, note: true, createdAt: true } as const
 
+/** @since 0.1.0 */
 export const defaultPageSize = 20
 
+/** @since 0.1.0 */
 export const findById = (id: string): Effect.Effect<PurchaseOrder, PurchaseOrderNotFound | DatabaseError, PurchaseOrderDb> =>
   Db.query((c) => c.purchaseOrder.findUnique({ where: { id }, select: columns })).pipe(
     Effect.flatMap((row) =>
@@ -51,6 +55,8 @@ export const findById = (id: string): Effect.Effect<PurchaseOrder, PurchaseOrder
  * DB_REPLICA_MAX_LAG_MS: a page may miss the newest orders by that much. A
  * single order (`findById`) is always read from the writer, so that a client
  * finds what it just created.
+ *
+ * @since 0.1.0
  */
 export const list = (options: {
   readonly limit?: number | undefined
@@ -72,7 +78,11 @@ export const list = (options: {
   )
 }
 
-/** What identifies a request body for `Idempotency-Key`: the decoded fields, in a fixed order. */
+/**
+ * What identifies a request body for `Idempotency-Key`: the decoded fields, in a fixed order.
+ *
+ * @since 0.1.0
+ */
 export const requestHash = (input: CreatePurchaseOrder): string =>
   createHash("sha256").update(JSON.stringify([input.reference, input.totalCents, input.note ?? null])).digest("hex")
 
@@ -92,6 +102,8 @@ const operation = "purchaseOrder.create"
  * so it is declared idempotent and retried even when the outcome is unknown.
  * A unique violation then means the key, or the reference, is taken: the row
  * holding the key decides between a replay, 422 and 409.
+ *
+ * @since 0.1.0
  */
 export const create = (
   input: CreatePurchaseOrder,

@@ -38,6 +38,7 @@ type State =
   | { readonly _tag: "Ready"; readonly database: DatabaseService }
   | { readonly _tag: "Failed"; readonly message: string }
 
+/** @since 0.1.0 */
 export interface ReadinessService {
   /** The health check: core's `health` once warmed up, `warming`/`unreachable`/`shutting_down` before and after. */
   readonly check: Effect.Effect<HealthReport, HealthError>
@@ -57,12 +58,17 @@ export interface ReadinessService {
   readonly retryConfig: RetryPolicy.RetryConfig
 }
 
-/** The `code` of the `ConnectionError` of a call that waited for warm-up in vain. */
+/**
+ * The `code` of the `ConnectionError` of a call that waited for warm-up in vain.
+ *
+ * @since 0.1.0
+ */
 export const warmupWaitCode = "WARMUP_WAIT"
 
 /** @since 0.1.0 */
 export class Readiness extends Context.Service<Readiness, ReadinessService>()("@prisma-resilience/http/Readiness") {}
 
+/** @since 0.1.0 */
 export interface Options<C extends PrismaClientLike> {
   readonly client: (pool: PoolSettings) => C
   readonly poolStats?: (client: C) => PoolStats | undefined
@@ -74,7 +80,11 @@ export interface Options<C extends PrismaClientLike> {
   readonly replicaUrls?: ReadonlyArray<Redacted.Redacted<string>>
 }
 
-/** `Options.prepare` failed; `message` must be fit for logs and the health output. */
+/**
+ * `Options.prepare` failed; `message` must be fit for logs and the health output.
+ *
+ * @since 0.1.0
+ */
 export class PrepareError extends Data.TaggedError("PrepareError")<{ readonly message: string }> {}
 
 // After a warm-up gave up (DB_WARMUP_TIMEOUT_MS) or preparing (migrations)
@@ -221,6 +231,7 @@ const facadeOf = (shared: Shared): DatabaseService => {
   }
 }
 
+/** @since 0.1.0 */
 export const make = <C extends PrismaClientLike>(options: Options<C>) =>
   Effect.gen(function*() {
     // Read and checked before the server listens, so that a bad configuration
@@ -264,6 +275,8 @@ export const layer = <C extends PrismaClientLike>(options: Options<C>) => Layer.
 /**
  * Readiness of the purchase-order database at `url`; with `migrate`, pending
  * migrations are applied first, so no query runs against an old schema.
+ *
+ * @since 0.1.0
  */
 export const layerUrl = (url: Redacted.Redacted<string>, options?: { readonly migrate?: boolean }) =>
   layer({
@@ -273,7 +286,11 @@ export const layerUrl = (url: Redacted.Redacted<string>, options?: { readonly mi
     ...(options?.migrate ? { prepare: migrate(url) } : {})
   })
 
-/** Applies pending migrations (under an advisory lock, so replicas can race safely). */
+/**
+ * Applies pending migrations (under an advisory lock, so replicas can race safely).
+ *
+ * @since 0.1.0
+ */
 export const migrate = (url: Redacted.Redacted<string>): Effect.Effect<void, PrepareError> =>
   Effect.suspend(() => {
     const lines: Array<string> = []

@@ -6,6 +6,7 @@
 import { Setting } from "@prisma-resilience/core"
 import { Config } from "effect"
 
+/** @since 0.1.0 */
 export interface ServerConfig {
   /** PORT, default 3000; 0 picks a free port */
   readonly port: number
@@ -27,6 +28,7 @@ export interface ServerConfig {
   readonly idleGraceMs: number
 }
 
+/** @since 0.1.0 */
 export const config: Config.Config<ServerConfig> = Config.all({
   port: Setting.integer("PORT", 3000, { min: 0, max: 65535, range: "a port number from 0 to 65535" }),
   host: Config.String("HOST").pipe(Config.withDefault("0.0.0.0")),
