@@ -3,7 +3,8 @@
 // pool of 10, same `select`) and answer the same JSON:
 //
 //   service         the shipped bundle (packages/http/dist/bundle/main.mjs), as `npm start` runs it
-//   Effect floor    @effect/platform HttpRouter + Effect.promise(prisma…)   bench/effect-floor-server.ts
+//   Effect floor    @effect/platform HttpRouter + Effect.promise(prisma…)   bench/effect-floor-server.ts (Effect 3)
+//   Effect 4 floor  effect/http HttpRouter + Effect.promise(prisma…)        packages/http/bench/effect4-floor-server.ts
 //   minimal         node:http + Prisma                                       bench/minimal-server.ts
 //   Fastify         Fastify + raw Prisma                                     bench/fastify-server.ts
 //   Fastify+layer   Fastify + createResilientPrisma (core's Promise adapter) bench/fastify-resilient-server.ts
@@ -32,6 +33,7 @@ import os from "node:os"
 import {
   bundleServers,
   countStatuses,
+  effect4FloorServer,
   effectFloorServer,
   fastifyResilientServer,
   fastifyServer,
@@ -65,7 +67,7 @@ if (!(rounds >= 1 && roundMs >= 1000 && connections >= 1 && connections <= 1000)
 }
 
 interface Spec {
-  readonly key: "service" | "floor" | "minimal" | "fastify" | "fastifyLayer" | "serviceCapped"
+  readonly key: "service" | "floor" | "floor4" | "minimal" | "fastify" | "fastifyLayer" | "serviceCapped"
   readonly name: string
   readonly file: string
   readonly nodeArgs?: ReadonlyArray<string>
@@ -74,6 +76,7 @@ interface Spec {
 const allSpecs: ReadonlyArray<Spec> = [
   { key: "service", name: "service (bundle, `npm start`)", file: serviceMain },
   { key: "floor", name: "Effect floor: HttpRouter + Effect.promise", file: effectFloorServer },
+  { key: "floor4", name: "Effect 4 floor: HttpRouter + Effect.promise", file: effect4FloorServer },
   { key: "minimal", name: "minimal node:http + Prisma", file: minimalServer },
   { key: "fastify", name: "Fastify + raw Prisma", file: fastifyServer },
   { key: "fastifyLayer", name: "Fastify + createResilientPrisma", file: fastifyResilientServer },

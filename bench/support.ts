@@ -22,6 +22,8 @@ export const repoRoot = fileURLToPath(new URL("..", import.meta.url))
 export const serviceMain = path.join(repoRoot, process.env.BENCH_SERVICE_MAIN ?? "packages/http/dist/bundle/main.mjs")
 export const minimalServer = path.join(repoRoot, "bench/minimal-server.ts")
 export const effectFloorServer = path.join(repoRoot, "bench/effect-floor-server.ts")
+/** Effect 4's floor; in packages/http so that `effect` resolves to the service's Effect 4. */
+export const effect4FloorServer = path.join(repoRoot, "packages/http/bench/effect4-floor-server.ts")
 export const fastifyServer = path.join(repoRoot, "bench/fastify-server.ts")
 export const fastifyResilientServer = path.join(repoRoot, "bench/fastify-resilient-server.ts")
 

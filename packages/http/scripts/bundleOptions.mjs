@@ -16,7 +16,8 @@ import path from "node:path"
 const lazyUndici = {
   name: "lazy-undici",
   setup(build) {
-    build.onLoad({ filter: /@effect[\\/]platform-node[\\/]dist[\\/]esm[\\/]Undici\.js$/ }, (args) => ({
+    // dist/Undici.js in @effect/platform-node 4 (dist/esm/Undici.js in 0.x)
+    build.onLoad({ filter: /@effect[\\/]platform-node[\\/]dist[\\/](?:esm[\\/])?Undici\.js$/ }, (args) => ({
       loader: "js",
       resolveDir: path.dirname(args.path),
       contents: [
@@ -30,11 +31,32 @@ const lazyUndici = {
   }
 }
 
+const httpPackageDir = path.dirname(path.dirname(new URL(import.meta.url).pathname))
+
+/**
+ * One Effect 4 in the bundle. The root keeps Effect 3 hoisted, so npm nests
+ * effect 4.1.5 twice: under packages/http and under packages/core. Bundled
+ * as they are, core's imports would bring a second copy of Effect (some
+ * 200 KB more on the start path, and two runtimes). Core's `effect` imports
+ * resolve from the http package instead: the same version, one copy.
+ * @type {import("esbuild").Plugin}
+ */
+const oneEffect = {
+  name: "one-effect",
+  setup(build) {
+    build.onResolve({ filter: /^effect(?:\/.*)?$/ }, (args) => {
+      if (args.pluginData === "one-effect" || !/[\\/]packages[\\/]core[\\/]/.test(args.importer)) return undefined
+      return build.resolve(args.path, { kind: args.kind, resolveDir: httpPackageDir, pluginData: "one-effect" })
+    })
+  }
+}
+
 /** @type {import("esbuild").BuildOptions} */
 export const bundleOptions = {
   bundle: true,
   platform: "node",
-  target: "node20",
+  // @effect/platform-node 4 needs Node >= 22.19 (the service runs on Node 24)
+  target: "node22",
   format: "esm",
   outExtension: { ".js": ".mjs" },
   // Shared code in chunks; modules imported with import() (Prisma's query
@@ -48,7 +70,7 @@ export const bundleOptions = {
   // function names; sourcemaps map the positions.
   minifyWhitespace: true,
   external: ["@prisma-resilience/devdb"],
-  plugins: [lazyUndici],
+  plugins: [lazyUndici, oneEffect],
   // CommonJS dependencies call require(); an ES module has none of its own.
   banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
   logLevel: "warning"

@@ -4,10 +4,9 @@
  * budget; database failures become 503 (transient: retries spent,
  * budget spent or circuit open) or 500 (retrying cannot help), with the
  * details in the log only.
+ *
+ * @since 0.1.0
  */
-import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import {
   type DatabaseError,
   type HealthError,
@@ -16,8 +15,10 @@ import {
   type NodeHealth,
   isDatabaseError,
   RetryPolicy
-} from "@prisma-resilience/core-effect3"
-import { DateTime, Duration, Effect, Layer } from "effect"
+} from "@prisma-resilience/core"
+import { DateTime, Duration, Effect, Layer, Tracer } from "effect"
+import { HttpMiddleware, type HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpApiBuilder } from "effect/http-api"
 import {
   Api,
   DatabaseUnavailable,
@@ -27,6 +28,7 @@ import {
   healthContentType,
   InternalServerError
 } from "./Api.js"
+import * as DecodeErrors from "./internal/decodeErrors.js"
 import * as Docs from "./internal/docs.js"
 import { RequireJsonLive } from "./internal/input.js"
 import * as Middleware from "./internal/middleware.js"
@@ -124,7 +126,7 @@ const failBody = (error: HealthError, time: string): Health => ({
 })
 
 const healthResponse = (status: number, body: Health, retryAfter?: string) =>
-  HttpServerResponse.unsafeJson(body, {
+  HttpServerResponse.jsonUnsafe(body, {
     status,
     contentType: healthContentType,
     headers: retryAfter === undefined
@@ -162,9 +164,11 @@ const MetricsLive = HttpApiBuilder.group(Api, "metrics", (handlers) =>
 
 // A QueryError is a bug or a schema problem: retrying cannot help. Every
 // other database error (the circuit breaker's included) is transient.
-const toHttpError = (error: DatabaseError): Effect.Effect<never, InternalServerError | DatabaseUnavailable> => {
+const toHttpError = (
+  error: DatabaseError
+): Effect.Effect<never, InternalServerError | DatabaseUnavailable, HttpServerRequest.HttpServerRequest> => {
   if (error._tag === "QueryError") {
-    return Effect.zipRight(
+    return Effect.andThen(
       Effect.logError(
         `${error.operation} failed: ${error._tag}${error.code === undefined ? "" : ` (${error.code})`}: ${error.message}`
       ),
@@ -178,7 +182,7 @@ const toHttpError = (error: DatabaseError): Effect.Effect<never, InternalServerE
   const unavailable = Effect.fail(new DatabaseUnavailable({ message: "the database is unavailable; retry later" }))
   // An open circuit knows when its next probe is: that is when a retry can succeed.
   return error._tag === "CircuitOpenError"
-    ? Effect.zipRight(Middleware.retryAfter(error.retryAfterMs), unavailable)
+    ? Effect.andThen(Middleware.retryAfter(error.retryAfterMs), unavailable)
     : unavailable
 }
 
@@ -186,7 +190,7 @@ const toHttpError = (error: DatabaseError): Effect.Effect<never, InternalServerE
 // its `addSuccess`), encoded without running the schema again: see
 // `encodePurchaseOrder` in Api.ts.
 const ok = <A, I>(status: number, encode: (value: A) => I) => (value: A) =>
-  HttpServerResponse.unsafeJson(encode(value), { status })
+  HttpServerResponse.jsonUnsafe(encode(value), { status })
 
 const PurchaseOrdersLive = HttpApiBuilder.group(Api, "purchaseOrders", (handlers) =>
   Effect.gen(function*() {
@@ -195,44 +199,46 @@ const PurchaseOrdersLive = HttpApiBuilder.group(Api, "purchaseOrders", (handlers
     // its start: for a read, one operation, that is the request's budget. A
     // create can be two (the insert, then the lookup of a replay): one budget.
     const withBudget = RetryPolicy.withBudget(Duration.millis(readiness.retryConfig.requestBudgetMs))
+    // Effect 4 turns what a handler requires into a per-request requirement
+    // (a group layer cannot satisfy it once), so the database is provided
+    // here, one context operation per request: see `Readiness.database`.
+    const database = readiness.database
     const run = <A, E>(self: Effect.Effect<A, E | DatabaseError, PurchaseOrders.PurchaseOrderDb>) =>
-      Effect.catchIf(self, isDatabaseError, toHttpError)
+      Effect.catchIf(Effect.provideService(self, PurchaseOrders.PurchaseOrderDb, database), isDatabaseError, toHttpError)
     return handlers
-      .handle("findById", ({ path }) => Effect.map(run(PurchaseOrders.findById(path.id)), ok(200, encodePurchaseOrder)))
-      .handle("list", ({ urlParams }) => Effect.map(run(PurchaseOrders.list(urlParams)), ok(200, encodePurchaseOrderPage)))
+      .handle("findById", ({ params }) => Effect.map(run(PurchaseOrders.findById(params.id)), ok(200, encodePurchaseOrder)))
+      .handle("list", ({ query }) => Effect.map(run(PurchaseOrders.list(query)), ok(200, encodePurchaseOrderPage)))
       .handle("create", ({ headers, payload }) =>
         Effect.map(
           run(withBudget(PurchaseOrders.create(payload, headers["idempotency-key"]))),
           ok(201, encodePurchaseOrder)
         ))
-  })).pipe(
-    Layer.provide(RequireJsonLive),
-    // Once for every request: see `Readiness.database`.
-    Layer.provide(Layer.effect(PurchaseOrders.PurchaseOrderDb, Effect.map(Readiness, (readiness) => readiness.database)))
-  )
+  })).pipe(Layer.provide(RequireJsonLive))
 
 // As with core's query spans: a span per request only when a tracer that
-// exports it is installed. For a span the default tracer drops, the platform
-// parses the URL, copies the headers and provides the span to the request:
-// 20 to 40 µs of CPU per request.
-const defaultTracer = Effect.runSync(Effect.tracer)
-const requestSpans = Layer.unwrapEffect(
-  Effect.map(Effect.tracer, (tracer) =>
-    tracer === defaultTracer
-      ? Layer.locallyScoped(HttpMiddleware.currentTracerDisabledWhen, () => true)
+// exports it is installed. For a span the native tracer drops, the platform
+// parses the trace headers and provides the span to the request: CPU per
+// request for nothing. Provided where the server (or web handler) is built.
+/** @since 0.1.0 */
+export const requestSpans: Layer.Layer<never> = Layer.unwrap(
+  Effect.map(Tracer.Tracer, (tracer) =>
+    tracer === Tracer.nativeTracer
+      ? Layer.succeed(HttpMiddleware.TracerDisabledWhen, () => true)
       : Layer.empty)
-)
+) as Layer.Layer<never>
 
 /**
- * Everything the service serves: the API with its handlers, `/openapi.json`,
- * `/docs` and the API-level middleware. Needs `Readiness` and `Prometheus`.
+ * Everything the service serves, as routes of an `HttpRouter`: the API with
+ * its handlers, `/openapi.json`, `/docs` and the router-wide middleware.
+ * Needs `Readiness` and `Prometheus`.
+ *
+ * @since 0.1.0
  */
 export const layer = Layer.mergeAll(
+  HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }),
   Docs.layer,
-  HttpApiBuilder.middlewareOpenApi(),
-  Middleware.layer,
-  requestSpans
+  Middleware.layer
 ).pipe(
-  Layer.provideMerge(HttpApiBuilder.api(Api)),
-  Layer.provide([HealthLive, MetricsLive, PurchaseOrdersLive])
+  // Every endpoint carries the API-level `DecodeErrors` middleware.
+  Layer.provide(Layer.mergeAll(HealthLive, MetricsLive, PurchaseOrdersLive).pipe(Layer.provide(DecodeErrors.layer)))
 )

@@ -4,7 +4,7 @@
  * policy; these functions only say what each statement is and how safe it is
  * to run again.
  */
-import { Database, type DatabaseError } from "@prisma-resilience/core-effect3"
+import { Database, type DatabaseError } from "@prisma-resilience/core"
 import type { PrismaClient } from "./db/index.js"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
@@ -21,25 +21,31 @@ import {
  * The service's database, bound to its Prisma client so that no query
  * function needs an annotation. The handlers' layer provides it with the
  * warmed-up `Database` of `Readiness`.
+ *
+ * @since 0.1.0
  */
 export class PurchaseOrderDb extends Database.Tag("PurchaseOrderDb")<PurchaseOrderDb, PrismaClient>() {}
 
 const Db = PurchaseOrderDb
 
 // The idempotency columns stay in the database. Rows are built into the
-// response classes without validation (`new PurchaseOrder(row, true)`): the
+// response classes without validation (`new PurchaseOrder(row, disableChecks)`): the
 // `select` and the generated types already guarantee their shape, and the
 // check cost about 30 µs per request.
+const disableChecks = { disableChecks: true } as const
+
 const columns = { id: true, reference: true, totalCents: true, note: true, createdAt: true } as const
 
+/** @since 0.1.0 */
 export const defaultPageSize = 20
 
+/** @since 0.1.0 */
 export const findById = (id: string): Effect.Effect<PurchaseOrder, PurchaseOrderNotFound | DatabaseError, PurchaseOrderDb> =>
   Db.query((c) => c.purchaseOrder.findUnique({ where: { id }, select: columns })).pipe(
     Effect.flatMap((row) =>
       row === null
         ? Effect.fail(new PurchaseOrderNotFound({ id, message: `no purchase order with id ${id}` }))
-        : Effect.succeed(new PurchaseOrder(row, true))
+        : Effect.succeed(new PurchaseOrder(row, disableChecks))
     )
   )
 
@@ -49,6 +55,8 @@ export const findById = (id: string): Effect.Effect<PurchaseOrder, PurchaseOrder
  * DB_REPLICA_MAX_LAG_MS: a page may miss the newest orders by that much. A
  * single order (`findById`) is always read from the writer, so that a client
  * finds what it just created.
+ *
+ * @since 0.1.0
  */
 export const list = (options: {
   readonly limit?: number | undefined
@@ -64,13 +72,17 @@ export const list = (options: {
       ...(options.cursor === undefined ? {} : { cursor: { id: options.cursor }, skip: 1 })
     }), { replica: true }).pipe(
     Effect.map((rows) => {
-      const items = rows.slice(0, limit).map((row) => new PurchaseOrder(row, true))
-      return new PurchaseOrderPage({ items, nextCursor: rows.length > limit ? items[items.length - 1]!.id : null }, true)
+      const items = rows.slice(0, limit).map((row) => new PurchaseOrder(row, disableChecks))
+      return new PurchaseOrderPage({ items, nextCursor: rows.length > limit ? items[items.length - 1]!.id : null }, disableChecks)
     })
   )
 }
 
-/** What identifies a request body for `Idempotency-Key`: the decoded fields, in a fixed order. */
+/**
+ * What identifies a request body for `Idempotency-Key`: the decoded fields, in a fixed order.
+ *
+ * @since 0.1.0
+ */
 export const requestHash = (input: CreatePurchaseOrder): string =>
   createHash("sha256").update(JSON.stringify([input.reference, input.totalCents, input.note ?? null])).digest("hex")
 
@@ -90,6 +102,8 @@ const operation = "purchaseOrder.create"
  * so it is declared idempotent and retried even when the outcome is unknown.
  * A unique violation then means the key, or the reference, is taken: the row
  * holding the key decides between a replay, 422 and 409.
+ *
+ * @since 0.1.0
  */
 export const create = (
   input: CreatePurchaseOrder,
@@ -102,7 +116,7 @@ export const create = (
   })
   if (idempotencyKey === undefined) {
     return Db.transaction((tx) => tx.purchaseOrder.create({ data, select: columns }), { operation }).pipe(
-      Effect.map((row) => new PurchaseOrder(row, true)),
+      Effect.map((row) => new PurchaseOrder(row, disableChecks)),
       Effect.catchIf(isUniqueViolation, () => Effect.fail(duplicate))
     )
   }
@@ -121,14 +135,14 @@ export const create = (
         )
       }
       const { requestHash: _, ...order } = row
-      return Effect.succeed(new PurchaseOrder(order, true))
+      return Effect.succeed(new PurchaseOrder(order, disableChecks))
     })
   )
   return Db.transaction(
     (tx) => tx.purchaseOrder.create({ data: { ...data, idempotencyKey, requestHash: hash }, select: columns }),
     { operation, idempotent: true }
   ).pipe(
-    Effect.map((row) => new PurchaseOrder(row, true)),
+    Effect.map((row) => new PurchaseOrder(row, disableChecks)),
     Effect.catchIf(isUniqueViolation, () => replay)
   )
 }

@@ -4,6 +4,8 @@
  * with `warming` and requests wait for it within their budget. After a failed
  * warm-up it is built again until it succeeds, so the service recovers when
  * the database appears.
+ *
+ * @since 0.1.0
  */
 import {
   ConnectionError,
@@ -25,32 +27,18 @@ import {
   type WarmupError,
   type WarmupConfig,
   type WarmupInfo
-} from "@prisma-resilience/core-effect3"
+} from "@prisma-resilience/core"
 import { applyMigrations, makePrismaClient, poolStats } from "./db/index.js"
-import {
-  Clock,
-  type ConfigError,
-  Context,
-  Data,
-  Deferred,
-  Duration,
-  Effect,
-  ExecutionStrategy,
-  Exit,
-  FiberRef,
-  Layer,
-  Option,
-  Redacted,
-  Ref,
-  Schedule,
-  Scope
-} from "effect"
+import { Clock, type Config, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, Redacted, Ref, Schedule, Scope } from "effect"
+
+type ConfigError = Config.ConfigError
 
 type State =
   | { readonly _tag: "Warming"; readonly since: number }
   | { readonly _tag: "Ready"; readonly database: DatabaseService }
   | { readonly _tag: "Failed"; readonly message: string }
 
+/** @since 0.1.0 */
 export interface ReadinessService {
   /** The health check: core's `health` once warmed up, `warming`/`unreachable`/`shutting_down` before and after. */
   readonly check: Effect.Effect<HealthReport, HealthError>
@@ -70,11 +58,17 @@ export interface ReadinessService {
   readonly retryConfig: RetryPolicy.RetryConfig
 }
 
-/** The `code` of the `ConnectionError` of a call that waited for warm-up in vain. */
+/**
+ * The `code` of the `ConnectionError` of a call that waited for warm-up in vain.
+ *
+ * @since 0.1.0
+ */
 export const warmupWaitCode = "WARMUP_WAIT"
 
-export class Readiness extends Context.Tag("@prisma-resilience/http/Readiness")<Readiness, ReadinessService>() {}
+/** @since 0.1.0 */
+export class Readiness extends Context.Service<Readiness, ReadinessService>()("@prisma-resilience/http/Readiness") {}
 
+/** @since 0.1.0 */
 export interface Options<C extends PrismaClientLike> {
   readonly client: (pool: PoolSettings) => C
   readonly poolStats?: (client: C) => PoolStats | undefined
@@ -86,7 +80,11 @@ export interface Options<C extends PrismaClientLike> {
   readonly replicaUrls?: ReadonlyArray<Redacted.Redacted<string>>
 }
 
-/** `Options.prepare` failed; `message` must be fit for logs and the health output. */
+/**
+ * `Options.prepare` failed; `message` must be fit for logs and the health output.
+ *
+ * @since 0.1.0
+ */
 export class PrepareError extends Data.TaggedError("PrepareError")<{ readonly message: string }> {}
 
 // After a warm-up gave up (DB_WARMUP_TIMEOUT_MS) or preparing (migrations)
@@ -94,11 +92,9 @@ export class PrepareError extends Data.TaggedError("PrepareError")<{ readonly me
 // database that comes up late is used within one capped delay. One connection
 // attempt per second at most is no load for a database that is down.
 const rewarm = (warmup: WarmupConfig) =>
-  Schedule.exponential(Duration.millis(warmup.backoffMs)).pipe(
-    Schedule.union(Schedule.spaced(Duration.millis(warmup.backoffMaxMs)))
-  )
+  Schedule.min([Schedule.exponential(Duration.millis(warmup.backoffMs)), Schedule.spaced(Duration.millis(warmup.backoffMaxMs))])
 
-const describe = (error: PrepareError | WarmupError | RetryConfigError | ConfigError.ConfigError): string =>
+const describe = (error: PrepareError | WarmupError | RetryConfigError | ConfigError): string =>
   error._tag === "WarmupError" || error._tag === "RetryConfigError" || error._tag === "PrepareError"
     ? error.message
     : String(error)
@@ -119,7 +115,7 @@ interface Shared {
  * Builds `databaseLayer` in the background until it succeeds, each attempt in
  * a scope of its own so that a failed one leaves nothing behind.
  */
-const warmInBackground = <E extends PrepareError | WarmupError | RetryConfigError | ConfigError.ConfigError>(
+const warmInBackground = <E extends PrepareError | WarmupError | RetryConfigError | ConfigError>(
   shared: Shared,
   scope: Scope.Scope,
   databaseLayer: Layer.Layer<Database, E>,
@@ -127,7 +123,7 @@ const warmInBackground = <E extends PrepareError | WarmupError | RetryConfigErro
 ) =>
   Effect.gen(function*() {
     if (prepare) yield* prepare
-    const attemptScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+    const attemptScope = yield* Scope.fork(scope, "sequential")
     const context = yield* Layer.buildWithScope(databaseLayer, attemptScope).pipe(
       Effect.onError((cause) => Scope.close(attemptScope, Exit.failCause(cause)))
     )
@@ -189,23 +185,23 @@ const afterWarmup = <A>(
 ): Effect.Effect<A, DatabaseError> =>
   shared.warm !== undefined ? use(shared.warm) : Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
-    const deadline = RetryPolicy.deadlineOf(yield* FiberRef.get(RetryPolicy.currentDeadline), shared.retryConfig, now)
+    const deadline = RetryPolicy.deadlineOf(yield* RetryPolicy.currentDeadline, shared.retryConfig, now)
     const waitMs = Math.max(0, Math.min(shared.retryConfig.warmupWaitMs, deadline - now))
     const db = yield* Deferred.await(shared.database).pipe(
-      Effect.timeoutFail({
+      Effect.timeoutOrElse({
         duration: Duration.millis(waitMs),
-        onTimeout: () =>
-          new ConnectionError({
+        orElse: () =>
+          Effect.fail(new ConnectionError({
             operation: operation ?? "unknown",
             attempt: 0,
             safety: "before-send",
             code: warmupWaitCode,
             message: `the database is not ready yet (waited ${waitMs} ms for warm-up)`,
             cause: undefined
-          })
+          }))
       })
     )
-    return yield* Effect.locally(use(db), RetryPolicy.currentDeadline, deadline)
+    return yield* Effect.provideService(use(db), RetryPolicy.currentDeadline, deadline)
   })
 
 /** The `Database` the handlers use: see `ReadinessService.database`. */
@@ -235,6 +231,7 @@ const facadeOf = (shared: Shared): DatabaseService => {
   }
 }
 
+/** @since 0.1.0 */
 export const make = <C extends PrismaClientLike>(options: Options<C>) =>
   Effect.gen(function*() {
     // Read and checked before the server listens, so that a bad configuration
@@ -272,11 +269,14 @@ export const make = <C extends PrismaClientLike>(options: Options<C>) =>
     })
   })
 
-export const layer = <C extends PrismaClientLike>(options: Options<C>) => Layer.scoped(Readiness, make(options))
+/** @since 0.1.0 */
+export const layer = <C extends PrismaClientLike>(options: Options<C>) => Layer.effect(Readiness, make(options))
 
 /**
  * Readiness of the purchase-order database at `url`; with `migrate`, pending
  * migrations are applied first, so no query runs against an old schema.
+ *
+ * @since 0.1.0
  */
 export const layerUrl = (url: Redacted.Redacted<string>, options?: { readonly migrate?: boolean }) =>
   layer({
@@ -286,7 +286,11 @@ export const layerUrl = (url: Redacted.Redacted<string>, options?: { readonly mi
     ...(options?.migrate ? { prepare: migrate(url) } : {})
   })
 
-/** Applies pending migrations (under an advisory lock, so replicas can race safely). */
+/**
+ * Applies pending migrations (under an advisory lock, so replicas can race safely).
+ *
+ * @since 0.1.0
+ */
 export const migrate = (url: Redacted.Redacted<string>): Effect.Effect<void, PrepareError> =>
   Effect.suspend(() => {
     const lines: Array<string> = []

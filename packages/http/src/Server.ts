@@ -9,18 +9,27 @@
  * `SHUTDOWN_DRAIN_MS` to finish (all answered with `Connection: close`), then
  * the remaining connections are closed. The database is
  * disconnected after all of that, when `Readiness` is released.
+ *
+ * Effect 4's Node server has a graceful shutdown of its own (it waits up to
+ * `gracefulShutdownTimeout` for its connections); the ordered drain below
+ * runs before it, so by then nothing is left for it to wait for.
+ *
+ * @since 0.1.0
  */
-import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpServer from "@effect/platform/HttpServer"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Clock, Context, Data, Duration, Effect, Layer } from "effect"
+import { HttpRouter, HttpServer } from "effect/http"
 import { createServer } from "node:http"
 import * as ApiLive from "./ApiLive.js"
 import * as Drain from "./internal/drain.js"
 import { Readiness } from "./Readiness.js"
 import * as ServerConfig from "./ServerConfig.js"
 
-/** The server could not listen on HOST:PORT; `message` says where and why (EADDRINUSE, EADDRNOTAVAIL, EACCES). */
+/**
+ * The server could not listen on HOST:PORT; `message` says where and why (EADDRINUSE, EADDRNOTAVAIL, EACCES).
+ *
+ * @since 0.1.0
+ */
 export class ListenError extends Data.TaggedError("ListenError")<{
   readonly host: string
   readonly port: number
@@ -34,8 +43,12 @@ export class ListenError extends Data.TaggedError("ListenError")<{
   }
 }
 
-/** The running server, as `HttpServer` (whose address tells the port when PORT is 0). */
-export const layer = Layer.scoped(
+/**
+ * The running server, as `HttpServer` (whose address tells the port when PORT is 0).
+ *
+ * @since 0.1.0
+ */
+export const layer = Layer.effect(
   HttpServer.HttpServer,
   Effect.gen(function*() {
     const config = yield* ServerConfig.config
@@ -46,10 +59,11 @@ export const layer = Layer.scoped(
     const platform = yield* Layer.build(NodeHttpServer.layer(() => server, { port: config.port, host: config.host })).pipe(
       Effect.mapError((error) => new ListenError({ host: config.host, port: config.port, cause: error.cause }))
     )
+    // Effect 4's router logs every request unless told not to; the service
+    // logs what matters (defects, database failures) itself.
     yield* Layer.build(
-      HttpApiBuilder.serve().pipe(
-        Layer.provide(ApiLive.layer),
-        HttpServer.withLogAddress,
+      HttpRouter.serve(ApiLive.layer, { disableLogger: true }).pipe(
+        Layer.provide(ApiLive.requestSpans),
         Layer.provide(Layer.succeedContext(platform))
       )
     )

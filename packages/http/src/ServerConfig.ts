@@ -3,9 +3,10 @@
  * (retries, budget, warm-up, pool) are core's: see `RetryPolicy.config`,
  * `warmupConfig` and `poolConfig`.
  */
-import { Setting } from "@prisma-resilience/core-effect3"
+import { Setting } from "@prisma-resilience/core"
 import { Config } from "effect"
 
+/** @since 0.1.0 */
 export interface ServerConfig {
   /** PORT, default 3000; 0 picks a free port */
   readonly port: number
@@ -27,9 +28,10 @@ export interface ServerConfig {
   readonly idleGraceMs: number
 }
 
+/** @since 0.1.0 */
 export const config: Config.Config<ServerConfig> = Config.all({
   port: Setting.integer("PORT", 3000, { min: 0, max: 65535, range: "a port number from 0 to 65535" }),
-  host: Config.string("HOST").pipe(Config.withDefault("0.0.0.0")),
+  host: Config.String("HOST").pipe(Config.withDefault("0.0.0.0")),
   maxBodyBytes: Setting.integer("MAX_BODY_BYTES", 65_536, { min: 1, range: "a positive integer number of bytes" }),
   retryAfterSeconds: Setting.integer("RETRY_AFTER_SECONDS", 1, { min: 0, range: "a non-negative integer number of seconds" }),
   shutdownDelayMs: Setting.milliseconds("SHUTDOWN_DELAY_MS", 0, 0),

@@ -1,6 +1,6 @@
 /**
  * @prisma-resilience/http: the purchase-order service built on
- * @prisma-resilience/core-effect3. `npm start` runs `main.ts`.
+ * @prisma-resilience/core. `npm start` runs `main.ts`.
  */
 export * from "./Api.js"
 export * as ApiLive from "./ApiLive.js"

@@ -6,6 +6,7 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import { databaseUrl } from "./internal/database.js"
+import { teardown } from "./internal/teardown.js"
 import { migrate } from "./Readiness.js"
 
-NodeRuntime.runMain(Effect.scoped(Effect.flatMap(databaseUrl, migrate)))
+NodeRuntime.runMain(Effect.scoped(Effect.flatMap(databaseUrl, migrate)), { teardown })

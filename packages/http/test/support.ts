@@ -1,9 +1,9 @@
 // Shared by the http tests: a throw-away PostgreSQL with the schema applied,
 // and the real server started in-process on a free loopback port.
-import { HttpServer } from "@effect/platform"
 import { type Cluster, startCluster } from "@prisma-resilience/devdb"
 import { applyMigrations } from "@prisma-resilience/http/db"
 import { ConfigProvider, Context, Effect, Exit, Layer, Logger, Redacted, Scope } from "effect"
+import { HttpServer } from "effect/http"
 import fsp from "node:fs/promises"
 import net from "node:net"
 import os from "node:os"
@@ -52,7 +52,8 @@ export interface RunningServer {
 export const startServer = async (databaseUrl: string, env: Record<string, string> = {}): Promise<RunningServer> => {
   const logs: Array<string> = []
   const logger = Logger.make(({ logLevel, message }) => {
-    logs.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+    // Effect 4's levels are "Info", "Warn"…; Effect 3's labels were "INFO", "WARN"…
+    logs.push(`${logLevel.toUpperCase()} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
   })
   const scope = Effect.runSync(Scope.make())
   const layer = Server.layer.pipe(
@@ -60,14 +61,16 @@ export const startServer = async (databaseUrl: string, env: Record<string, strin
   )
   const server = await Layer.buildWithScope(layer, scope).pipe(
     Effect.map((context) => Context.get(context, HttpServer.HttpServer)),
-    Effect.withConfigProvider(
-      ConfigProvider.fromMap(new Map(Object.entries({ PORT: "0", HOST: "127.0.0.1", ...env })))
+    Effect.provideService(
+      ConfigProvider.ConfigProvider,
+      ConfigProvider.fromEnvRecord({ PORT: "0", HOST: "127.0.0.1", ...env })
     ),
-    Effect.provide(Logger.replace(Logger.defaultLogger, logger)),
+    Effect.provide(Logger.layer([logger])),
     Effect.runPromise
   )
   const address = server.address
-  if (address._tag !== "TcpAddress") throw new Error("expected a TCP address")
+  // Effect 4: an `InetAddressV4`/`V6`, or a `UnixPathAddress` (Effect 3: `TcpAddress`)
+  if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")
   return {
     baseUrl: `http://127.0.0.1:${address.port}`,
     logs,

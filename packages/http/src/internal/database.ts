@@ -13,7 +13,7 @@ export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresErr
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
 export const embedded = Effect.gen(function*() {
-  const dataDir = path.resolve(yield* Config.string("DATA_DIR").pipe(Config.withDefault(".data")))
+  const dataDir = path.resolve(yield* Config.String("DATA_DIR").pipe(Config.withDefault(".data")))
   const started = yield* Clock.currentTimeMillis
   yield* Effect.logInfo(`DATABASE_URL is not set: starting the embedded PostgreSQL in ${dataDir}`)
   const { startCluster } = yield* Effect.tryPromise({
@@ -35,8 +35,8 @@ export const embedded = Effect.gen(function*() {
     }),
     (cluster) =>
       Effect.tryPromise(() => cluster.stop("fast")).pipe(
-        Effect.zipRight(Effect.logInfo("Embedded PostgreSQL stopped")),
-        Effect.catchAll((error) => Effect.logError(`Embedded PostgreSQL did not stop cleanly: ${message(error)}`))
+        Effect.andThen(Effect.logInfo("Embedded PostgreSQL stopped")),
+        Effect.catch((error) => Effect.logError(`Embedded PostgreSQL did not stop cleanly: ${message(error)}`))
       )
   )
   yield* Effect.forEach(notes, (note) => Effect.logWarning(note), { discard: true })
@@ -51,11 +51,11 @@ export const embedded = Effect.gen(function*() {
           yield* Effect.logWarning("Embedded PostgreSQL is not running; starting it again")
           const restarted = yield* Clock.currentTimeMillis
           yield* Effect.tryPromise(() => cluster.start()).pipe(
-            Effect.zipRight(
+            Effect.andThen(
               Effect.flatMap(Clock.currentTimeMillis, (now) =>
                 Effect.logInfo(`Embedded PostgreSQL listening again on ${cluster.host}:${cluster.port} (restarted in ${now - restarted} ms)`))
             ),
-            Effect.catchAll((error) => Effect.logError(`Embedded PostgreSQL did not start again: ${message(error.error)}`))
+            Effect.catch((error) => Effect.logError(`Embedded PostgreSQL did not start again: ${message(error.cause)}`))
           )
         })
       ),
@@ -68,6 +68,6 @@ export const embedded = Effect.gen(function*() {
 })
 
 export const databaseUrl = Effect.flatMap(
-  Config.option(Config.redacted("DATABASE_URL")),
+  Config.option(Config.Redacted("DATABASE_URL")),
   Option.match({ onSome: Effect.succeed, onNone: () => embedded })
 )

@@ -1,26 +1,20 @@
 /**
- * `GET /docs`: Scalar's page from `HttpApiScalar`, 3.3 MB, nearly all of it
- * Scalar's own script. Served as it comes, it cost 3.3 MB per request and,
- * under a few clients pulling it, the latency of every other route. Here it
- * is rendered on the first request instead of at start-up, compressed once
+ * `GET /docs`: Scalar's page from `HttpApiScalar`, several MB, nearly all of
+ * it Scalar's own script. Served as it comes, it cost that much per request
+ * and, under a few clients pulling it, the latency of every other route. Here
+ * it is rendered on the first request instead of at start-up, compressed once
  * off the event loop, and served from memory: brotli or gzip when the client
  * takes it, an `ETag` with `Cache-Control`, 304 when the client has it
- * already. `HttpApiScalar` itself is imported on that first request too: its
- * module holds the script as a 3.3 MB string literal, which a static import
- * would keep in the heap of every process (twice: the module's source and
- * the string), whether or not anyone reads the docs. For the same reason the
- * service imports `@effect/platform` by module (`@effect/platform/HttpApi`),
- * never from its index: the index re-exports `HttpApiScalar`, and the
- * bundler would put the script back on the start path.
+ * already. (Effect 4's `HttpApiScalar` imports the script itself only when
+ * its layer is built, so the module can be imported statically: the script
+ * stays out of the start path and of the heap until then.)
  */
-import * as HttpApi from "@effect/platform/HttpApi"
-import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpServer from "@effect/platform/HttpServer"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, Layer } from "effect"
+import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpApiScalar } from "effect/http-api"
 import { createHash } from "node:crypto"
 import zlib from "node:zlib"
+import { Api } from "../Api.js"
 
 const path = "/docs"
 
@@ -41,49 +35,41 @@ const compress = (
   input: Uint8Array,
   options: zlib.BrotliOptions & zlib.ZlibOptions
 ) =>
-  Effect.async<Uint8Array>((resume) =>
+  Effect.callback<Uint8Array>((resume) =>
     f(input, options, (error, output) => resume(error ? Effect.die(error) : Effect.succeed(output)))
   )
 
 /** The page as `HttpApiScalar.layer` serves it, asked for once through a web handler of its own. */
-const render = (api: typeof HttpApi.Api.Service): Effect.Effect<Page> =>
-  Effect.gen(function*() {
-    const HttpApiScalar = yield* Effect.tryPromise({
-      try: () => import("@effect/platform/HttpApiScalar"),
-      catch: (cause) => new Error("could not load @effect/platform/HttpApiScalar", { cause })
-    }).pipe(Effect.orDie)
-    const identity = yield* Effect.acquireUseRelease(
-      Effect.sync(() =>
-        HttpApiBuilder.toWebHandler(
-          HttpApiScalar.layer({ path }).pipe(
-            Layer.provideMerge(Layer.succeed(HttpApi.Api, api)),
-            Layer.merge(HttpServer.layerContext)
-          )
-        )
-      ),
-      ({ handler }) =>
-        Effect.promise(async () => {
-          const response = await handler(new Request(`http://docs${path}`))
-          if (response.status !== 200) throw new Error(`HttpApiScalar answered ${response.status}`)
-          return new Uint8Array(await response.arrayBuffer())
-        }),
-      ({ dispose }) => Effect.promise(dispose)
-    )
-    // Brotli quality 5 of 11: 0.82 MB in about 0.1 s; 11 would save another
-    // 0.1 MB for some 10 s of CPU, which the first request would wait for.
-    const [br, gzip] = yield* Effect.all([
-      compress(zlib.brotliCompress, identity, {
-        params: {
-          [zlib.constants.BROTLI_PARAM_MODE]: zlib.constants.BROTLI_MODE_TEXT,
-          [zlib.constants.BROTLI_PARAM_QUALITY]: 5,
-          [zlib.constants.BROTLI_PARAM_SIZE_HINT]: identity.byteLength
-        }
+const render: Effect.Effect<Page> = Effect.gen(function*() {
+  const identity = yield* Effect.acquireUseRelease(
+    Effect.sync(() =>
+      HttpRouter.toWebHandler(HttpApiScalar.layer(Api, { path }).pipe(Layer.provide(HttpServer.layerServices)), {
+        disableLogger: true
+      })
+    ),
+    ({ handler }) =>
+      Effect.promise(async () => {
+        const response = await handler(new Request(`http://docs${path}`))
+        if (response.status !== 200) throw new Error(`HttpApiScalar answered ${response.status}`)
+        return new Uint8Array(await response.arrayBuffer())
       }),
-      compress(zlib.gzip, identity, { level: 9 })
-    ], { concurrency: 2 })
-    const etag = `W/"${createHash("sha256").update(identity).digest("base64url").slice(0, 27)}"`
-    return { etag, identity, br, gzip }
-  })
+    ({ dispose }) => Effect.promise(dispose)
+  )
+  // Brotli quality 5 of 11: 0.82 MB in about 0.1 s; 11 would save another
+  // 0.1 MB for some 10 s of CPU, which the first request would wait for.
+  const [br, gzip] = yield* Effect.all([
+    compress(zlib.brotliCompress, identity, {
+      params: {
+        [zlib.constants.BROTLI_PARAM_MODE]: zlib.constants.BROTLI_MODE_TEXT,
+        [zlib.constants.BROTLI_PARAM_QUALITY]: 5,
+        [zlib.constants.BROTLI_PARAM_SIZE_HINT]: identity.byteLength
+      }
+    }),
+    compress(zlib.gzip, identity, { level: 9 })
+  ], { concurrency: 2 })
+  const etag = `W/"${createHash("sha256").update(identity).digest("base64url").slice(0, 27)}"`
+  return { etag, identity, br, gzip }
+})
 
 /** The coding to send for an `Accept-Encoding`: brotli, then gzip, when their q-value is not 0. */
 const negotiate = (acceptEncoding: string | undefined): Encoding => {
@@ -104,11 +90,12 @@ const matches = (ifNoneMatch: string | undefined, etag: string): boolean => {
   return ifNoneMatch.split(",").some((tag) => tag.trim() === "*" || opaque(tag) === opaque(etag))
 }
 
-/** `GET /docs`; needs the `HttpApi.Api` the page documents. */
-export const layer = HttpApiBuilder.Router.use((router) =>
+/** `GET /docs`, for the router of `Api`. */
+export const layer = HttpRouter.use((router) =>
   Effect.gen(function*() {
-    const page = yield* Effect.cached(render(yield* HttpApi.Api))
-    yield* router.get(
+    const page = yield* Effect.cached(render)
+    yield* router.add(
+      "GET",
       path,
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest

@@ -1,6 +1,8 @@
 /**
- * Graceful drain for a Node HTTP server: Effect 3's NodeHttpServer closes the
- * listener on shutdown but neither waits for nor tracks in-flight requests.
+ * Graceful drain for a Node HTTP server. Effect 4's NodeHttpServer waits for
+ * its connections on shutdown (`gracefulShutdownTimeout`), but it resets the
+ * connections still in the accept queue, gives idle keep-alive connections no
+ * grace and says nothing of what it waited for; this drain runs first.
  * Requests are tracked at the Node level, from 'request' until the response
  * has been written out (or the client went away), so a response still being
  * flushed counts as in flight. Connections are tracked too: one that was
@@ -56,42 +58,50 @@ export const acceptQueuedMaxMs = 2_000
 export const lingerMaxMs = 5_000
 
 /**
- * Ends `socket` after what is queued for it (the answer), and keeps reading
- * until the client closes its side or `lingerMaxMs` passed. What arrives goes
- * through the HTTP parser into the request, which Node discards once its
- * response has finished.
+ * Effect 4's Node server closes a connection whose request body is still
+ * unread itself, once the response is written: `socket.end()`, the body left
+ * unread (no discarding, so the client's writes stall), and `socket.destroy()`
+ * 500 ms later. A client still writing its body then gets EPIPE or
+ * ECONNRESET instead of the answer. Here such a connection keeps reading (and
+ * discarding) what the client sends, and the destroy waits until the client
+ * has closed its side or `lingerMaxMs` passed; a destroy with an error, or
+ * `closeAll` at the end of a drain, still happens at once.
  */
-const lingeringClose = (socket: Net.Socket) => {
-  socket.end()
-  const timer = setTimeout(() => socket.destroy(), lingerMaxMs)
-  socket.once("close", () => clearTimeout(timer))
-}
-
-// Node's http server closes a connection whose response was its last with
-// `socket.destroySoon()`: end, then destroy as soon as the end is written.
-type DestroySoon = (this: Net.Socket) => void
-const destroySoon = (Net.Socket.prototype as unknown as { destroySoon: DestroySoon }).destroySoon
-
-/** `destroySoon` for a socket whose current request is `request`: lingering while its body is unread. */
-const closingAfter = (request: Http.IncomingMessage): DestroySoon =>
-  function(this: Net.Socket) {
-    if (request.complete) destroySoon.call(this)
-    else lingeringClose(this)
+const lingerOnClose = (request: Http.IncomingMessage, response: Http.ServerResponse, closing: () => boolean) => {
+  const socket = request.socket
+  const destroy = socket.destroy
+  let lingerUntil: number | undefined
+  const defer = (error?: Error) => error === undefined && !closing() && lingerUntil !== undefined && Date.now() < lingerUntil
+  socket.destroy = function(this: Net.Socket, error?: Error) {
+    return defer(error) ? this : destroy.call(this, error)
   }
+  response.once("finish", () => {
+    if (request.complete) return void (socket.destroy = destroy)
+    lingerUntil = Date.now() + lingerMaxMs
+    // What arrives goes through the HTTP parser into the request: discarded.
+    request.resume()
+    const timer = setTimeout(() => destroy.call(socket), lingerMaxMs)
+    socket.once("close", () => clearTimeout(timer))
+  })
+}
 
 const hasBody = (request: Http.IncomingMessage) =>
   request.headers["transfer-encoding"] !== undefined ||
   (request.headers["content-length"] !== undefined && request.headers["content-length"] !== "0")
 
 /** For a request with a body: its connection, when closed, closes lingeringly while the body is unread. */
-const closeLingeringly = (request: Http.IncomingMessage, response: Http.ServerResponse, maxBodyBytes: number) => {
+const closeLingeringly = (
+  request: Http.IncomingMessage,
+  response: Http.ServerResponse,
+  maxBodyBytes: number,
+  closing: () => boolean
+) => {
   if (!hasBody(request)) return
   // Keeping the connection would mean reading all of an oversized body (Node
   // discards it to reach the next request): close it instead, lingeringly,
   // which bounds that read.
   if (Number(request.headers["content-length"]) > maxBodyBytes) response.shouldKeepAlive = false
-  const socket = request.socket as Net.Socket & { destroySoon: DestroySoon }
-  socket.destroySoon = closingAfter(request)
+  lingerOnClose(request, response, closing)
 }
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
@@ -143,6 +153,19 @@ const acceptQueued = (server: Net.Server, maxMs: number, watch: (marker: Marker 
     socket.once("error", () => void turn().then(turn).then(done))
   })
 
+type RequestListener = (request: Http.IncomingMessage, response: Http.ServerResponse) => void
+
+/**
+ * The 'checkContinue' listener. Effect 4's server listens for it (it sends
+ * 100 Continue when the body is first read), so those requests never emit
+ * 'request'; the service reads the body itself (`Input.strictText`), past the
+ * platform, so the 100 goes out here, unless the body is refused unread.
+ */
+const continuing = (onRequest: RequestListener, maxBodyBytes: number): RequestListener => (request, response) => {
+  onRequest(request, response)
+  if (!(Number(request.headers["content-length"]) > maxBodyBytes)) response.writeContinue()
+}
+
 export interface Options {
   /** MAX_BODY_BYTES: a request that declares a larger body is answered with `Connection: close` */
   readonly maxBodyBytes: number
@@ -154,6 +177,8 @@ export const track = (server: Http.Server, options: Options): Drain => {
   let draining = false
   let onChange: (() => void) | undefined
   let marker: Marker | undefined
+  // set by closeAll: lingering connections are destroyed with the rest
+  let closingAll = false
 
   server.on("connection", (socket: Net.Socket) => {
     if (isMarker(socket, marker)) {
@@ -167,18 +192,20 @@ export const track = (server: Http.Server, options: Options): Drain => {
       onChange?.()
     })
   })
-  server.on("request", (request: Http.IncomingMessage, response: Http.ServerResponse) => {
+  const onRequest = (request: Http.IncomingMessage, response: Http.ServerResponse) => {
     active.add(response)
     if (draining) response.shouldKeepAlive = false
-    closeLingeringly(request, response, options.maxBodyBytes)
+    closeLingeringly(request, response, options.maxBodyBytes, () => closingAll)
     response.once("close", () => {
       active.delete(response)
       onChange?.()
     })
-  })
+  }
+  server.on("request", onRequest)
+  server.on("checkContinue", continuing(onRequest, options.maxBodyBytes))
 
   const drain = (timeoutMs: number, idleGraceMs: number) =>
-    Effect.async<boolean>((resume) => {
+    Effect.callback<boolean>((resume) => {
       draining = true
       // Responses not yet started tell their clients `Connection: close`.
       for (const response of active) {
@@ -214,6 +241,9 @@ export const track = (server: Http.Server, options: Options): Drain => {
     inFlight: () => active.size,
     connections: () => sockets.size,
     drain,
-    closeAll: Effect.sync(() => server.closeAllConnections())
+    closeAll: Effect.sync(() => {
+      closingAll = true
+      server.closeAllConnections()
+    })
   }
 }

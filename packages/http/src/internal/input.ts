@@ -2,10 +2,11 @@
  * What the service accepts as a request body, checked before the HttpApi
  * decodes it: the media type (`RequireJson`, per endpoint), then the bytes
  * (UTF-8 and nesting depth, when a route reads the body).
+ *
+ * @since 0.1.0
  */
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import { RequestError } from "@effect/platform/HttpServerError"
-import { Data, Effect, Layer } from "effect"
+import { Data, Effect, Layer, type Types } from "effect"
+import { HttpServerError, HttpServerRequest, type HttpServerResponse } from "effect/http"
 import { Readable } from "node:stream"
 import { RequireJson, UnsupportedMediaType } from "../Api.js"
 
@@ -16,6 +17,16 @@ import { RequireJson, UnsupportedMediaType } from "../Api.js"
  * formatting, logging) far from the recursion limit.
  */
 export const maxNesting = 64
+
+/**
+ * A body that cannot be read, as the platform's own reading failures are
+ * (Effect 4: an `HttpServerError` whose reason is a `RequestParseError`);
+ * `cause` says why.
+ */
+type RequestError = HttpServerError.HttpServerError
+
+const requestError = (request: HttpServerRequest.HttpServerRequest, cause: unknown): RequestError =>
+  new HttpServerError.HttpServerError({ reason: new HttpServerError.RequestParseError({ request, cause }) })
 
 /** The body cannot be read as the JSON this API takes; `message` is fit for the client. */
 export class InvalidBody extends Data.TaggedError("InvalidBody")<{ readonly message: string }> {}
@@ -68,7 +79,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true })
  * The body as text, strictly: the platform decodes UTF-8 leniently (invalid
  * bytes become U+FFFD, silently altering what is stored), so the bytes are
  * decoded here, once, and refused if they are not UTF-8 or nest too deep.
- * Failures are `RequestError`s carrying an `InvalidBody` (or `BodyTooLarge`),
+ * Failures are `HttpServerError`s (`RequestParseError`) carrying an `InvalidBody` (or `BodyTooLarge`),
  * like any other unreadable body.
  */
 export const strictText = (
@@ -77,7 +88,7 @@ export const strictText = (
 ): Effect.Effect<string, RequestError> =>
   Effect.flatMap(bytesOf(request, maxBodyBytes), (buffer) => {
     const invalid = (message: string) =>
-      Effect.fail(new RequestError({ request, reason: "Decode", cause: new InvalidBody({ message }) }))
+      Effect.fail(requestError(request, new InvalidBody({ message })))
     // A web `Request` has been read whole; a Node request stopped at the limit.
     if (buffer.byteLength > maxBodyBytes) return Effect.fail(tooLarge(request, maxBodyBytes))
     let text: string
@@ -92,7 +103,7 @@ export const strictText = (
   })
 
 const tooLarge = (request: HttpServerRequest.HttpServerRequest, maxBodyBytes: number) =>
-  new RequestError({ request, reason: "Decode", cause: new BodyTooLarge({ message: `request body exceeds ${maxBodyBytes} bytes` }) })
+  requestError(request, new BodyTooLarge({ message: `request body exceeds ${maxBodyBytes} bytes` }))
 
 /**
  * The body's bytes. On Node they are read here, not by the platform: its
@@ -107,7 +118,7 @@ const bytesOf = (request: HttpServerRequest.HttpServerRequest, maxBodyBytes: num
   if (!(source instanceof Readable)) {
     return Effect.map(request.arrayBuffer, (buffer) => new Uint8Array(buffer))
   }
-  return Effect.async<Uint8Array, RequestError>((resume) => {
+  return Effect.callback<Uint8Array, RequestError>((resume) => {
     const chunks: Array<Buffer> = []
     let bytes = 0
     const onData = (chunk: Buffer) => {
@@ -118,7 +129,7 @@ const bytesOf = (request: HttpServerRequest.HttpServerRequest, maxBodyBytes: num
       resume(Effect.fail(tooLarge(request, maxBodyBytes)))
     }
     const onEnd = () => resume(Effect.succeed(Buffer.concat(chunks)))
-    const onError = (cause: unknown) => resume(Effect.fail(new RequestError({ request, reason: "Decode", cause })))
+    const onError = (cause: unknown) => resume(Effect.fail(requestError(request, cause)))
     source.on("data", onData).once("end", onEnd).once("error", onError)
     return Effect.sync(() => void source.off("data", onData).off("end", onEnd).off("error", onError))
   })
@@ -127,8 +138,11 @@ const bytesOf = (request: HttpServerRequest.HttpServerRequest, maxBodyBytes: num
 /** `RequireJson`: 415 before the payload is read, unless the request declares UTF-8 JSON. */
 export const RequireJsonLive = Layer.succeed(
   RequireJson,
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-    const problem = contentTypeProblem(request.headers["content-type"])
-    return problem === undefined ? Effect.void : Effect.fail(new UnsupportedMediaType({ message: problem }))
-  })
+  (httpEffect) =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (
+      request
+    ): Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled | UnsupportedMediaType> => {
+      const problem = contentTypeProblem(request.headers["content-type"])
+      return problem === undefined ? httpEffect : Effect.fail(new UnsupportedMediaType({ message: problem }))
+    })
 )
