@@ -1,4 +1,5 @@
-// Success-path cost of Database.query against raw Prisma and raw pg: the same
+// Success-path cost of core-effect3's Database.query (Effect 3; the Effect 4
+// core's is packages/core/bench/query-overhead.ts) against raw Prisma and raw pg: the same
 // findUnique by primary key against an embedded PostgreSQL on loopback. The
 // paths that run inside one fiber are interleaved call by call; raw Prisma
 // with a plain `await` (no Effect at all) alternates with them in blocks of

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url"
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url))
 const benchmarks = [
+  "../packages/core/bench/query-overhead.ts",
   "query-overhead.ts",
   "success-path.ts",
   "adapter-overhead.ts",
@@ -41,7 +42,7 @@ const started = performance.now()
 const failed: Array<string> = []
 for (const file of benchmarks) {
   if (process.exitCode === 130) break
-  console.log(`\n## npx tsx bench/${file}\n`)
+  console.log(`\n## npx tsx ${path.relative(path.dirname(benchDir), path.join(benchDir, file))}\n`)
   const t0 = performance.now()
   const code = await run(file)
   if (code !== 0) failed.push(file)

@@ -247,7 +247,8 @@ afterAll(async () => {
   for (const child of children) killGroup(child)
   await cluster?.destroy()
   if (work) await fsp.rm(work, { recursive: true, force: true })
-})
+  // several apps with their node_modules: removing them takes a while
+}, 120_000)
 
 describe("@prisma-resilience/kernel, core and core-effect3 as installed from their tarballs", { timeout: 60_000 }, () => {
   it.each(["kernel", "core", "coreEffect3"] as const)("%s packs only the build output, README, LICENSE and package.json", async (name) => {
