@@ -167,7 +167,9 @@ export const bundleServers = async (files: ReadonlyArray<string>) => {
     await build({
       ...bundleOptions,
       absWorkingDir: repoRoot,
-      entryPoints: [...files],
+      // Named outputs: servers from different directories (bench/, a
+      // package's bench/) would otherwise land under their common ancestor's paths.
+      entryPoints: Object.fromEntries(files.map((file) => [path.basename(file, ".ts"), file])),
       outdir,
       // Not the root tsconfig's `paths` (which map the packages to their
       // sources for type checking): the packages' exports, as the service.
