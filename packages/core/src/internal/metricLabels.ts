@@ -8,24 +8,19 @@ import * as Context from "effect/Context"
 import * as Metric from "effect/Metric"
 import type { Labels } from "../Metrics.js"
 
-// One attributed metric per (label set, metric): the label sets are cached,
-// so `withAttributes` runs once per series, not once per query.
-const series = new WeakMap<Labels, Map<Metric.Metric<any, any>, Metric.Metric<any, any>>>()
-const empty = Context.empty()
+// One context per label set, holding its attributes: recording on the base
+// metric with it addresses the same series as `Metric.withAttributes` does,
+// without the wrapper's `Context.add` (a new context) on every update.
+const contexts = new WeakMap<Labels, Context.Context<never>>()
 
 /** Records `value` on `metric`'s series for `labels`, outside any fiber and without allocating. */
 export const record = <In>(metric: Metric.Metric<In, any>, value: In, labels: Labels): void => {
-  let byMetric = series.get(labels)
-  if (byMetric === undefined) {
-    byMetric = new Map()
-    series.set(labels, byMetric)
+  let context = contexts.get(labels)
+  if (context === undefined) {
+    context = Context.add(Context.empty(), Metric.CurrentMetricAttributes, Object.fromEntries(labels))
+    contexts.set(labels, context)
   }
-  let tagged = byMetric.get(metric)
-  if (tagged === undefined) {
-    tagged = Metric.withAttributes(metric, labels)
-    byMetric.set(metric, tagged)
-  }
-  tagged.updateUnsafe(value, empty)
+  metric.updateUnsafe(value, context)
 }
 
 const labelCache = new Map<string, Labels>()
