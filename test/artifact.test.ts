@@ -334,6 +334,11 @@ describe("@prisma-resilience/kernel, core and core-effect3 as installed from the
     }
 
     const { stdout, stderr } = await timed("node dist/main.js", () => node("dist/main.js"))
+    // core-effect3 says Node >= 20.19 too: the same program on the machine's own Node
+    for (const older of await olderSystemNode()) {
+      const again = await run(older, ["dist/main.js"], { cwd: app, timeoutMs: 30_000, env: { ...childEnv, DATABASE_URL: cluster!.url } })
+      expect(jsonLine(`main.js (core-effect3) on ${older}`, again.stdout).health).toMatchObject({ status: "pass" })
+    }
     expect((stdout + stderr).includes(cluster.password), "password in the output").toBe(false)
     expect(stdout + stderr).toMatch(/Warmup complete in \d+ ms/)
     const result = jsonLine("main.js", stdout)
@@ -578,17 +583,22 @@ describe("@prisma-resilience/kernel, core and core-effect3 as installed from the
       }))
     `
     await fsp.writeFile(path.join(alone, "check.mjs"), script)
-    const { stdout } = await run(process.execPath, ["check.mjs"], { cwd: alone, timeoutMs: 15_000 })
-    const result = jsonLine("kernel check.mjs", stdout)
-    expect(result).toEqual({
-      pool: 3,
-      delays: [],
-      rejected: expect.stringMatching(/^DB_CIRCUIT_RESET_MS must be a positive integer number of milliseconds; got "0"$/),
-      tag: "TransactionError",
-      kind: "read",
-      breaker: "Rejected",
-      recording: { operation: "order.findMany", kind: "write", calls: 2 },
-      redacted: expect.not.stringContaining("s3cret")
-    })
+    // On the pinned Node and on the machine's own (the kernel says Node >= 20.19)
+    for (const nodeBinary of [process.execPath, ...(await olderSystemNode())]) {
+      const { stdout } = await run(nodeBinary, ["check.mjs"], { cwd: alone, timeoutMs: 15_000 })
+      const result = jsonLine(`kernel check.mjs on ${nodeBinary}`, stdout)
+      expect(result).toEqual(kernelCheck)
+    }
   })
 })
+
+const kernelCheck = {
+  pool: 3,
+  delays: [],
+  rejected: expect.stringMatching(/^DB_CIRCUIT_RESET_MS must be a positive integer number of milliseconds; got "0"$/),
+  tag: "TransactionError",
+  kind: "read",
+  breaker: "Rejected",
+  recording: { operation: "order.findMany", kind: "write", calls: 2 },
+  redacted: expect.not.stringContaining("s3cret")
+}
