@@ -5,17 +5,17 @@
 // workspace node_modules, no source alias can stand in for a missing file),
 // type-checked against the shipped declarations and run against a real
 // PostgreSQL; the kernel is also installed alone and run under plain node.
+// The Promise apps (examples/fastify, examples/serverless) are
+// test/examples.test.ts; the helpers of both are test/support/packed.ts.
 import { type Cluster, startCluster } from "@prisma-resilience/devdb"
-import { type ChildProcess, spawn } from "node:child_process"
 import fsp from "node:fs/promises"
 import { createRequire } from "node:module"
 import os from "node:os"
 import path from "node:path"
-import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { caller, childEnv, copyFilter, createKit, generateEnv, repo } from "./support/packed.js"
 
-const repo = fileURLToPath(new URL("..", import.meta.url))
 const packages = {
   kernel: path.join(repo, "packages", "kernel"),
   core: path.join(repo, "packages", "core"),
@@ -27,83 +27,9 @@ let work: string
 let app: string
 const tarballs: Partial<Record<keyof typeof packages, string>> = {}
 let cluster: Cluster | undefined
-const children = new Set<ChildProcess>()
 
-/** Child output can reach the CI log; the cluster's password must not. */
-const redact = (text: string) => (cluster ? text.replaceAll(cluster.password, "***") : text)
-const tail = (text: string) => redact(text.split("\n").slice(-40).join("\n"))
-
-// Prisma's CLI would otherwise call home (update check, telemetry).
-const childEnv: NodeJS.ProcessEnv = { ...process.env, CHECKPOINT_DISABLE: "1", PRISMA_HIDE_UPDATE_MESSAGE: "1" }
-
-interface Output {
-  readonly stdout: string
-  readonly stderr: string
-}
-
-// Each child leads its own process group, so a timeout or the cleanup also
-// ends what it started (npm → sh → node).
-const killGroup = (child: ChildProcess) => {
-  try {
-    process.kill(-child.pid!, "SIGKILL")
-  } catch {
-    // already gone
-  }
-}
-
-const run = (
-  command: string,
-  args: ReadonlyArray<string>,
-  options: { readonly cwd: string; readonly timeoutMs: number; readonly env?: NodeJS.ProcessEnv }
-) =>
-  new Promise<Output>((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd: options.cwd,
-      env: options.env ?? childEnv,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    children.add(child)
-    let stdout = ""
-    let stderr = ""
-    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
-    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
-    let timedOut = false
-    const timer = setTimeout(() => {
-      timedOut = true
-      killGroup(child)
-    }, options.timeoutMs)
-    const line = `${command} ${args.join(" ")}`
-    child.on("error", (error) => {
-      clearTimeout(timer)
-      children.delete(child)
-      reject(error)
-    })
-    child.on("close", (code, signal) => {
-      clearTimeout(timer)
-      children.delete(child)
-      if (timedOut) reject(new Error(`${line}: no exit within ${options.timeoutMs} ms\n${tail(stdout)}\n${tail(stderr)}`))
-      else if (code !== 0) reject(new Error(`${line}: exit ${code ?? signal}\n${tail(stdout)}\n${tail(stderr)}`))
-      else resolve({ stdout, stderr })
-    })
-  })
-
-const timed = async <A>(step: string, f: () => Promise<A>): Promise<A> => {
-  const started = performance.now()
-  try {
-    return await f()
-  } finally {
-    console.info(`[artifact] ${step}: ${Math.round(performance.now() - started)} ms`)
-  }
-}
-
-/** The one JSON line a program prints among Effect's log lines. */
-const jsonLine = (program: string, stdout: string) => {
-  const lines = stdout.split("\n").filter((line) => line.startsWith("{"))
-  expect(lines, `one JSON line in\n${tail(stdout)}`).toHaveLength(1)
-  console.info(`[artifact] ${program} printed ${lines[0]}`)
-  return JSON.parse(lines[0]!)
-}
+const kit = createKit("artifact")
+const { run, timed, jsonLine } = kit
 
 const npm = (args: ReadonlyArray<string>, timeoutMs: number) => run("npm", args, { cwd: app, timeoutMs })
 const npx = (args: ReadonlyArray<string>, timeoutMs: number, env?: NodeJS.ProcessEnv) =>
@@ -137,95 +63,13 @@ const effectOfCore = async () => {
   }
 }
 
-/**
- * `examples/<name>` copied outside the repository, its dependencies on our
- * packages replaced by the tarballs (the kernel's too: not on the registry
- * yet), installed, its Prisma client generated and its code built with plain
- * `tsc`, as a user would.
- */
-const buildExample = async (name: string, ours: Record<string, string>) => {
-  const dir = path.join(work, `example-${name}`)
-  await fsp.cp(path.join(repo, "examples", name), dir, {
-    recursive: true,
-    filter: (source) => !/[/\\](node_modules|dist|generated)$|package-lock\.json$/.test(source)
-  })
-  const manifestPath = path.join(dir, "package.json")
-  const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
-  for (const [pkg, tarball] of Object.entries({ ...ours, "@prisma-resilience/kernel": tarballs.kernel! })) {
-    manifest.dependencies[pkg] = `file:${tarball}`
-  }
-  await fsp.writeFile(manifestPath, JSON.stringify(manifest, null, 2))
-  const inDir = (args: ReadonlyArray<string>, timeoutMs: number, env = childEnv) =>
-    run("npx", ["--no", "--", ...args], { cwd: dir, timeoutMs, env })
-  await timed(`npm install (${name})`, () =>
-    run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline"], { cwd: dir, timeoutMs: 150_000 }))
-  await timed(`prisma generate (${name})`, () =>
-    inDir(["prisma", "generate"], 60_000, {
-      ...childEnv,
-      PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath
-    }))
-  await timed(`tsc (${name})`, () => inDir(["tsc", "-p", "."], 120_000))
-  return dir
-}
+/** `examples/<name>` outside the repository on the tarballs (test/support/packed.ts). */
+const buildExample = (name: string, ours: Record<string, string>) =>
+  kit.buildExample(work, name, { ...ours, "@prisma-resilience/kernel": tarballs.kernel! })
 
-/** The example's tables, from its prisma/schema.sql. */
-const createTables = async (dir: string) => {
-  const client = new pg.Client({ connectionString: cluster!.url, connectionTimeoutMillis: 5_000 })
-  await client.connect()
-  try {
-    await client.query(await fsp.readFile(path.join(dir, "prisma", "schema.sql"), "utf8"))
-  } finally {
-    await client.end()
-  }
-}
-
-/**
- * `node <script>` in `dir` on a free loopback port (PORT=0), once it printed
- * its address; `stop` sends SIGTERM and resolves with the exit code (or a
- * string when it did not exit in 10 s).
- */
-const startServer = async (dir: string, script: string, address: RegExp) => {
-  const server = spawn(process.execPath, [script], {
-    cwd: dir,
-    env: { ...childEnv, DATABASE_URL: cluster!.url, PORT: "0" },
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  children.add(server)
-  let output = ""
-  server.stdout!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
-  server.stderr!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
-  const exited = new Promise<number | null>((resolve) => server.on("exit", (code) => resolve(code)))
-  const stop = async () => {
-    server.kill("SIGTERM")
-    const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve("no exit in 10 s"), 10_000))])
-    children.delete(server)
-    expect(output.includes(cluster!.password), "password in the output").toBe(false)
-    return code
-  }
-  const deadline = Date.now() + 30_000
-  let base: string | undefined
-  while (!base && Date.now() < deadline) {
-    base = address.exec(output)?.[1]
-    if (!base) await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  if (base === undefined) {
-    await stop()
-    throw new Error(`no address from ${script} in 30 s:\n${tail(output)}`)
-  }
-  return { base, stop, output: () => tail(output) }
-}
-
-/** A JSON call to `base`, bounded in time. */
-const caller = (base: string) =>
-async (method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> => {
-  const response = await fetch(`${base}${route}`, {
-    method,
-    signal: AbortSignal.timeout(10_000),
-    ...(body !== undefined && { body: JSON.stringify(body), headers: { "content-type": "application/json" } })
-  })
-  return { status: response.status, body: await response.json() }
-}
+/** `node <script>` of an example on a free loopback port, against the cluster. */
+const startServer = (dir: string, script: string, address: RegExp) =>
+  kit.startServer(dir, script, address, { DATABASE_URL: cluster!.url })
 
 /** The machine's own node when it is not the one running the tests (Node 20 here), to check `engines`. */
 const olderSystemNode = async (): Promise<Array<string>> => {
@@ -244,7 +88,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  for (const child of children) killGroup(child)
+  kit.killAll()
   await cluster?.destroy()
   if (work) await fsp.rm(work, { recursive: true, force: true })
   // several apps with their node_modules: removing them takes a while
@@ -301,7 +145,7 @@ describe("@prisma-resilience/kernel, core and core-effect3 as installed from the
     expect(tarballs, "packed by the previous tests").toMatchObject({ kernel: expect.any(String), coreEffect3: expect.any(String) })
     await fsp.cp(example, app, {
       recursive: true,
-      filter: (source) => !/[/\\](node_modules|dist|generated)$|package-lock\.json$/.test(source)
+      filter: copyFilter
     })
     const manifestPath = path.join(app, "package.json")
     const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
@@ -313,10 +157,7 @@ describe("@prisma-resilience/kernel, core and core-effect3 as installed from the
     await timed("npm install", () => npm(["install", "--no-audit", "--no-fund", "--prefer-offline"], 150_000))
     // generation is WebAssembly; the schema engine it would download first is not needed
     await timed("prisma generate", () =>
-      npx(["prisma", "generate"], 60_000, {
-        ...childEnv,
-        PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath
-      }))
+      npx(["prisma", "generate"], 60_000, generateEnv))
     await timed("tsc", () => npx(["tsc", "-p", "."], 120_000))
     const built = await fsp.readdir(path.join(app, "dist"))
     expect(built).toEqual(expect.arrayContaining(["main.js", "promise.js"]))
@@ -325,6 +166,7 @@ describe("@prisma-resilience/kernel, core and core-effect3 as installed from the
   it("runs the Effect program against PostgreSQL: warm-up, health, a query, a transaction", async () => {
     cluster = await timed("start PostgreSQL", () =>
       startCluster({ dataDir: path.join(work, "postgres") }))
+    kit.hide(cluster.password)
     const client = new pg.Client({ connectionString: cluster.url, connectionTimeoutMillis: 5_000 })
     await client.connect()
     try {
@@ -398,10 +240,7 @@ describe("@prisma-resilience/kernel, core and core-effect3 as installed from the
     await timed("npm install @prisma-resilience/core-effect3", () =>
       npm(["install", tarballs.kernel!, tarballs.coreEffect3!, "--no-audit", "--no-fund", "--prefer-offline"], 150_000))
     await timed("prisma generate", () =>
-      npx(["prisma", "generate"], 60_000, {
-        ...childEnv,
-        PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath
-      }))
+      npx(["prisma", "generate"], 60_000, generateEnv))
     const prismas = JSON.parse(await fsp.readFile(path.join(app, "node_modules/@prisma/config/package.json"), "utf8"))
     const pinned: string = prismas.dependencies.effect
     expect(pinned, "what @prisma/config depends on").toMatch(/^3\.\d+\.\d+$/)
@@ -435,49 +274,6 @@ describe("@prisma-resilience/kernel, core and core-effect3 as installed from the
     }
   }, 300_000)
 
-  // A Fastify app moved to createResilientPrisma (issue 19): Prisma's own
-  // error class still tells a duplicate, and health is the layer's.
-  it("runs examples/fastify: routes, 409 on P2002 through Prisma's own error class, /health", async () => {
-    expect(cluster, "started by an earlier test").toBeDefined()
-    const dir = await buildExample("fastify", { "@prisma-resilience/core": tarballs.core! })
-    await createTables(dir)
-    const server = await startServer(dir, "dist/server.js", /listening on (http:\/\/127\.0\.0\.1:\d+)/)
-    try {
-      const call = caller(server.base)
-      expect(await call("GET", "/health")).toMatchObject({ status: 200, body: { status: "pass" } })
-      const email = `fastify-${process.pid}@example.com`
-      const created = await call("POST", "/users", { email, name: "Ada" })
-      expect(created).toMatchObject({ status: 201, body: { email, name: "Ada", id: expect.any(Number) } })
-      expect(await call("POST", "/users", { email, name: "Bob" })).toEqual({ status: 409, body: { error: "email taken" } })
-      expect(await call("GET", `/users/${created.body.id}`)).toEqual({ status: 200, body: created.body })
-      expect(await call("GET", "/users/999999999")).toEqual({ status: 404, body: { error: "not found" } })
-    } finally {
-      expect(await server.stop(), server.output()).toBe(0)
-    }
-  }, 300_000)
-
-  // A serverless function's cold start: every invocation a fresh process, as
-  // a platform starts one; the resilient handler answers as the raw one does.
-  it("runs examples/serverless: each invocation a fresh process, the same answers as the raw handler", async () => {
-    expect(cluster, "started by an earlier test").toBeDefined()
-    const dir = await buildExample("serverless", { "@prisma-resilience/core": tarballs.core! })
-    await createTables(dir)
-    const invoke = async (handler: string, route: string) => {
-      const { stdout } = await run(process.execPath, ["dist/invoke.js", path.join(dir, "dist", handler), route], {
-        cwd: dir,
-        timeoutMs: 30_000,
-        env: { ...childEnv, DATABASE_URL: cluster!.url }
-      })
-      return jsonLine(`invoke ${handler} ${route}`, stdout)
-    }
-    const resilient = await invoke("handler.js", "/users")
-    const raw = await invoke("handler-raw.js", "/users")
-    expect(resilient).toMatchObject({ status: 200, body: { users: expect.any(Number) } })
-    expect(resilient.body).toEqual(raw.body)
-    expect(await invoke("handler.js", "/health")).toMatchObject({ status: 200, body: { status: "pass" } })
-    console.info(`[artifact] serverless first response: resilient ${Math.round(resilient.firstResponseMs)} ms, raw ${Math.round(raw.firstResponseMs)} ms (one sample each; npm run bench has the medians)`)
-  }, 300_000)
-
   // An app begun with `npm install effect` (latest: Effect 4), then core.
   it("a new app begun with `npm install effect` (latest) installs core next to it", async () => {
     const dir = path.join(work, "fresh-effect-app")
@@ -504,7 +300,7 @@ describe("@prisma-resilience/kernel, core and core-effect3 as installed from the
     const dir = path.join(work, "effect4-app")
     await fsp.cp(path.join(repo, "examples", "basic"), dir, {
       recursive: true,
-      filter: (source) => !/[/\\](node_modules|dist|generated)$|package-lock\.json$/.test(source)
+      filter: copyFilter
     })
     const manifestPath = path.join(dir, "package.json")
     const manifest = JSON.parse(await fsp.readFile(manifestPath, "utf8"))
@@ -523,10 +319,7 @@ describe("@prisma-resilience/kernel, core and core-effect3 as installed from the
     const seenByCore = createRequire(path.join(dir, "node_modules/@prisma-resilience/core/package.json")).resolve("effect")
     expect(seenByCore, "core uses the app's effect").toBe(createRequire(manifestPath).resolve("effect"))
     await timed("prisma generate (effect4-app)", () =>
-      inDir("npx", ["--no", "--", "prisma", "generate"], 60_000, {
-        ...childEnv,
-        PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath
-      }))
+      inDir("npx", ["--no", "--", "prisma", "generate"], 60_000, generateEnv))
     await timed("tsc (effect4-app)", () => inDir("npx", ["--no", "--", "tsc", "-p", "."], 120_000))
     const env = { ...childEnv, DATABASE_URL: cluster!.url }
     const nodes = [process.execPath, ...(await olderSystemNode())]
